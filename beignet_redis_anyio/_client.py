@@ -1,0 +1,181 @@
+"""``RedisClient``: redis-py's command vocabulary on our own connection.
+
+The command methods (``get``, ``hset``, ``zadd``, ``scan_iter`` …) are
+redis-py's own, inherited from its ``AsyncCoreCommands`` mixin; they build
+argument lists and call :meth:`RedisClient.execute_command`. We send those on
+the multiplexed connection (or a dedicated one for blocking commands) and
+shape the replies with redis-py's response callbacks, so results look exactly
+as redis-py users expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+from redis.commands import AsyncCoreCommands
+from redis.exceptions import ResponseError
+
+from ._blocking import DedicatedConnections
+from ._connection import Multiplexer
+from ._redis_compat import EMPTY_RESPONSE, NEVER_DECODE, Encoder, resp2_response_callbacks
+from ._routing import BLOCKING, NOT_BLOCKING, PLAIN, blocking_wait, refuse_stateful, route
+from ._settings import ConnectionSettings, parse_redis_url
+from ._wire import encode_command
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
+
+__all__ = ["RedisClient", "open_redis_client"]
+
+
+class RedisClient(AsyncCoreCommands):
+    """A Redis client for asyncio and trio, one multiplexed connection wide.
+
+    Make one with :func:`open_redis_client` (it owns the task group), or with
+    :meth:`from_url` inside a task group you own, and close it with
+    :meth:`aclose`. Every redis-py command method is available
+    (``await client.incr("c")``); :meth:`execute_command` sends anything else.
+
+    ``decode_responses`` is redis-py's flag: ``True`` (our default, as the
+    cache port wants ``str``) decodes string replies as UTF-8; ``False``
+    returns ``bytes`` exactly as redis-py does.
+
+    Cancellation: a command cancelled at any point leaves the connection
+    intact; if it was already queued it still reaches the server (and may
+    apply), and its reply is discarded.
+    """
+
+    _is_async_client: Literal[True] = True
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        task_group: TaskGroup,
+        decode_responses: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._decode = decode_responses
+        self._encoder = Encoder("utf-8", "strict", decode_responses)
+        self._callbacks = _CALLBACKS
+        self._mux = Multiplexer(settings, task_group, decode=decode_responses)
+        self._dedicated = DedicatedConnections(settings, decode=decode_responses)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        task_group: TaskGroup,
+        decode_responses: bool = True,
+        **settings: Any,
+    ) -> RedisClient:
+        """A client for ``url``; keyword ``settings`` (``db=``,
+        ``command_timeout=``, ``tls=`` …) override what the URL says."""
+        return cls(
+            parse_redis_url(url, **settings),
+            task_group=task_group,
+            decode_responses=decode_responses,
+        )
+
+    def __repr__(self) -> str:
+        return f"<RedisClient {self.settings.redacted_url()}>"
+
+    # -- what redis-py's command mixins expect of a client ------------------
+
+    def get_encoder(self) -> Encoder:
+        return self._encoder
+
+    def get_connection_kwargs(self) -> dict[str, Any]:
+        return {"decode_responses": self._decode, "encoding": "utf-8", "protocol": 2}
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Send one command and return its reply, shaped by redis-py's callback.
+
+        Raises redis-py's exceptions: an error reply as its mapped class
+        (``ResponseError``, ``NoScriptError`` …), ``ConnectionError`` when the
+        connection fails, ``TimeoutError`` after ``command_timeout``.
+        """
+        key, kind = route(args)
+        decode = self._decode and NEVER_DECODE not in options
+        if kind != PLAIN:
+            if kind == BLOCKING:
+                wait = blocking_wait(key.split()[0], args)
+                if wait != NOT_BLOCKING:
+                    reply = await self._dedicated.run(encode_command(args), wait, decode)
+                    return self._shape(key, reply, options)
+            refuse_stateful(key, kind, args)
+        replies = await self._mux.request(encode_command(args), 1, decode)
+        return self._shape(key, replies[0], options)
+
+    def _shape_one(self, args: tuple[Any, ...], reply: Any, options: dict[str, Any]) -> Any:
+        return self._shape(route(args)[0], reply, options)
+
+    def _shape(self, key: str, reply: Any, options: dict[str, Any]) -> Any:
+        if isinstance(reply, ResponseError):
+            if EMPTY_RESPONSE in options:
+                return options[EMPTY_RESPONSE]
+            raise reply
+        callback = self._callbacks.get(key)
+        if callback is None:
+            return reply
+        options.pop(EMPTY_RESPONSE, None)
+        options.pop(NEVER_DECODE, None)
+        options.pop("keys", None)
+        return callback(reply, **options)
+
+    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> Pipeline:
+        """A batch of commands sent in one write; ``await pipe.execute()``
+        returns their results in order. ``transaction=True`` wraps the batch
+        in MULTI/EXEC so it applies atomically."""
+        from ._pipeline import Pipeline
+
+        del shard_hint  # accepted for redis-py compatibility; meaningless here
+        return Pipeline(self, transaction=transaction)
+
+    async def aclose(self) -> None:
+        """Close every connection. In-flight commands fail with
+        ``ConnectionError``; the close is shielded and bounded."""
+        with anyio.CancelScope(shield=True):
+            await self._mux.aclose()
+            await self._dedicated.aclose()
+
+    # The pipeline needs the raw path.
+    async def _request_many(self, payload: bytes, expected: int) -> list[Any]:
+        return await self._mux.request(payload, expected, self._decode)
+
+
+_CALLBACKS = resp2_response_callbacks()
+
+
+@asynccontextmanager
+async def open_redis_client(
+    url: str, *, decode_responses: bool = True, **settings: Any
+) -> AsyncIterator[RedisClient]:
+    """A :class:`RedisClient` whose background tasks live for this block.
+
+    The connection opens lazily on the first command. On exit — normal, by an
+    exception or by cancellation — every connection is closed (shielded and
+    bounded), and an exception from the block comes out as itself, not
+    wrapped in an exception group.
+    """
+    parsed = parse_redis_url(url, **settings)
+    failure: BaseException | None = None
+    async with anyio.create_task_group() as task_group:
+        client = RedisClient(parsed, task_group=task_group, decode_responses=decode_responses)
+        try:
+            yield client
+        except BaseException as exc:  # re-raised below, outside the task group
+            failure = exc
+        finally:
+            await client.aclose()
+            task_group.cancel_scope.cancel()
+    if failure is not None:
+        try:
+            raise failure
+        finally:
+            failure = None

@@ -1,0 +1,307 @@
+"""One connection, shared by every task: the multiplexer.
+
+Why one connection: Redis answers in order, so many tasks can share a socket
+if we keep the order straight. That buys coalesced writes (a hundred tasks'
+GETs leave in one ``send``) and no pool to size or starve.
+
+How order is kept, and why cancellation cannot break it:
+
+* A caller never touches the socket. It appends its encoded command to the
+  link's outbox *and* its :class:`_Request` to the link's ``pending`` queue in
+  one synchronous step — no ``await`` in between — so the byte order on the
+  wire is the order of ``pending``.
+* One writer task drains the outbox: every command queued since its last
+  write goes out in one ``send``. A cancelled caller cannot tear a write,
+  because it is not the one writing.
+* One reader task parses replies and hands each to the head of ``pending``.
+  A caller that stopped waiting (cancelled, timed out) leaves its request in
+  the queue; its reply is read and dropped like any other. Replies can never
+  shift onto the wrong caller.
+
+Both tasks of a link run in the task group the client's owner provides. When
+the link fails (EOF, reset, a write error, a silent server), every request
+still waiting fails with ``redis.exceptions.ConnectionError`` — none is
+replayed, since a ``SET`` or ``INCR`` may already have applied — and the next
+command opens a new link, after a backoff when connecting keeps failing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from redis.exceptions import ConnectionError, TimeoutError
+
+from ._settings import ConnectionSettings
+from ._transport import RawConnection, connection_lost, open_connection
+
+__all__ = ["Multiplexer"]
+
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 2.0
+
+
+class _Request:
+    """What a caller waits on: ``expected`` replies, or an error."""
+
+    __slots__ = ("deadline", "decode", "done", "error", "expected", "replies")
+
+    def __init__(self, expected: int, decode: bool, deadline: float, done: anyio.Event) -> None:
+        self.expected = expected
+        self.decode = decode
+        self.deadline = deadline
+        self.replies: list[Any] = []
+        self.error: Exception | None = None
+        self.done = done
+
+
+class _Link:
+    """One physical connection and the three tasks that serve it.
+
+    * reader — parses replies and hands each to the head of ``pending``;
+    * writer — sends what could not be written at once (a full socket buffer,
+      TLS, or commands queued while others are in flight, coalesced);
+    * watchdog — fails requests past their deadline (so callers need no
+      cancel scope of their own on the hot path) and drops the link when the
+      server has gone silent.
+    """
+
+    def __init__(self, connection: RawConnection, command_timeout: float | None) -> None:
+        self.connection = connection
+        self.transport = connection.transport
+        self.address = connection.settings.address
+        self.command_timeout = command_timeout
+        self.pending: deque[_Request] = deque()
+        self.outbox: list[bytes] = []
+        self.writing = False
+        self.writer_wakeup: anyio.Event | None = None
+        self.watchdog_wakeup: anyio.Event | None = None
+        self.failed: Exception | None = None
+        self.last_received = anyio.current_time()
+        self.scope = anyio.CancelScope()
+        # anyio.Event() asks sniffio which backend runs on every call; the
+        # class it returns is the same for the life of the link, so we keep
+        # it and skip the lookup on the hot path.
+        self.new_event: Callable[[], anyio.Event] = type(anyio.Event())
+
+    def submit(self, payload: bytes, request: _Request) -> None:
+        """Queue ``payload`` and its request together — synchronously, so
+        that the order of bytes on the wire is the order of ``pending``."""
+        in_flight = bool(self.pending)
+        self.pending.append(request)
+        if self.watchdog_wakeup is not None:
+            self.watchdog_wakeup.set()
+            self.watchdog_wakeup = None
+        if in_flight or self.outbox or self.writing:
+            # Others are waiting too: let the writer coalesce us with them.
+            self.outbox.append(payload)
+        else:
+            # Alone on an idle line: write now, no task switch.
+            try:
+                sent = self.transport.send_now(payload)
+            except OSError as exc:
+                self.fail(connection_lost(self.connection.settings, exc))
+                return
+            if sent == len(payload):
+                return
+            self.outbox.append(payload[sent:])
+        if self.writer_wakeup is not None:
+            self.writer_wakeup.set()
+            self.writer_wakeup = None
+
+    def fail(self, error: Exception) -> None:
+        """Fail every waiting request and stop the tasks. Idempotent."""
+        if self.failed is not None:
+            return
+        self.failed = error
+        self.outbox.clear()
+        while self.pending:
+            request = self.pending.popleft()
+            if not request.done.is_set():
+                request.error = error
+                request.done.set()
+        self.scope.cancel()
+
+    async def run(self) -> None:
+        """The link's life: its tasks, then closing the connection."""
+        try:
+            with self.scope:
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(self._write_loop)
+                    if self.command_timeout is not None:
+                        tasks.start_soon(self._watchdog, self.command_timeout)
+                    await self._read_loop()
+        finally:
+            self.fail(ConnectionError(f"Connection to {self.address} closed"))
+            with anyio.CancelScope(shield=True):
+                await self.transport.aclose()
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                if not self.outbox:
+                    wakeup = self.writer_wakeup = anyio.Event()
+                    await wakeup.wait()
+                    continue
+                data = b"".join(self.outbox) if len(self.outbox) > 1 else self.outbox[0]
+                self.outbox.clear()
+                self.writing = True
+                await self.transport.send(data)
+                self.writing = False
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            self.fail(connection_lost(self.connection.settings, exc))
+
+    async def _read_loop(self) -> None:
+        reader = self.connection.reader
+        pending = self.pending
+        receive = self.transport.receive
+        try:
+            while True:
+                data = await receive()
+                self.last_received = anyio.current_time()
+                reader.feed(data)
+                while pending:
+                    head = pending[0]
+                    reply = reader.gets(head.decode)
+                    if reply is False:
+                        break
+                    head.replies.append(reply)
+                    if len(head.replies) == head.expected:
+                        pending.popleft()
+                        if head.error is None:  # not already timed out
+                            head.done.set()
+                else:
+                    if reader.gets() is not False:
+                        self.fail(
+                            ConnectionError(
+                                f"{self.address} sent a reply nobody asked for; "
+                                "closing the connection"
+                            )
+                        )
+                        return
+        except (
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+        ) as exc:
+            self.fail(connection_lost(self.connection.settings, exc))
+        except Exception as exc:  # a protocol error: the stream is unreadable
+            self.fail(ConnectionError(f"Connection to {self.address} broke: {exc}"))
+
+    async def _watchdog(self, limit: float) -> None:
+        pending = self.pending
+        while True:
+            if not pending:
+                wakeup = self.watchdog_wakeup = anyio.Event()
+                await wakeup.wait()
+                continue
+            now = anyio.current_time()
+            next_deadline = None
+            for request in pending:  # oldest first, so deadlines ascend
+                if request.error is not None:
+                    continue  # timed out earlier; its reply is still owed
+                if request.deadline > now:
+                    next_deadline = request.deadline
+                    break
+                request.error = TimeoutError(
+                    f"Timeout reading from {self.address} after {limit:g}s"
+                )
+                request.done.set()
+            if now - self.last_received >= limit and any(
+                request.deadline <= now for request in pending
+            ):
+                # A slow command is not a dead connection — but one that has
+                # said nothing for a whole timeout while owing replies is (a
+                # half-open TCP connection, a frozen server). Drop it so the
+                # next command reconnects instead of queueing behind it.
+                self.fail(
+                    ConnectionError(
+                        f"{self.address} sent nothing for {limit:g}s; connection closed"
+                    )
+                )
+                return
+            await anyio.sleep((next_deadline if next_deadline is not None else now + limit) - now)
+
+
+class Multiplexer:
+    """The shared connection, (re)opened on demand inside ``task_group``."""
+
+    def __init__(
+        self, settings: ConnectionSettings, task_group: TaskGroup, *, decode: bool
+    ) -> None:
+        self._settings = settings
+        self._task_group = task_group
+        self._decode = decode
+        self._link: _Link | None = None
+        self._connect_lock = anyio.Lock()
+        self._attempts = 0
+        self._failures = 0
+        self._last_error: Exception | None = None
+        self._next_attempt_at = 0.0
+        self._closed = False
+
+    async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
+        """Send ``payload`` (holding ``expected`` commands) and return their replies.
+
+        Error replies come back as exception values in the list; a failed
+        connection raises ``ConnectionError`` and a missed deadline
+        ``TimeoutError``. Cancellation is safe at every point: the request may
+        still reach the server (and apply), but its replies are discarded.
+        """
+        link = self._link
+        if link is None or link.failed is not None:
+            link = await self._connected_link()
+        timeout = self._settings.command_timeout
+        deadline = anyio.current_time() + timeout if timeout is not None else 0.0
+        request = _Request(expected, decode, deadline, link.new_event())
+        link.submit(payload, request)
+        await request.done.wait()
+        if request.error is not None:
+            raise type(request.error)(*request.error.args)
+        return request.replies
+
+    async def _connected_link(self) -> _Link:
+        seen_attempts = self._attempts
+        async with self._connect_lock:
+            link = self._link
+            if link is not None and link.failed is None:
+                return link
+            if self._closed:
+                raise ConnectionError("the client is closed")
+            if self._attempts != seen_attempts and self._last_error is not None:
+                # Someone tried while we waited for the lock and failed; share
+                # that outcome instead of queueing our own attempt behind it.
+                raise type(self._last_error)(*self._last_error.args)
+            delay = self._next_attempt_at - anyio.current_time()
+            if delay > 0:
+                await anyio.sleep(delay)
+            self._attempts += 1
+            try:
+                connection = await open_connection(self._settings, decode=self._decode)
+            except Exception as exc:
+                self._failures += 1
+                self._last_error = exc
+                backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self._failures - 1))
+                self._next_attempt_at = anyio.current_time() + backoff * random.uniform(0.5, 1.0)
+                raise
+            self._failures = 0
+            self._last_error = None
+            link = _Link(connection, self._settings.command_timeout)
+            self._link = link
+            self._task_group.start_soon(
+                link.run, name=f"beignet-redis link {self._settings.address}"
+            )
+            return link
+
+    async def aclose(self) -> None:
+        """Fail what is in flight and close the connection (bounded, shielded)."""
+        self._closed = True
+        link = self._link
+        if link is not None:
+            # The link's own task closes the socket as it stops.
+            link.fail(ConnectionError("the client was closed"))

@@ -1,0 +1,138 @@
+"""Pipelines: many commands, one write, one round trip.
+
+A pipeline's commands are encoded into one payload and queued on the shared
+connection as a single request, so no other task's command can land between
+them — which is also what makes ``transaction=True`` (MULTI … EXEC) safe on a
+connection that every task shares.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from redis.commands import AsyncCoreCommands
+from redis.exceptions import DataError, ExecAbortError, ResponseError
+
+from ._redis_compat import EMPTY_RESPONSE
+from ._routing import BLOCKING, NOT_BLOCKING, blocking_wait, refuse_stateful, route
+from ._wire import encode_commands
+
+if TYPE_CHECKING:
+    from ._client import RedisClient
+
+__all__ = ["Pipeline"]
+
+
+class Pipeline(AsyncCoreCommands):
+    """Queue commands with redis-py's methods, then ``await execute()``.
+
+    Command methods return the pipeline, so calls chain
+    (``pipe.set("a", 1).incr("a")``). ``execute(raise_on_error=True)`` raises
+    the first error reply (annotated with its position); with ``False`` the
+    errors stand in the result list. The queue is emptied either way.
+    """
+
+    def __init__(self, client: RedisClient, *, transaction: bool) -> None:
+        self._client = client
+        self.transaction = transaction
+        self.command_stack: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.reset()
+
+    def __len__(self) -> int:
+        return len(self.command_stack)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def get_encoder(self) -> Any:
+        return self._client.get_encoder()
+
+    def get_connection_kwargs(self) -> dict[str, Any]:
+        return self._client.get_connection_kwargs()
+
+    def reset(self) -> None:
+        self.command_stack.clear()
+
+    def execute_command(self, *args: Any, **options: Any) -> Pipeline:  # type: ignore[override]
+        key, kind = route(args)
+        if kind == BLOCKING and not self.transaction:
+            base = key.split()[0]
+            if blocking_wait(base, args) != NOT_BLOCKING:
+                raise DataError(
+                    f"{base} blocks the connection it runs on; run it on its own "
+                    "(await client.…) or inside pipeline(transaction=True)"
+                )
+        refuse_stateful(key, kind, args)
+        self.command_stack.append((args, options))
+        return self
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack, self.command_stack = self.command_stack, []
+        if not stack:
+            return []
+        commands = [args for args, _ in stack]
+        if self.transaction:
+            commands = [("MULTI",), *commands, ("EXEC",)]
+        replies = await self._client._request_many(encode_commands(commands), len(commands))
+        if self.transaction:
+            replies = self._unwrap_transaction(stack, replies)
+        results = [
+            self._shape(args, options, reply) for (args, options), reply in zip(stack, replies)
+        ]
+        if raise_on_error:
+            for number, ((args, _), result) in enumerate(zip(stack, results, strict=True), start=1):
+                if isinstance(result, ResponseError):
+                    raise _annotated(result, number, args)
+        return results
+
+    def _unwrap_transaction(
+        self, stack: list[tuple[tuple[Any, ...], dict[str, Any]]], replies: list[Any]
+    ) -> list[Any]:
+        queued, outcome = replies[1:-1], replies[-1]
+        if isinstance(replies[0], ResponseError):
+            raise replies[0]
+        if isinstance(outcome, (ExecAbortError, ResponseError)):
+            # EXEC refused the whole batch: report why, as redis-py does, with
+            # the first command the server rejected while queueing.
+            for number, ((args, _), reply) in enumerate(zip(stack, queued, strict=True), start=1):
+                if isinstance(reply, ResponseError):
+                    raise _annotated(reply, number, args) from outcome
+            raise outcome
+        if outcome is None:  # pragma: no cover - only after WATCH, which we refuse
+            from redis.exceptions import WatchError
+
+            raise WatchError("Watched variable changed.")
+        if len(outcome) != len(stack):
+            from redis.exceptions import InvalidResponse
+
+            raise InvalidResponse("EXEC returned a different number of replies than were queued")
+        return list(outcome)
+
+    def _shape(self, args: tuple[Any, ...], options: dict[str, Any], reply: Any) -> Any:
+        if isinstance(reply, ResponseError):
+            if EMPTY_RESPONSE in options:
+                return options[EMPTY_RESPONSE]
+            return reply
+        try:
+            return self._client._shape_one(args, reply, dict(options))
+        except ResponseError as exc:  # pragma: no cover - callbacks rarely raise
+            return exc
+
+
+def _annotated(error: ResponseError, number: int, args: tuple[Any, ...]) -> ResponseError:
+    # Name the command, not its arguments: arguments may hold values or
+    # credentials that have no business in an exception message.
+    name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+    error.args = (f"Command # {number} ({name.upper()}) of pipeline caused error: {error}",)
+    return error

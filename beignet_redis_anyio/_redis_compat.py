@@ -1,0 +1,64 @@
+"""Every import of a redis-py *internal* lives here, and only here.
+
+We reuse three things from redis-py that it does not promise to keep still:
+the table of response callbacks (turns raw RESP replies into the Python
+shapes redis-py users know), the mapping of error-reply prefixes to exception
+classes, and the option keys its command methods pass to ``execute_command``.
+When a redis-py release moves one of them, ``tests/test_redis_compat.py``
+fails with the name of what moved, instead of some command quietly returning
+raw bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from redis._parsers import Encoder as Encoder
+from redis._parsers.base import BaseParser
+from redis.client import EMPTY_RESPONSE as EMPTY_RESPONSE
+from redis.client import NEVER_DECODE as NEVER_DECODE
+from redis.exceptions import ResponseError
+
+__all__ = [
+    "EMPTY_RESPONSE",
+    "NEVER_DECODE",
+    "Encoder",
+    "parse_error_reply",
+    "resp2_response_callbacks",
+]
+
+ResponseCallback = Callable[..., Any]
+
+
+def resp2_response_callbacks() -> dict[str, ResponseCallback]:
+    """redis-py's callbacks for RESP2 replies, keyed by upper-case command name.
+
+    We speak RESP2 on the wire, so we want exactly the shapes redis-py's own
+    RESP2 client returns.
+    """
+    try:  # redis-py >= 8.0
+        from redis._parsers.response_callbacks import get_response_callbacks
+    except ImportError:  # pragma: no cover - redis-py 5.x-7.x
+        from redis._parsers.helpers import (  # type: ignore[attr-defined]
+            _RedisCallbacks,
+            _RedisCallbacksRESP2,
+        )
+
+        merged: dict[str, ResponseCallback] = {**_RedisCallbacks, **_RedisCallbacksRESP2}
+    else:
+        merged = get_response_callbacks(user_protocol=2, legacy_responses=True)
+    return {name.upper(): callback for name, callback in merged.items()}
+
+
+_EXCEPTION_CLASSES: Mapping[str, Any] = BaseParser.EXCEPTION_CLASSES
+
+
+def parse_error_reply(message: str) -> ResponseError:
+    """Turn an error reply's text into the exception redis-py would raise.
+
+    ``WRONGTYPE …`` becomes ``ResponseError``, ``NOSCRIPT …`` ``NoScriptError``,
+    ``WRONGPASS …`` ``AuthenticationError`` and so on, by redis-py's own table.
+    """
+    error: ResponseError = BaseParser.parse_error(message)
+    return error

@@ -1,0 +1,166 @@
+"""Redis servers for the tests: an embedded fakeredis, and real redis-server processes.
+
+The real server is what we promise to work against; fakeredis is what a
+developer without redis-server installed can still run. Tests that need the
+real binary skip when it is missing — unless ``BEIGNET_REQUIRE_REDIS_SERVER``
+is set (CI sets it), in which case its absence is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REQUIRE_REAL = os.environ.get("BEIGNET_REQUIRE_REDIS_SERVER", "") not in ("", "0")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed (Debian: apt-get install redis-server)"
+        if REQUIRE_REAL:
+            pytest.fail(message + "; BEIGNET_REQUIRE_REDIS_SERVER is set", pytrace=False)
+        pytest.skip(message)
+    return binary
+
+
+def _ping(address: Any, family: int = socket.AF_INET, password: str | None = None) -> bool:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            sock.connect(address)
+            if password:
+                sock.sendall(f"AUTH {password}\r\n".encode())
+                sock.recv(64)
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A redis-server process on a free loopback port, restartable in place."""
+
+    def __init__(self, *extra: str, tls: TLSFiles | None = None, password: str | None = None):
+        self.binary = redis_server_binary()
+        self.dir = Path(tempfile.mkdtemp(prefix="beignet-redis-"))
+        self.port = free_port()
+        self.unix_path = str(self.dir / "redis.sock")
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
+        self.password = password
+        self.extra = list(extra)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+            "--unixsocket", self.unix_path,
+            "--unixsocketperm", "700",
+            "--enable-debug-command", "local",
+        ]  # fmt: skip
+        if self.tls is not None:
+            args += [
+                "--tls-port", str(self.tls_port),
+                "--tls-cert-file", self.tls.server_cert,
+                "--tls-key-file", self.tls.server_key,
+                "--tls-ca-cert-file", self.tls.ca_cert,
+                "--tls-auth-clients", "optional",
+            ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        return args + self.extra
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 10
+        while not _ping(("127.0.0.1", self.port), password=self.password):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not answer PING within 10s")
+            time.sleep(0.01)  # waiting for an external process: nothing to await
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TLSFiles:
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost, and a
+    client certificate — all generated, nothing checked in."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        ca = trustme.CA()
+        server = ca.issue_cert("127.0.0.1", "localhost")
+        client = ca.issue_cert("beignet-test-client")
+        self.ca_cert = str(directory / "ca.pem")
+        self.server_cert = str(directory / "server.pem")
+        self.server_key = str(directory / "server.key")
+        self.client_cert = str(directory / "client.pem")
+        self.client_key = str(directory / "client.key")
+        ca.cert_pem.write_to_path(self.ca_cert)
+        server.cert_chain_pems[0].write_to_path(self.server_cert)
+        server.private_key_pem.write_to_path(self.server_key)
+        client.cert_chain_pems[0].write_to_path(self.client_cert)
+        client.private_key_pem.write_to_path(self.client_key)
+
+
+class FakeServer:
+    """fakeredis's TCP server in a thread, on a free port."""
+
+    def __init__(self) -> None:
+        from fakeredis import TcpFakeServer
+
+        self.server = TcpFakeServer(("127.0.0.1", 0))
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,164 @@
+"""RedisClient speaks redis-py's vocabulary, against fakeredis and a real server."""
+
+from __future__ import annotations
+
+import pytest
+from redis.exceptions import DataError, ExecAbortError, NoScriptError, ResponseError
+from servers import RedisServer
+
+from beignet_redis_anyio import RedisClient, open_redis_client
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_strings_counters_and_expiry(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        assert await client.set(f"{key}:s", "héllo") is True
+        assert await client.get(f"{key}:s") == "héllo"
+        assert await client.get(f"{key}:missing") is None
+        assert await client.incr(f"{key}:n") == 1
+        assert await client.incrby(f"{key}:n", 41) == 42
+        assert await client.expire(f"{key}:n", 100) is True
+        assert 0 < await client.ttl(f"{key}:n") <= 100
+        assert await client.exists(f"{key}:s", f"{key}:n", f"{key}:missing") == 2
+        assert await client.delete(f"{key}:s") == 1
+
+
+async def test_hashes_lists_sets_sorted_sets(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        await client.hset(f"{key}:h", mapping={"a": "1", "b": "2"})
+        assert await client.hgetall(f"{key}:h") == {"a": "1", "b": "2"}
+        await client.rpush(f"{key}:l", "x", "y", "z")
+        assert await client.lrange(f"{key}:l", 0, -1) == ["x", "y", "z"]
+        assert await client.sadd(f"{key}:set", "a", "b") == 2
+        assert await client.smembers(f"{key}:set") == {"a", "b"}
+        await client.zadd(f"{key}:z", {"one": 1, "two": 2})
+        assert await client.zrange(f"{key}:z", 0, -1, withscores=True) == [
+            ("one", 1.0),
+            ("two", 2.0),
+        ]
+
+
+async def test_mget_and_scan_iter(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        for index in range(25):
+            await client.set(f"{key}:scan:{index}", index)
+        assert await client.mget(f"{key}:scan:1", f"{key}:nope", f"{key}:scan:2") == [
+            "1",
+            None,
+            "2",
+        ]
+        found = {name async for name in client.scan_iter(match=f"{key}:scan:*", count=5)}
+        assert found == {f"{key}:scan:{index}" for index in range(25)}
+
+
+async def test_execute_command_for_anything_else(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        assert await client.execute_command("ECHO", "raw") == "raw"
+        assert await client.execute_command("SET", f"{key}:x", "1") is True
+        assert await client.execute_command("GETRANGE", f"{key}:x", 0, -1) == "1"
+
+
+async def test_decode_responses_false_returns_bytes(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url, decode_responses=False) as client:
+        await client.set(key, "v")
+        assert await client.get(key) == b"v"
+        await client.hset(f"{key}:h", "f", "v")
+        assert await client.hgetall(f"{key}:h") == {b"f": b"v"}
+
+
+async def test_binary_values_round_trip(server_url: str, key: str) -> None:
+    payload = bytes(range(256)) * 4
+    async with open_redis_client(server_url, decode_responses=False) as client:
+        await client.set(key, payload)
+        assert await client.get(key) == payload
+
+
+async def test_error_replies_map_to_redis_py_exceptions(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        await client.set(key, "string")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await client.lpush(key, "x")
+        with pytest.raises(ResponseError, match=r"(?i)unknown command"):
+            await client.execute_command("NOSUCHCOMMAND")
+        # An error reply leaves the connection perfectly usable.
+        assert await client.get(key) == "string"
+
+
+async def test_noscript_maps_to_its_class(real_server: RedisServer) -> None:
+    # fakeredis has no scripting without lupa; the mapping is the point here.
+    async with open_redis_client(real_server.url) as client:
+        with pytest.raises(NoScriptError):
+            await client.evalsha("0" * 40, 0)
+
+
+async def test_pipeline_sends_a_batch_and_returns_results(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        pipe = client.pipeline()
+        pipe.set(f"{key}:a", "1").incr(f"{key}:a").get(f"{key}:a").hset(f"{key}:h", "f", "v")
+        assert len(pipe) == 4
+        assert await pipe.execute() == [True, 2, "2", 1]
+        assert len(pipe) == 0
+        assert await client.pipeline().execute() == []
+
+
+async def test_pipeline_errors_raise_first_or_stand_in_results(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        await client.set(key, "string")
+        pipe = client.pipeline()
+        pipe.get(key).lpush(key, "x").get(key)
+        with pytest.raises(ResponseError, match=r"Command # 2 \(LPUSH\)"):
+            await pipe.execute()
+        pipe.get(key).lpush(key, "x").get(key)
+        first, error, last = await pipe.execute(raise_on_error=False)
+        assert (first, last) == ("string", "string")
+        assert isinstance(error, ResponseError)
+
+
+async def test_transaction_applies_atomically(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client, client.pipeline(transaction=True) as pipe:
+        pipe.incr(f"{key}:c").incr(f"{key}:c").get(f"{key}:c")
+        assert await pipe.execute() == [1, 2, "2"]
+
+
+async def test_transaction_with_a_bad_command_applies_nothing(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        pipe = client.pipeline(transaction=True)
+        pipe.set(f"{key}:t", "1").execute_command("NOSUCHCOMMAND")
+        with pytest.raises((ExecAbortError, ResponseError)):
+            await pipe.execute()
+        assert await client.get(f"{key}:t") is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("SELECT", 1),
+        ("MULTI",),
+        ("WATCH", "k"),
+        ("SUBSCRIBE", "ch"),
+        ("MONITOR",),
+        ("CLIENT", "REPLY", "OFF"),
+    ],
+)
+async def test_connection_state_commands_are_refused(
+    server_url: str, command: tuple[object, ...]
+) -> None:
+    async with open_redis_client(server_url) as client:
+        with pytest.raises(DataError, match="shared connection"):
+            await client.execute_command(*command)
+        with pytest.raises(DataError, match="shared connection"):
+            client.pipeline().execute_command(*command)
+        assert await client.ping() is True
+
+
+async def test_blocking_commands_are_refused_in_plain_pipelines(server_url: str) -> None:
+    async with open_redis_client(server_url) as client:
+        with pytest.raises(DataError, match="blocks the connection"):
+            client.pipeline().blpop(["q"], timeout=0)
+
+
+async def test_repr_names_the_server_without_password() -> None:
+    async with open_redis_client("redis://alice:topsecret@127.0.0.1:1/2") as client:
+        assert isinstance(client, RedisClient)
+        assert repr(client) == "<RedisClient redis://alice:***@127.0.0.1:1/2>"

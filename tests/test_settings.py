@@ -1,0 +1,117 @@
+"""URL parsing: every accepted form, every rejected one, and no password leaks."""
+
+from __future__ import annotations
+
+import pytest
+
+from beignet_redis_anyio import ConnectionSettings, TLSOptions
+from beignet_redis_anyio._settings import parse_redis_url
+
+SECRET = "hunter2-s3cret"
+
+
+def test_plain_tcp_url_with_defaults() -> None:
+    settings = parse_redis_url("redis://cache.internal")
+    assert (settings.scheme, settings.host, settings.port, settings.db) == (
+        "redis",
+        "cache.internal",
+        6379,
+        0,
+    )
+    assert settings.password is None and settings.tls is None
+
+
+def test_credentials_port_and_db_from_the_url() -> None:
+    settings = parse_redis_url(f"redis://alice:{SECRET}@10.0.0.5:6380/3")
+    assert settings.username == "alice"
+    assert settings.password == SECRET
+    assert (settings.host, settings.port, settings.db) == ("10.0.0.5", 6380, 3)
+
+
+def test_password_without_username_and_percent_decoding() -> None:
+    settings = parse_redis_url("redis://:p%40ss%3Aword@localhost")
+    assert settings.username is None
+    assert settings.password == "p@ss:word"
+
+
+def test_rediss_turns_on_tls_with_system_trust_by_default() -> None:
+    settings = parse_redis_url("rediss://secure.example:6390")
+    assert settings.tls == TLSOptions()
+    assert settings.tls.ca_file is None and settings.tls.check_hostname
+
+
+def test_unix_socket_with_db_in_query() -> None:
+    settings = parse_redis_url("unix:///run/redis/redis.sock?db=5")
+    assert (settings.scheme, settings.path, settings.db) == ("unix", "/run/redis/redis.sock", 5)
+
+
+def test_ipv6_host() -> None:
+    settings = parse_redis_url("redis://[::1]:7000/1")
+    assert (settings.host, settings.port, settings.db) == ("::1", 7000, 1)
+    assert settings.address == "[::1]:7000"
+
+
+def test_overrides_win_over_the_url() -> None:
+    settings = parse_redis_url("redis://localhost/2", db=7, command_timeout=0.5)
+    assert settings.db == 7
+    assert settings.command_timeout == 0.5
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "non-empty"),
+        ("http://localhost", "unsupported URL scheme"),
+        ("redis://", "no host"),
+        ("redis://localhost/abc", "integer >= 0"),
+        ("redis://localhost/-1", "integer >= 0"),
+        ("redis://localhost:notaport", "malformed"),
+        ("redis://localhost:70000", "(?i)port"),
+        ("unix://", "socket path"),
+    ],
+)
+def test_malformed_urls_say_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_redis_url(url)
+
+
+def test_tls_options_need_rediss() -> None:
+    with pytest.raises(ValueError, match="rediss://"):
+        parse_redis_url("redis://localhost", tls=TLSOptions())
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"connect_timeout": 0},
+        {"connect_timeout": -1},
+        {"command_timeout": float("nan")},
+        {"command_timeout": float("inf")},
+        {"command_timeout": True},
+        {"db": -1},
+        {"db": True},
+        {"max_blocking_connections": 0},
+        {"client_name": "has space"},
+        {"client_name": ""},
+    ],
+)
+def test_invalid_settings_are_rejected(field: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        ConnectionSettings(**field)  # type: ignore[arg-type]
+
+
+def test_no_command_timeout_is_allowed() -> None:
+    assert ConnectionSettings(command_timeout=None).command_timeout is None
+
+
+def test_password_never_in_repr_or_redacted_url() -> None:
+    settings = parse_redis_url(f"redis://alice:{SECRET}@localhost:6379/1")
+    assert SECRET not in repr(settings)
+    assert SECRET not in settings.redacted_url()
+    assert settings.redacted_url() == "redis://alice:***@localhost:6379/1"
+
+
+def test_password_never_in_parse_errors() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_redis_url(f"redis://alice:{SECRET}@localhost:port/0")
+    assert SECRET not in str(caught.value)
