@@ -37,6 +37,15 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(python="3.12")
+def example(session: nox.Session) -> None:
+    """Install and run the example on both backends (embedded Redis when
+    ``REDIS_URL`` is unset)."""
+    session.install("-e", ".[example]")
+    for backend in ("asyncio", "trio"):
+        session.run("python", "examples/client_demo.py", "--backend", backend)
+
+
+@nox.session(python="3.12")
 def bench(session: nox.Session) -> None:
     """Side-by-side throughput against a local redis-server (not part of CI)."""
     session.install("-e", ".[bench]")

@@ -17,11 +17,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 from anyio.abc import TaskGroup
 from redis.commands import AsyncCoreCommands
-from redis.exceptions import ResponseError
 
 from ._blocking import DedicatedConnections
 from ._connection import Multiplexer
-from ._redis_compat import EMPTY_RESPONSE, NEVER_DECODE, Encoder, resp2_response_callbacks
+from ._redis_compat import (
+    EMPTY_RESPONSE,
+    EVENT_DISPATCHER,
+    NEVER_DECODE,
+    Encoder,
+    resp2_response_callbacks,
+)
 from ._routing import BLOCKING, NOT_BLOCKING, PLAIN, blocking_wait, refuse_stateful, route
 from ._settings import ConnectionSettings, parse_redis_url
 from ._wire import encode_command
@@ -50,6 +55,7 @@ class RedisClient(AsyncCoreCommands):
     """
 
     _is_async_client: Literal[True] = True
+    _event_dispatcher = EVENT_DISPATCHER
 
     def __init__(
         self,
@@ -60,7 +66,7 @@ class RedisClient(AsyncCoreCommands):
     ) -> None:
         self.settings = settings
         self._decode = decode_responses
-        self._encoder = Encoder("utf-8", "strict", decode_responses)
+        self._encoder = Encoder("utf-8", "strict", decode_responses)  # type: ignore[no-untyped-call]
         self._callbacks = _CALLBACKS
         self._mux = Multiplexer(settings, task_group, decode=decode_responses)
         self._dedicated = DedicatedConnections(settings, decode=decode_responses)
@@ -116,7 +122,8 @@ class RedisClient(AsyncCoreCommands):
         return self._shape(route(args)[0], reply, options)
 
     def _shape(self, key: str, reply: Any, options: dict[str, Any]) -> Any:
-        if isinstance(reply, ResponseError):
+        # Error replies arrive as exception values (see _wire.new_reader).
+        if isinstance(reply, Exception):
             if EMPTY_RESPONSE in options:
                 return options[EMPTY_RESPONSE]
             raise reply

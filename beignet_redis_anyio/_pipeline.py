@@ -12,9 +12,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from redis.commands import AsyncCoreCommands
-from redis.exceptions import DataError, ExecAbortError, ResponseError
+from redis.exceptions import DataError, InvalidResponse, RedisError, WatchError
 
-from ._redis_compat import EMPTY_RESPONSE
+from ._redis_compat import EMPTY_RESPONSE, EVENT_DISPATCHER
 from ._routing import BLOCKING, NOT_BLOCKING, blocking_wait, refuse_stateful, route
 from ._wire import encode_commands
 
@@ -33,6 +33,8 @@ class Pipeline(AsyncCoreCommands):
     errors stand in the result list. The queue is emptied either way.
     """
 
+    _event_dispatcher = EVENT_DISPATCHER
+
     def __init__(self, client: RedisClient, *, transaction: bool) -> None:
         self._client = client
         self.transaction = transaction
@@ -47,7 +49,7 @@ class Pipeline(AsyncCoreCommands):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.reset()
+        await self.reset()
 
     def __len__(self) -> int:
         return len(self.command_stack)
@@ -61,10 +63,12 @@ class Pipeline(AsyncCoreCommands):
     def get_connection_kwargs(self) -> dict[str, Any]:
         return self._client.get_connection_kwargs()
 
-    def reset(self) -> None:
+    async def reset(self) -> None:  # type: ignore[override]
+        """Drop the queued commands (redis-py's pipeline ``reset``; not the
+        ``RESET`` command, which the shared connection refuses)."""
         self.command_stack.clear()
 
-    def execute_command(self, *args: Any, **options: Any) -> Pipeline:  # type: ignore[override]
+    def execute_command(self, *args: Any, **options: Any) -> Pipeline:
         key, kind = route(args)
         if kind == BLOCKING and not self.transaction:
             base = key.split()[0]
@@ -88,11 +92,12 @@ class Pipeline(AsyncCoreCommands):
         if self.transaction:
             replies = self._unwrap_transaction(stack, replies)
         results = [
-            self._shape(args, options, reply) for (args, options), reply in zip(stack, replies)
+            self._shape(args, options, reply)
+            for (args, options), reply in zip(stack, replies, strict=True)
         ]
         if raise_on_error:
             for number, ((args, _), result) in enumerate(zip(stack, results, strict=True), start=1):
-                if isinstance(result, ResponseError):
+                if isinstance(result, Exception):
                     raise _annotated(result, number, args)
         return results
 
@@ -100,37 +105,33 @@ class Pipeline(AsyncCoreCommands):
         self, stack: list[tuple[tuple[Any, ...], dict[str, Any]]], replies: list[Any]
     ) -> list[Any]:
         queued, outcome = replies[1:-1], replies[-1]
-        if isinstance(replies[0], ResponseError):
+        if isinstance(replies[0], Exception):
             raise replies[0]
-        if isinstance(outcome, (ExecAbortError, ResponseError)):
+        if isinstance(outcome, Exception):
             # EXEC refused the whole batch: report why, as redis-py does, with
             # the first command the server rejected while queueing.
             for number, ((args, _), reply) in enumerate(zip(stack, queued, strict=True), start=1):
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, Exception):
                     raise _annotated(reply, number, args) from outcome
             raise outcome
         if outcome is None:  # pragma: no cover - only after WATCH, which we refuse
-            from redis.exceptions import WatchError
-
             raise WatchError("Watched variable changed.")
         if len(outcome) != len(stack):
-            from redis.exceptions import InvalidResponse
-
             raise InvalidResponse("EXEC returned a different number of replies than were queued")
         return list(outcome)
 
     def _shape(self, args: tuple[Any, ...], options: dict[str, Any], reply: Any) -> Any:
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             if EMPTY_RESPONSE in options:
                 return options[EMPTY_RESPONSE]
             return reply
         try:
             return self._client._shape_one(args, reply, dict(options))
-        except ResponseError as exc:  # pragma: no cover - callbacks rarely raise
+        except RedisError as exc:  # pragma: no cover - callbacks rarely raise
             return exc
 
 
-def _annotated(error: ResponseError, number: int, args: tuple[Any, ...]) -> ResponseError:
+def _annotated(error: Exception, number: int, args: tuple[Any, ...]) -> Exception:
     # Name the command, not its arguments: arguments may hold values or
     # credentials that have no business in an exception message.
     name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])

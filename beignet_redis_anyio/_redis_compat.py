@@ -18,10 +18,12 @@ from redis._parsers import Encoder as Encoder
 from redis._parsers.base import BaseParser
 from redis.client import EMPTY_RESPONSE as EMPTY_RESPONSE
 from redis.client import NEVER_DECODE as NEVER_DECODE
-from redis.exceptions import ResponseError
+from redis.event import EventDispatcher
+from redis.exceptions import RedisError
 
 __all__ = [
     "EMPTY_RESPONSE",
+    "EVENT_DISPATCHER",
     "NEVER_DECODE",
     "Encoder",
     "parse_error_reply",
@@ -29,6 +31,11 @@ __all__ = [
 ]
 
 ResponseCallback = Callable[..., Any]
+
+#: redis-py's command mixins declare an event dispatcher (for its credential
+#: providers and client-side cache); our clients use neither, so they share
+#: one idle instance to satisfy the declaration.
+EVENT_DISPATCHER = EventDispatcher()
 
 
 def resp2_response_callbacks() -> dict[str, ResponseCallback]:
@@ -54,11 +61,13 @@ def resp2_response_callbacks() -> dict[str, ResponseCallback]:
 _EXCEPTION_CLASSES: Mapping[str, Any] = BaseParser.EXCEPTION_CLASSES
 
 
-def parse_error_reply(message: str) -> ResponseError:
+def parse_error_reply(message: str) -> RedisError:
     """Turn an error reply's text into the exception redis-py would raise.
 
+    Not always a ``ResponseError``: ``WRONGPASS`` maps to ``AuthenticationError``
+    and ``LOADING`` to ``BusyLoadingError``, both ``ConnectionError`` subclasses.
     ``WRONGTYPE …`` becomes ``ResponseError``, ``NOSCRIPT …`` ``NoScriptError``,
     ``WRONGPASS …`` ``AuthenticationError`` and so on, by redis-py's own table.
     """
-    error: ResponseError = BaseParser.parse_error(message)
+    error: RedisError = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
     return error

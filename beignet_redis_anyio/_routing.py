@@ -119,7 +119,7 @@ def route(args: tuple[Any, ...]) -> tuple[str, int]:
     else:
         kind = PLAIN
     if len(_ROUTES) < _ROUTES_MAX:
-        _ROUTES[name] = (key, kind)  # type: ignore[index]
+        _ROUTES[name] = (key, kind)
     return key, kind
 
 

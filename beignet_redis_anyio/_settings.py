@@ -51,8 +51,8 @@ class TLSOptions:
         return context
 
 
-def _redact(password: str | None) -> str | None:
-    return None if password is None else REDACTED
+def _redact(password: str | None) -> str:
+    return "None" if password is None else repr(REDACTED)
 
 
 def _check_timeout(name: str, value: float | None) -> None:

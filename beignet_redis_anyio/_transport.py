@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import hiredis
 from anyio.abc import ByteStream, SocketAttribute
-from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
 from ._settings import ConnectionSettings
 from ._wire import encode_commands, new_reader
@@ -275,7 +275,7 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
                 await transport.send(encode_commands(commands))
                 for command in commands:
                     reply = await connection.read_reply()
-                    if isinstance(reply, ResponseError):
+                    if isinstance(reply, Exception):
                         raise _handshake_error(settings, command[0], reply)
             return connection
     except BaseException as exc:
@@ -293,11 +293,9 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
         raise
 
 
-def _handshake_error(settings: ConnectionSettings, command: str, reply: ResponseError) -> Exception:
-    if command == "AUTH" and not isinstance(reply, AuthenticationError):
-        # Some servers answer a bad AUTH with a plain ERR; it still means the
-        # credentials are wrong.
-        return AuthenticationError(f"Authentication with {settings.address} failed: {reply}")
-    if isinstance(reply, AuthenticationError):
+def _handshake_error(settings: ConnectionSettings, command: str, reply: Exception) -> Exception:
+    if command == "AUTH" or isinstance(reply, AuthenticationError):
+        # Whatever the server's wording (WRONGPASS, or a plain ERR from older
+        # servers and fakeredis), a failed AUTH means wrong credentials.
         return AuthenticationError(f"Authentication with {settings.address} failed: {reply}")
     return type(reply)(f"{command} failed on {settings.address}: {reply}")

@@ -1,0 +1,664 @@
+"""Throughput benchmark: ``beignet_redis_anyio`` against redis-py, coredis and a bare loop.
+
+What is measured
+----------------
+Single-key ``GET bench:key`` (a 5-byte value) against a throw-away local
+``redis-server`` that this script starts on a free loopback port and always
+stops again. Two scenarios:
+
+``sequential``
+    One task issuing N GETs back to back (after a warm-up). This is pure
+    per-command latency: client-side overhead plus one loopback round trip.
+
+``concurrent``
+    T tasks x M GETs each, all sharing ONE client object (after a warm-up
+    round with the same shape, so connection pools are already grown and the
+    timed region contains no connects). This measures how well a client turns
+    many concurrent callers into few syscalls (pipelining/multiplexing).
+
+Contenders
+----------
+``ours-asyncio`` / ``ours-trio``
+    ``open_redis_client(url)`` under ``anyio.run`` with each backend.
+``redis-py-asyncio``
+    ``redis.asyncio.Redis.from_url(url)`` under ``asyncio.run`` (hiredis
+    parser; the child reports ``redis.utils.HIREDIS_AVAILABLE``). Note that
+    redis-py checks out one pooled connection per in-flight command, so in
+    the concurrent scenario it opens ~T connections rather than multiplexing.
+``coredis-asyncio`` / ``coredis-trio``
+    ``async with coredis.Redis.from_url(url) as client`` (coredis 6 is anyio
+    based and its client must be entered as an async context manager; it
+    multiplexes commands on pooled connections).
+``bare-asyncio`` / ``bare-trio``
+    The reference for what the raw transport can do: ``anyio.connect_tcp``
+    plus a ``hiredis.Reader`` with no client logic at all. Sequential is
+    send-then-read; concurrent is a minimal multiplexer (one writer task
+    flushing a joined buffer, one reader task resolving a FIFO of events).
+
+Each contender and scenario runs in its OWN subprocess (this same file with
+``--run``): event loops, imported modules, C-extension state, GC pressure and
+allocator state from one contender can then not leak into another's timing,
+and a crash in one contender cannot take the others down. Repetitions are
+interleaved round-robin across contenders so slow drifts of a noisy machine
+hit every contender alike; the best (max ops/s) run is reported. Only ratios
+measured in the same invocation are meaningful.
+
+Usage::
+
+    python bench/bench_client.py [--quick] [--json PATH]
+
+Exit status is 0 even when ratio targets FAIL (this is a report), and
+non-zero when a contender crashes (except ``coredis-trio``, which is reported
+as ``n/a (reason)`` if coredis cannot run under trio) or redis-server is
+unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import gc
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KEY = "bench:key"
+VALUE = "hello"
+HOST = "127.0.0.1"
+
+CONTENDERS: tuple[str, ...] = (
+    "ours-asyncio",
+    "ours-trio",
+    "redis-py-asyncio",
+    "coredis-asyncio",
+    "coredis-trio",
+    "bare-asyncio",
+    "bare-trio",
+)
+#: Contenders whose failure is reported as "n/a (reason)" rather than a crash.
+OPTIONAL_CONTENDERS: frozenset[str] = frozenset({"coredis-trio"})
+SCENARIOS: tuple[str, ...] = ("sequential", "concurrent")
+
+CHILD_TIMEOUT_S = 600.0
+SERVER_START_DEADLINE_S = 10.0
+
+
+def encode_command(*args: str) -> bytes:
+    """RESP-encode a command (array of bulk strings)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+GET_COMMAND = encode_command("GET", KEY)
+
+
+def check_reply(reply: object) -> None:
+    if reply not in (VALUE, VALUE.encode()):
+        raise RuntimeError(f"unexpected GET reply: {reply!r}")
+
+
+# --------------------------------------------------------------------------
+# Child side: one contender, one scenario, one measurement.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    scenario: str
+    ops: int  # sequential: number of GETs; concurrent: GETs per task
+    tasks: int  # concurrent only
+    warmup: int  # sequential: GETs; concurrent: GETs per task in the warm-up round
+
+    @property
+    def total_ops(self) -> int:
+        return self.ops if self.scenario == "sequential" else self.ops * self.tasks
+
+
+Get = Callable[[], Awaitable[object]]
+
+
+async def _anyio_workload(get: Get, workload: Workload) -> float:
+    """Run the workload with anyio tasks; return the timed seconds."""
+    import anyio
+
+    async def run_sequential(n: int) -> object:
+        reply: object = None
+        for _ in range(n):
+            reply = await get()
+        return reply
+
+    async def run_concurrent(per_task: int) -> None:
+        replies: list[object] = []
+
+        async def worker() -> None:
+            replies.append(await run_sequential(per_task))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(workload.tasks):
+                tg.start_soon(worker)
+        for reply in replies:
+            check_reply(reply)
+
+    if workload.scenario == "sequential":
+        check_reply(await run_sequential(workload.warmup))
+        gc.collect()
+        start = time.perf_counter()
+        last = await run_sequential(workload.ops)
+        elapsed = time.perf_counter() - start
+        check_reply(last)
+    else:
+        await run_concurrent(workload.warmup)
+        gc.collect()
+        start = time.perf_counter()
+        await run_concurrent(workload.ops)
+        elapsed = time.perf_counter() - start
+    return elapsed
+
+
+async def _asyncio_workload(get: Get, workload: Workload) -> float:
+    """Same as :func:`_anyio_workload`, with plain asyncio tasks (for redis-py)."""
+
+    async def run_sequential(n: int) -> object:
+        reply: object = None
+        for _ in range(n):
+            reply = await get()
+        return reply
+
+    async def run_concurrent(per_task: int) -> None:
+        replies = await asyncio.gather(*(run_sequential(per_task) for _ in range(workload.tasks)))
+        for reply in replies:
+            check_reply(reply)
+
+    if workload.scenario == "sequential":
+        check_reply(await run_sequential(workload.warmup))
+        gc.collect()
+        start = time.perf_counter()
+        last = await run_sequential(workload.ops)
+        elapsed = time.perf_counter() - start
+        check_reply(last)
+    else:
+        await run_concurrent(workload.warmup)
+        gc.collect()
+        start = time.perf_counter()
+        await run_concurrent(workload.ops)
+        elapsed = time.perf_counter() - start
+    return elapsed
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        raise ValueError(f"expected redis://HOST:PORT/..., got {url!r}")
+    return parts.hostname, parts.port
+
+
+def run_ours(url: str, backend: str, workload: Workload) -> tuple[float, dict[str, Any]]:
+    import anyio
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from beignet_redis_anyio import open_redis_client
+
+    async def main() -> float:
+        async with open_redis_client(url) as client:
+            return await _anyio_workload(lambda: client.get(KEY), workload)
+
+    return anyio.run(main, backend=backend), {}
+
+
+def run_redis_py(url: str, workload: Workload) -> tuple[float, dict[str, Any]]:
+    import redis
+    import redis.asyncio
+    import redis.asyncio.connection
+    import redis.utils
+
+    async def main() -> float:
+        client = redis.asyncio.Redis.from_url(url)
+        try:
+            return await _asyncio_workload(lambda: client.get(KEY), workload)
+        finally:
+            await client.aclose()
+
+    elapsed = asyncio.run(main())
+    return elapsed, {
+        "hiredis_available": redis.utils.HIREDIS_AVAILABLE,
+        "parser": redis.asyncio.connection.DefaultParser.__name__,
+        "version": redis.__version__,
+    }
+
+
+def run_coredis(url: str, backend: str, workload: Workload) -> tuple[float, dict[str, Any]]:
+    import anyio
+    import coredis
+
+    async def main() -> float:
+        async with coredis.Redis.from_url(url) as client:
+            # client.get() returns an awaitable CommandRequest, not a coroutine.
+            return await _anyio_workload(lambda: client.get(KEY), workload)
+
+    return anyio.run(main, backend=backend), {"version": coredis.__version__}
+
+
+class BareMultiplexer:
+    """Minimal pipelining over one stream: a writer and a reader task.
+
+    Callers append their encoded command and a waiter to two FIFOs in the
+    same (await-free) step, so replies, which Redis returns in order, resolve
+    the waiters in order.
+    """
+
+    class _Waiter:
+        __slots__ = ("event", "reply")
+
+        def __init__(self, event: Any) -> None:
+            self.event = event
+            self.reply: object = None
+
+    def __init__(self, stream: Any) -> None:
+        import anyio
+
+        self._anyio = anyio
+        self._stream = stream
+        self._outgoing: list[bytes] = []
+        self._waiters: collections.deque[BareMultiplexer._Waiter] = collections.deque()
+        self._wakeup = anyio.Event()
+
+    async def request(self, command: bytes) -> object:
+        waiter = self._Waiter(self._anyio.Event())
+        self._outgoing.append(command)
+        self._waiters.append(waiter)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        await waiter.event.wait()
+        return waiter.reply
+
+    async def writer(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = self._anyio.Event()
+            data = b"".join(self._outgoing)
+            self._outgoing.clear()
+            await self._stream.send(data)
+
+    async def reader(self) -> None:
+        import hiredis
+
+        parser = hiredis.Reader()
+        while True:
+            parser.feed(await self._stream.receive())
+            while (reply := parser.gets()) is not False:
+                waiter = self._waiters.popleft()
+                waiter.reply = reply
+                waiter.event.set()
+
+
+def run_bare(url: str, backend: str, workload: Workload) -> tuple[float, dict[str, Any]]:
+    import anyio
+    import hiredis
+
+    host, port = _host_port(url)
+
+    async def main() -> float:
+        async with await anyio.connect_tcp(host, port) as stream:
+            if workload.scenario == "sequential":
+                parser = hiredis.Reader()
+
+                async def get() -> object:
+                    await stream.send(GET_COMMAND)
+                    while (reply := parser.gets()) is False:
+                        parser.feed(await stream.receive())
+                    return reply
+
+                return await _anyio_workload(get, workload)
+
+            mux = BareMultiplexer(stream)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(mux.writer)
+                tg.start_soon(mux.reader)
+                elapsed = await _anyio_workload(lambda: mux.request(GET_COMMAND), workload)
+                tg.cancel_scope.cancel()
+            return elapsed
+
+    return anyio.run(main, backend=backend), {"hiredis": hiredis.__version__}
+
+
+def child_main(contender: str, url: str, workload: Workload) -> None:
+    family, _, backend = contender.rpartition("-")
+    runners: dict[str, Callable[[], tuple[float, dict[str, Any]]]] = {
+        "ours": lambda: run_ours(url, backend, workload),
+        "redis-py": lambda: run_redis_py(url, workload),
+        "coredis": lambda: run_coredis(url, backend, workload),
+        "bare": lambda: run_bare(url, backend, workload),
+    }
+    elapsed, info = runners[family]()
+    result = {
+        "contender": contender,
+        "scenario": workload.scenario,
+        "ops": workload.total_ops,
+        "seconds": elapsed,
+        "ops_per_s": workload.total_ops / elapsed,
+        "info": info,
+    }
+    print(json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------
+# Parent side: redis-server, orchestration, report.
+# --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def send_command(port: int, command: bytes, timeout: float = 1.0) -> bytes:
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(command)
+        return sock.recv(4096)
+
+
+@contextmanager
+def redis_server(executable: str) -> Iterator[int]:
+    """Run a throw-away redis-server on a free loopback port; yield the port."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + SERVER_START_DEADLINE_S
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(
+                        f"redis-server exited with {proc.returncode}:\n"
+                        + log.read().decode(errors="replace")[-2000:]
+                    )
+                try:
+                    if send_command(port, encode_command("PING")).startswith(b"+PONG"):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"redis-server did not answer PING within {SERVER_START_DEADLINE_S}s"
+                    )
+                time.sleep(0.05)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@dataclass
+class ContenderResult:
+    runs: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SCENARIOS})
+    unavailable: str | None = None
+    crashed: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def best(self, scenario: str) -> float | None:
+        runs = self.runs[scenario]
+        return max(runs) if runs and not (self.unavailable or self.crashed) else None
+
+
+def run_child(contender: str, url: str, workload: Workload) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--run", contender,
+        "--url", url,
+        "--scenario", workload.scenario,
+        "--ops", str(workload.ops),
+        "--tasks", str(workload.tasks),
+        "--warmup", str(workload.warmup),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise ChildFailed(f"timed out after {exc.timeout:.0f}s") from None
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+        raise ChildFailed(reason, proc.stderr)
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+class ChildFailed(Exception):
+    def __init__(self, reason: str, stderr: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stderr = stderr
+
+
+def fmt_ops(value: float | None, result: ContenderResult) -> str:
+    if result.unavailable:
+        return f"n/a ({result.unavailable})"
+    if result.crashed:
+        return f"CRASHED ({result.crashed})"
+    return f"{value:,.0f}" if value is not None else "n/a"
+
+
+@dataclass(frozen=True)
+class Target:
+    scenario: str
+    ours: str
+    other: str
+    minimum: float | None  # None: informational only
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("sequential", "ours-asyncio", "redis-py-asyncio", 1.3),
+    Target("sequential", "ours-asyncio", "bare-asyncio", 0.85),
+    Target("sequential", "ours-trio", "bare-trio", 0.85),
+    Target("sequential", "ours-trio", "redis-py-asyncio", None),
+    Target("concurrent", "ours-asyncio", "redis-py-asyncio", 5.0),
+    Target("concurrent", "ours-asyncio", "coredis-asyncio", 8.0),
+    Target("concurrent", "ours-trio", "coredis-trio", 8.0),
+)
+
+
+def evaluate(target: Target, results: dict[str, ContenderResult]) -> dict[str, Any]:
+    ours = results[target.ours].best(target.scenario)
+    other = results[target.other].best(target.scenario)
+    ratio = ours / other if ours is not None and other is not None else None
+    if target.minimum is None:
+        status = "INFO"
+    elif ratio is None:
+        status = "N/A"
+    else:
+        status = "PASS" if ratio >= target.minimum else "FAIL"
+    return {
+        "scenario": target.scenario,
+        "ours": target.ours,
+        "other": target.other,
+        "ratio": ratio,
+        "minimum": target.minimum,
+        "status": status,
+    }
+
+
+def print_report(
+    results: dict[str, ContenderResult], evaluations: Sequence[dict[str, Any]]
+) -> None:
+    rows = [("contender", "sequential ops/s", "concurrent ops/s")]
+    for name, result in results.items():
+        rows.append(
+            (name, *(fmt_ops(result.best(s), result) for s in SCENARIOS))  # type: ignore[arg-type]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    print()
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2])]
+        print("| " + " | ".join(cells) + " |")
+        if i == 0:
+            print("|" + "|".join(["-" * (widths[0] + 2), "-" * (widths[1] + 1) + ":",
+                                  "-" * (widths[2] + 1) + ":"]) + "|")  # fmt: skip
+    print()
+    for ev in evaluations:
+        pair = f"{ev['ours']} / {ev['other']}"
+        ratio = "n/a" if ev["ratio"] is None else f"{ev['ratio']:.2f}x"
+        target = "(info only)" if ev["minimum"] is None else f"(target >= {ev['minimum']:.2f}x)"
+        print(f"{ev['scenario']:<10}  {pair:<32} = {ratio:>6}  {target:<18}  {ev['status']}")
+
+
+def find_redis_server() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    return "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    executable = find_redis_server()
+    if executable is None:
+        print("error: redis-server not found on PATH (nor /usr/bin/redis-server)", file=sys.stderr)
+        return 2
+
+    if args.quick:
+        seq = Workload("sequential", ops=3000, tasks=1, warmup=500)
+        conc = Workload("concurrent", ops=50, tasks=100, warmup=5)
+        repeats = 1
+    else:
+        seq = Workload("sequential", ops=20000, tasks=1, warmup=500)
+        conc = Workload("concurrent", ops=200, tasks=100, warmup=5)
+        repeats = 3
+    workloads = {"sequential": seq, "concurrent": conc}
+
+    server_version = subprocess.run(
+        [executable, "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    print(f"python {platform.python_version()} ({sys.executable})")
+    print(f"{server_version}")
+    print(
+        f"sequential: {seq.ops} GETs after {seq.warmup} warm-up; "
+        f"concurrent: {conc.tasks} tasks x {conc.ops} GETs after a "
+        f"{conc.tasks} x {conc.warmup} warm-up round; best of {repeats}"
+    )
+
+    results = {name: ContenderResult() for name in CONTENDERS}
+    with redis_server(executable) as port:
+        url = f"redis://{HOST}:{port}/0"
+        reply = send_command(port, encode_command("SET", KEY, VALUE))
+        if not reply.startswith(b"+OK"):
+            raise RuntimeError(f"SET failed: {reply!r}")
+        print(f"redis-server on {url}")
+        for rep in range(repeats):
+            for scenario in SCENARIOS:
+                for name in CONTENDERS:
+                    result = results[name]
+                    if result.unavailable or result.crashed:
+                        continue
+                    try:
+                        out = run_child(name, url, workloads[scenario])
+                    except ChildFailed as exc:
+                        if name in OPTIONAL_CONTENDERS:
+                            result.unavailable = exc.reason
+                            print(f"  {name}: unavailable: {exc.reason}", file=sys.stderr)
+                        else:
+                            result.crashed = exc.reason
+                            print(f"  {name} {scenario} CRASHED:\n{exc.stderr}", file=sys.stderr)
+                        continue
+                    result.runs[scenario].append(out["ops_per_s"])
+                    result.info.update(out["info"])
+                    print(
+                        f"  [{rep + 1}/{repeats}] {scenario:<10} {name:<17}"
+                        f" {out['ops_per_s']:>10,.0f} ops/s",
+                        flush=True,
+                    )
+
+    redis_py_info = results["redis-py-asyncio"].info
+    if redis_py_info:
+        print(
+            f"redis-py {redis_py_info['version']}: "
+            f"redis.utils.HIREDIS_AVAILABLE={redis_py_info['hiredis_available']} "
+            f"(parser {redis_py_info['parser']})"
+        )
+    evaluations = [evaluate(t, results) for t in TARGETS]
+    print_report(results, evaluations)
+
+    if args.json:
+        payload = {
+            "settings": {
+                "quick": args.quick,
+                "repeats": repeats,
+                "workloads": {s: vars(w) for s, w in workloads.items()},
+                "python": platform.python_version(),
+                "redis_server": server_version,
+            },
+            "results": {
+                name: {
+                    "best": {s: r.best(s) for s in SCENARIOS},
+                    "runs": r.runs,
+                    "unavailable": r.unavailable,
+                    "crashed": r.crashed,
+                    "info": r.info,
+                }
+                for name, r in results.items()
+            },
+            "ratios": evaluations,
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+
+    crashed = [name for name, r in results.items() if r.crashed]
+    if crashed:
+        print(f"\nerror: contender(s) crashed: {', '.join(crashed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    child = parser.add_argument_group("child mode (internal)")
+    child.add_argument("--run", metavar="CONTENDER", choices=CONTENDERS)
+    child.add_argument("--url")
+    child.add_argument("--scenario", choices=SCENARIOS)
+    child.add_argument("--ops", type=int)
+    child.add_argument("--tasks", type=int, default=1)
+    child.add_argument("--warmup", type=int, default=500)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.run:
+        if not (args.url and args.scenario and args.ops):
+            print("error: --run needs --url, --scenario and --ops", file=sys.stderr)
+            return 2
+        child_main(args.run, args.url, Workload(args.scenario, args.ops, args.tasks, args.warmup))
+        return 0
+    return parent_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

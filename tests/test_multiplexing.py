@@ -1,0 +1,130 @@
+"""One shared connection: coalesced writes, in-order replies, cancellation safety."""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import pytest
+from servers import RedisServer
+
+from beignet_redis_anyio import open_redis_client
+from beignet_redis_anyio._transport import SocketTransport
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_concurrent_tasks_share_one_connection(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        results: dict[int, str] = {}
+
+        async def echo(index: int) -> None:
+            results[index] = await client.echo(f"{key}:{index}")
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(200):
+                tasks.start_soon(echo, index)
+        assert results == {index: f"{key}:{index}" for index in range(200)}
+        names = [entry["name"] for entry in await client.client_list()]
+        assert names.count("beignet-redis-anyio") == 1
+
+
+async def test_commands_from_concurrent_tasks_are_coalesced(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # send_now is where every byte meets the kernel (send() loops over it).
+    writes: list[int] = []
+    original_send_now = SocketTransport.send_now
+
+    def counting_send_now(self: SocketTransport, data: bytes) -> int:
+        writes.append(bytes(data).count(b"ECHO"))
+        return original_send_now(self, data)
+
+    async with open_redis_client(server_url) as client:
+        await client.ping()  # connect first: the handshake is not what we count
+        monkeypatch.setattr(SocketTransport, "send_now", counting_send_now)
+        async with anyio.create_task_group() as tasks:
+            for index in range(100):
+                tasks.start_soon(client.echo, str(index))
+    # 100 commands, issued in one scheduling round: the first may go out on
+    # its own, the rest leave together.
+    assert sum(writes) == 100
+    assert len([count for count in writes if count]) <= 3, writes
+
+
+async def test_cancelled_before_sending_leaves_no_trace(server_url: str, key: str) -> None:
+    async with open_redis_client(server_url) as client:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await client.set(key, "never")
+        assert await client.get(key) is None
+        assert await client.echo("next") == "next"
+
+
+async def test_cancelled_while_waiting_its_reply_is_dropped(real_server: RedisServer) -> None:
+    async with open_redis_client(real_server.url) as client:
+        # DEBUG SLEEP holds the reply back; we give up waiting for it.
+        with anyio.move_on_after(0.05) as scope:
+            await client.execute_command("DEBUG", "SLEEP", "0.3")
+        assert scope.cancelled_caught
+        # The late "OK" is read and dropped; our replies stay our own.
+        assert await client.echo("after the cancel") == "after the cancel"
+        assert [await client.echo(str(n)) for n in range(5)] == ["0", "1", "2", "3", "4"]
+
+
+async def test_cancelled_mid_write_keeps_the_stream_whole(server_url: str, key: str) -> None:
+    big = "x" * (8 * 1024 * 1024)  # more than a socket buffer: the write takes a while
+    async with open_redis_client(server_url, command_timeout=30) as client:
+        for attempt in range(5):
+            with anyio.move_on_after(0.001 * attempt):
+                await client.set(f"{key}:big", big)
+            assert await client.echo(f"intact {attempt}") == f"intact {attempt}"
+        assert await client.strlen(f"{key}:big") in (0, len(big))
+
+
+async def test_cancellation_fuzz(server_url: str, key: str) -> None:
+    """Thousands of commands under random tiny deadlines: every reply that
+    arrives belongs to the command that asked for it."""
+    tasks_count, per_task = 40, 60
+    rng = random.Random(20261129)
+    completed = 0
+    cancelled = 0
+
+    async with open_redis_client(server_url, command_timeout=30) as client:
+
+        async def worker(worker_id: int, seed: int) -> None:
+            nonlocal completed, cancelled
+            local = random.Random(seed)
+            counter = f"{key}:counter:{worker_id}"
+            last_seen = 0
+            for step in range(per_task):
+                token = f"{worker_id}:{step}:{local.random()}"
+                with anyio.move_on_after(local.choice([0, 0.0001, 0.0005, 0.001, 0.003, 1])):
+                    if step % 3 == 0:
+                        value = await client.incr(counter)
+                        # Counters only go up; a reply for someone else would
+                        # not be an int at all, or would jump backwards.
+                        assert isinstance(value, int)
+                        assert value > last_seen
+                        last_seen = value
+                    else:
+                        assert await client.echo(token) == token
+                    completed += 1
+                    continue
+                cancelled += 1
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as group:
+                for worker_id in range(tasks_count):
+                    group.start_soon(worker, worker_id, rng.random())
+
+        # Afterwards, with no deadlines: everything exact, in order.
+        for index in range(50):
+            assert await client.echo(f"final {index}") == f"final {index}"
+        pipe = client.pipeline()
+        for index in range(50):
+            pipe.echo(str(index))
+        assert await pipe.execute() == [str(index) for index in range(50)]
+    assert completed + cancelled == tasks_count * per_task
+    assert completed > 0
+    assert cancelled > 0
