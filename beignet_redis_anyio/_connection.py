@@ -6,28 +6,34 @@ GETs leave in one ``send``) and no pool to size or starve.
 
 How order is kept, and why cancellation cannot break it:
 
-* A caller never touches the socket. It appends its encoded command to the
-  link's outbox *and* its :class:`_Request` to the link's ``pending`` queue in
-  one synchronous step — no ``await`` in between — so the byte order on the
-  wire is the order of ``pending``.
-* One writer task drains the outbox: every command queued since its last
-  write goes out in one ``send``. A cancelled caller cannot tear a write,
-  because it is not the one writing.
-* One reader task parses replies and hands each to the head of ``pending``.
-  A caller that stopped waiting (cancelled, timed out) leaves its request in
-  the queue; its reply is read and dropped like any other. Replies can never
-  shift onto the wrong caller.
+* A caller never writes part of a command. It appends its encoded command and
+  its :class:`_Request` to the link in one synchronous step — no ``await`` in
+  between — so the byte order on the wire is the order of ``pending``. On an
+  idle line it writes the bytes itself with a non-blocking ``send`` (a
+  synchronous call: nothing to cancel half-way); otherwise the writer task
+  sends them, coalesced with everyone else's.
+* Replies are handed to the head of ``pending``, in order. A caller that
+  stopped waiting (cancelled, timed out) leaves its request in the queue; its
+  reply is read and dropped like any other. Replies can never shift onto the
+  wrong caller.
+* Who reads: a caller whose request is alone on an idle line reads its own
+  reply straight from the socket — no task switch, which is what makes one
+  task's sequential commands fast. Whenever others are waiting (or that
+  caller is cancelled) the reader task reads instead. Reading is
+  cancellation-safe either way: we wait for readiness, then ``recv``
+  synchronously, so a cancelled wait consumes nothing.
 
-Both tasks of a link run in the task group the client's owner provides. When
-the link fails (EOF, reset, a write error, a silent server), every request
-still waiting fails with ``redis.exceptions.ConnectionError`` — none is
-replayed, since a ``SET`` or ``INCR`` may already have applied — and the next
-command opens a new link, after a backoff when connecting keeps failing.
+The link's tasks run in the task group the client's owner provides. When the
+link fails (EOF, reset, a write error, a silent server), every request still
+waiting fails with ``redis.exceptions.ConnectionError`` — none is replayed,
+since a ``SET`` or ``INCR`` may already have applied — and the next command
+opens a new link, after a backoff when connecting keeps failing.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -44,25 +50,48 @@ __all__ = ["Multiplexer"]
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 2.0
 
+#: Deadlines and silence are measured on the monotonic clock, not the event
+#: loop's: the watchdog only ever sleeps for differences, and this costs no
+#: backend lookup on the hot path.
+_now = time.monotonic
+
+_STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
 
 class _Request:
-    """What a caller waits on: ``expected`` replies, or an error."""
+    """What a caller waits on: ``expected`` replies, or an error.
 
-    __slots__ = ("deadline", "decode", "done", "error", "expected", "replies")
+    ``waiter`` is made only for a caller that waits for someone else to read
+    its reply; a caller reading for itself just checks ``finished``.
+    """
 
-    def __init__(self, expected: int, decode: bool, deadline: float, done: anyio.Event) -> None:
+    __slots__ = ("deadline", "decode", "error", "expected", "finished", "replies", "waiter")
+
+    def __init__(self, expected: int, decode: bool, deadline: float) -> None:
         self.expected = expected
         self.decode = decode
         self.deadline = deadline
         self.replies: list[Any] = []
         self.error: Exception | None = None
-        self.done = done
+        self.finished = False
+        self.waiter: anyio.Event | None = None
+
+    def finish(self, error: Exception | None = None) -> None:
+        if error is not None:
+            self.error = error
+        self.finished = True
+        if self.waiter is not None:
+            self.waiter.set()
+
+
+class _UnexpectedReply(Exception):
+    pass
 
 
 class _Link:
-    """One physical connection and the three tasks that serve it.
+    """One physical connection and the tasks that serve it.
 
-    * reader — parses replies and hands each to the head of ``pending``;
+    * reader — reads when a caller is not reading for itself;
     * writer — sends what could not be written at once (a full socket buffer,
       TLS, or commands queued while others are in flight, coalesced);
     * watchdog — fails requests past their deadline (so callers need no
@@ -73,45 +102,115 @@ class _Link:
     def __init__(self, connection: RawConnection, command_timeout: float | None) -> None:
         self.connection = connection
         self.transport = connection.transport
+        self.reader = connection.reader
         self.address = connection.settings.address
         self.command_timeout = command_timeout
+        # Only a socket we drive ourselves lets a caller read for itself.
+        self.callers_read = connection.transport.direct
         self.pending: deque[_Request] = deque()
         self.outbox: list[bytes] = []
         self.writing = False
+        self.caller_reading = False
+        self.reader_wakeup: anyio.Event | None = None
         self.writer_wakeup: anyio.Event | None = None
         self.watchdog_wakeup: anyio.Event | None = None
         self.failed: Exception | None = None
-        self.last_received = anyio.current_time()
+        self.last_received = _now()
         self.scope = anyio.CancelScope()
         # anyio.Event() asks sniffio which backend runs on every call; the
         # class it returns is the same for the life of the link, so we keep
         # it and skip the lookup on the hot path.
         self.new_event: Callable[[], anyio.Event] = type(anyio.Event())
 
-    def submit(self, payload: bytes, request: _Request) -> None:
+    def idle_and_sound(self) -> bool:
+        """Before reusing an idle link: has the server closed it meanwhile?
+
+        No task watches an idle socket (a caller may want to read it itself),
+        so a close is noticed here, before we write into a dead connection.
+        """
+        if self.pending or not self.callers_read or self.transport.looks_alive():
+            return True
+        self.fail(ConnectionError(f"Connection to {self.address} closed by the server"))
+        return False
+
+    def submit(self, payload: bytes, request: _Request) -> bool:
         """Queue ``payload`` and its request together — synchronously, so
-        that the order of bytes on the wire is the order of ``pending``."""
-        in_flight = bool(self.pending)
+        that the order of bytes on the wire is the order of ``pending``.
+
+        Returns True when the caller should read its own reply.
+        """
+        alone = not self.pending
         self.pending.append(request)
         if self.watchdog_wakeup is not None:
             self.watchdog_wakeup.set()
             self.watchdog_wakeup = None
-        if in_flight or self.outbox or self.writing:
-            # Others are waiting too: let the writer coalesce us with them.
-            self.outbox.append(payload)
-        else:
+        if alone and not self.outbox and not self.writing:
             # Alone on an idle line: write now, no task switch.
             try:
                 sent = self.transport.send_now(payload)
             except OSError as exc:
                 self.fail(connection_lost(self.connection.settings, exc))
-                return
-            if sent == len(payload):
-                return
-            self.outbox.append(payload[sent:])
+                return False
+            if sent < len(payload):
+                self.outbox.append(payload[sent:])
+                self._wake_writer()
+        else:
+            # Others are waiting too: let the writer coalesce us with them.
+            self.outbox.append(payload)
+            self._wake_writer()
+        if alone and self.callers_read and not self.caller_reading:
+            return True
+        self._wake_reader()
+        return False
+
+    def _wake_writer(self) -> None:
         if self.writer_wakeup is not None:
             self.writer_wakeup.set()
             self.writer_wakeup = None
+
+    def _wake_reader(self) -> None:
+        if self.reader_wakeup is not None and not self.caller_reading:
+            self.reader_wakeup.set()
+            self.reader_wakeup = None
+
+    async def read_for(self, request: _Request) -> None:
+        """Read from the socket ourselves until ``request`` is answered.
+
+        Replies for requests queued behind ours are handed out too. On the
+        way out — answered, failed or cancelled — reading passes to the reader
+        task if anyone is still waiting.
+        """
+        self.caller_reading = True
+        try:
+            while not request.finished:
+                self._dispatch(await self.transport.receive())
+        except _STREAM_ERRORS as exc:
+            self.fail(connection_lost(self.connection.settings, exc))
+        except Exception as exc:  # a protocol error: the stream is unreadable
+            self.fail(ConnectionError(f"Connection to {self.address} broke: {exc}"))
+        finally:
+            self.caller_reading = False
+            if self.pending:
+                self._wake_reader()
+
+    def _dispatch(self, data: bytes) -> None:
+        """Parse ``data`` and hand each complete reply to the head of the queue."""
+        self.last_received = _now()
+        reader = self.reader
+        pending = self.pending
+        reader.feed(data)
+        while pending:
+            head = pending[0]
+            reply = reader.gets(head.decode)
+            if reply is False:
+                return
+            head.replies.append(reply)
+            if len(head.replies) == head.expected:
+                pending.popleft()
+                if not head.finished:  # not already timed out
+                    head.finish()
+        if reader.gets() is not False:
+            raise _UnexpectedReply(f"{self.address} sent a reply nobody asked for")
 
     def fail(self, error: Exception) -> None:
         """Fail every waiting request and stop the tasks. Idempotent."""
@@ -121,9 +220,11 @@ class _Link:
         self.outbox.clear()
         while self.pending:
             request = self.pending.popleft()
-            if not request.done.is_set():
-                request.error = error
-                request.done.set()
+            if not request.finished:
+                request.finish(error)
+        if self.caller_reading:
+            # Wake a caller blocked on this socket; the link task closes it.
+            self.transport.notify_closing()
         self.scope.cancel()
 
     async def run(self) -> None:
@@ -144,7 +245,7 @@ class _Link:
         try:
             while True:
                 if not self.outbox:
-                    wakeup = self.writer_wakeup = anyio.Event()
+                    wakeup = self.writer_wakeup = self.new_event()
                     await wakeup.wait()
                     continue
                 data = b"".join(self.outbox) if len(self.outbox) > 1 else self.outbox[0]
@@ -152,43 +253,21 @@ class _Link:
                 self.writing = True
                 await self.transport.send(data)
                 self.writing = False
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+        except _STREAM_ERRORS as exc:
             self.fail(connection_lost(self.connection.settings, exc))
 
     async def _read_loop(self) -> None:
-        reader = self.connection.reader
-        pending = self.pending
-        receive = self.transport.receive
         try:
             while True:
-                data = await receive()
-                self.last_received = anyio.current_time()
-                reader.feed(data)
-                while pending:
-                    head = pending[0]
-                    reply = reader.gets(head.decode)
-                    if reply is False:
-                        break
-                    head.replies.append(reply)
-                    if len(head.replies) == head.expected:
-                        pending.popleft()
-                        if head.error is None:  # not already timed out
-                            head.done.set()
-                else:
-                    if reader.gets() is not False:
-                        self.fail(
-                            ConnectionError(
-                                f"{self.address} sent a reply nobody asked for; "
-                                "closing the connection"
-                            )
-                        )
-                        return
-        except (
-            anyio.EndOfStream,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            OSError,
-        ) as exc:
+                # With a socket callers may read themselves, stand back while
+                # one does, and while nobody waits. Otherwise (TLS) keep
+                # reading, so a close on an idle connection is seen at once.
+                if self.callers_read and (not self.pending or self.caller_reading):
+                    wakeup = self.reader_wakeup = self.new_event()
+                    await wakeup.wait()
+                    continue
+                self._dispatch(await self.transport.receive())
+        except _STREAM_ERRORS as exc:
             self.fail(connection_lost(self.connection.settings, exc))
         except Exception as exc:  # a protocol error: the stream is unreadable
             self.fail(ConnectionError(f"Connection to {self.address} broke: {exc}"))
@@ -197,21 +276,20 @@ class _Link:
         pending = self.pending
         while True:
             if not pending:
-                wakeup = self.watchdog_wakeup = anyio.Event()
+                wakeup = self.watchdog_wakeup = self.new_event()
                 await wakeup.wait()
                 continue
-            now = anyio.current_time()
+            now = _now()
             next_deadline = None
             for request in pending:  # oldest first, so deadlines ascend
-                if request.error is not None:
+                if request.finished:
                     continue  # timed out earlier; its reply is still owed
                 if request.deadline > now:
                     next_deadline = request.deadline
                     break
-                request.error = TimeoutError(
-                    f"Timeout reading from {self.address} after {limit:g}s"
+                request.finish(
+                    TimeoutError(f"Timeout reading from {self.address} after {limit:g}s")
                 )
-                request.done.set()
             if now - self.last_received >= limit and any(
                 request.deadline <= now for request in pending
             ):
@@ -254,13 +332,15 @@ class Multiplexer:
         still reach the server (and apply), but its replies are discarded.
         """
         link = self._link
-        if link is None or link.failed is not None:
+        if link is None or link.failed is not None or not link.idle_and_sound():
             link = await self._connected_link()
         timeout = self._settings.command_timeout
-        deadline = anyio.current_time() + timeout if timeout is not None else 0.0
-        request = _Request(expected, decode, deadline, link.new_event())
-        link.submit(payload, request)
-        await request.done.wait()
+        request = _Request(expected, decode, _now() + timeout if timeout is not None else 0.0)
+        if link.submit(payload, request):
+            await link.read_for(request)
+        elif not request.finished:
+            waiter = request.waiter = link.new_event()
+            await waiter.wait()
         if request.error is not None:
             raise type(request.error)(*request.error.args)
         return request.replies

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import select
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -57,10 +58,14 @@ class SocketTransport:
     task switch at all.
     """
 
-    __slots__ = ("sock",)
+    __slots__ = ("drained", "sock")
+
+    #: Callers may read this socket themselves (see ``_connection``).
+    direct = True
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.drained = False
 
     def send_now(self, data: bytes) -> int:
         """Write what the kernel takes right now; return how many bytes."""
@@ -79,6 +84,10 @@ class SocketTransport:
 
     async def receive(self) -> bytes:
         """Bytes from the server; ``anyio.EndOfStream`` when it closed."""
+        if self.drained:
+            # The last read emptied the kernel buffer, so reading again now
+            # would only fail with EAGAIN: wait for readiness first.
+            await anyio.wait_readable(self.sock)
         while True:
             try:
                 data = self.sock.recv(_RECEIVE_SIZE)
@@ -87,15 +96,29 @@ class SocketTransport:
                 continue
             if not data:
                 raise anyio.EndOfStream
+            self.drained = len(data) < _RECEIVE_SIZE
             return data
 
     def looks_alive(self) -> bool:
-        return _peer_still_there(self.sock)
+        """An idle connection must have nothing to read: EOF, an error, or
+        bytes nobody asked for all mean it cannot carry the next command."""
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        return False
+
+    def notify_closing(self) -> None:
+        """Wake any task waiting on this socket; it is about to be closed."""
+        if self.sock.fileno() >= 0:
+            anyio.notify_closing(self.sock)
 
     async def aclose(self) -> None:
         # Wake any task still waiting on this socket before the fd goes away
         # (trio requires it; anyio makes it portable).
-        anyio.notify_closing(self.sock)
+        self.notify_closing()
         self.sock.close()
 
 
@@ -103,6 +126,9 @@ class StreamTransport:
     """TLS: an anyio stream does the encryption; writes go through a task."""
 
     __slots__ = ("stream",)
+
+    #: TLS records are read through anyio's stream by the reader task only.
+    direct = False
 
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
@@ -117,8 +143,16 @@ class StreamTransport:
         return await self.stream.receive(_RECEIVE_SIZE)
 
     def looks_alive(self) -> bool:
+        # An idle TLS connection has nothing to read once its first reply has
+        # been read (session tickets come with it): readable means closed.
         raw = self.stream.extra(SocketAttribute.raw_socket, None)
-        return raw is None or _peer_still_there(raw)
+        if raw is None:  # pragma: no cover - anyio always provides it
+            return True
+        readable, _, _ = select.select([raw.fileno()], [], [], 0)
+        return not readable
+
+    def notify_closing(self) -> None:
+        pass  # callers never wait on this socket directly
 
     async def aclose(self) -> None:
         await close_quietly(self.stream)
@@ -127,17 +161,6 @@ class StreamTransport:
 Transport = SocketTransport | StreamTransport
 
 _RECEIVE_SIZE = 65536
-
-
-def _peer_still_there(sock: socket.socket) -> bool:
-    """False when the peer has closed this (idle) socket; never blocks."""
-    try:
-        peeked = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except (BlockingIOError, InterruptedError):
-        return True
-    except OSError:
-        return False
-    return peeked != b""
 
 
 class RawConnection:
