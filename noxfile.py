@@ -42,7 +42,7 @@ def example(session: nox.Session) -> None:
     ``REDIS_URL`` is unset)."""
     session.install("-e", ".[example]")
     for backend in ("asyncio", "trio"):
-        session.run("python", "examples/client_demo.py", "--backend", backend)
+        session.run("python", "examples/app.py", "--backend", backend)
 
 
 @nox.session(python="3.12")
@@ -50,3 +50,4 @@ def bench(session: nox.Session) -> None:
     """Side-by-side throughput against a local redis-server (not part of CI)."""
     session.install("-e", ".[bench]")
     session.run("python", "bench/bench_client.py", *session.posargs)
+    session.run("python", "bench/bench_port.py", *session.posargs)

@@ -29,6 +29,7 @@ from ._redis_compat import (
 )
 from ._routing import BLOCKING, NOT_BLOCKING, PLAIN, blocking_wait, refuse_stateful, route
 from ._settings import ConnectionSettings, parse_redis_url
+from ._task_group import background_task_group
 from ._wire import encode_command
 
 if TYPE_CHECKING:
@@ -171,18 +172,9 @@ async def open_redis_client(
     wrapped in an exception group.
     """
     parsed = parse_redis_url(url, **settings)
-    failure: BaseException | None = None
-    async with anyio.create_task_group() as task_group:
+    async with background_task_group() as task_group:
         client = RedisClient(parsed, task_group=task_group, decode_responses=decode_responses)
         try:
             yield client
-        except BaseException as exc:  # re-raised below, outside the task group
-            failure = exc
         finally:
             await client.aclose()
-            task_group.cancel_scope.cancel()
-    if failure is not None:
-        try:
-            raise failure
-        finally:
-            failure = None

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from servers import FakeServer, RedisServer, TLSFiles
 
-pytest_plugins = ["anyio"]
+pytest_plugins = ["anyio", "beignet_redis_anyio.testing.pytest_plugin"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -70,3 +71,9 @@ def server_url(request: pytest.FixtureRequest) -> str:
 def key() -> str:
     """A key prefix no other test uses: tests share servers, never keys."""
     return f"test:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def beignet_redis_url(server_url: str) -> str:
+    """The plugin's ``cache`` fixture, on both servers (overrides the plugin's)."""
+    return server_url

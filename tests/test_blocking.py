@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from servers import RedisServer
 
 from beignet_redis_anyio import open_redis_client
 from beignet_redis_anyio._routing import NOT_BLOCKING, blocking_wait
+from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 

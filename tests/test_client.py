@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from redis.exceptions import DataError, ExecAbortError, NoScriptError, ResponseError
-from servers import RedisServer
 
 from beignet_redis_anyio import RedisClient, open_redis_client
+from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import anyio
 import pytest
 from redis.exceptions import ConnectionError, TimeoutError
-from servers import RedisServer
 
 from beignet_redis_anyio import open_redis_client
+from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -6,10 +6,10 @@ import random
 
 import anyio
 import pytest
-from servers import RedisServer
 
 from beignet_redis_anyio import open_redis_client
 from beignet_redis_anyio._transport import SocketTransport
+from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 

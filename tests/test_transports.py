@@ -7,9 +7,9 @@ import ssl
 import anyio
 import pytest
 from redis.exceptions import AuthenticationError, ConnectionError
-from servers import RedisServer, TLSFiles, free_port
 
 from beignet_redis_anyio import ConnectTimeoutError, TLSOptions, open_redis_client
+from servers import RedisServer, TLSFiles, free_port
 
 pytestmark = pytest.mark.anyio
 

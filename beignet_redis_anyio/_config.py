@@ -1,0 +1,166 @@
+"""``RedisConfig``: the provider's settings, from the environment or from code.
+
+Every value is checked when the config is made — before any connection is
+attempted — and a bad one raises :class:`ConfigError` naming the environment
+variable it comes from and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+import attrs
+
+from ._settings import ConnectionSettings, TLSOptions, parse_redis_url
+
+__all__ = ["ConfigError", "RedisConfig"]
+
+
+class ConfigError(ValueError):
+    """Missing or malformed configuration. The message names the variable."""
+
+
+def _redact_url(url: str) -> str:
+    try:
+        return repr(parse_redis_url(url).redacted_url())
+    except ValueError:
+        return "'<invalid URL>'"
+
+
+@attrs.frozen
+class RedisConfig:
+    """Where the cache lives and how to talk to it.
+
+    Build one in code — ``RedisConfig(url="redis://localhost:6379", db=1)`` —
+    or from the environment with :meth:`from_env`. Fields map one-to-one to
+    ``REDIS_*`` variables (``url`` ↔ ``REDIS_URL``, ``key_prefix`` ↔
+    ``REDIS_KEY_PREFIX`` …). ``repr`` never shows the password.
+    """
+
+    url: str = attrs.field(repr=_redact_url)
+    db: int | None = None
+    key_prefix: str = ""
+    connect_timeout: float = 5.0
+    command_timeout: float | None = 5.0
+    client_name: str | None = "beignet-redis-anyio"
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    max_blocking_connections: int = 8
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.strip():
+            raise ConfigError("REDIS_URL is required, e.g. redis://localhost:6379")
+        if self.db is not None and (
+            isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0
+        ):
+            raise ConfigError(f"REDIS_DB must be an integer >= 0, got {self.db!r}")
+        if not isinstance(self.key_prefix, str):
+            raise ConfigError(f"REDIS_KEY_PREFIX must be a string, got {self.key_prefix!r}")
+        _check_seconds("REDIS_CONNECT_TIMEOUT", self.connect_timeout, optional=False)
+        _check_seconds("REDIS_COMMAND_TIMEOUT", self.command_timeout, optional=True)
+        if isinstance(self.max_blocking_connections, bool) or not (
+            isinstance(self.max_blocking_connections, int) and self.max_blocking_connections >= 1
+        ):
+            raise ConfigError(
+                "REDIS_MAX_BLOCKING_CONNECTIONS must be an integer >= 1, "
+                f"got {self.max_blocking_connections!r}"
+            )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together")
+        try:
+            self.connection_settings()
+        except ValueError as exc:
+            variable = "REDIS_CLIENT_NAME" if "client_name" in str(exc) else "REDIS_URL"
+            raise ConfigError(f"{variable}: {exc}") from None
+
+    def connection_settings(self) -> ConnectionSettings:
+        """The client-level settings this config describes."""
+        tls = None
+        if self.tls_ca_file or self.tls_cert_file:
+            tls = TLSOptions(
+                ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file
+            )
+        settings = parse_redis_url(
+            self.url,
+            db=self.db,
+            connect_timeout=self.connect_timeout,
+            client_name=self.client_name,
+            tls=tls,
+            max_blocking_connections=self.max_blocking_connections,
+        )
+        # None means "no timeout" here, so it cannot go through the
+        # None-means-unset overrides above.
+        return attrs.evolve(settings, command_timeout=self.command_timeout)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisConfig:
+        """Read the ``REDIS_*`` variables (``os.environ`` by default).
+
+        ``REDIS_URL`` is required; the rest are optional, and an empty value
+        counts as unset. ``REDIS_DB`` wins over a database in the URL.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value is not None and value.strip() != "" else None
+
+        url = get("REDIS_URL")
+        if url is None:
+            raise ConfigError("REDIS_URL is required, e.g. redis://localhost:6379")
+        fields: dict[str, object] = {"url": url.strip()}
+        if (db := get("REDIS_DB")) is not None:
+            fields["db"] = _integer("REDIS_DB", db, minimum=0)
+        if (prefix := env.get("REDIS_KEY_PREFIX")) is not None:
+            fields["key_prefix"] = prefix
+        if (connect := get("REDIS_CONNECT_TIMEOUT")) is not None:
+            fields["connect_timeout"] = _seconds("REDIS_CONNECT_TIMEOUT", connect)
+        if (command := get("REDIS_COMMAND_TIMEOUT")) is not None:
+            fields["command_timeout"] = (
+                None if command.lower() == "none" else _seconds("REDIS_COMMAND_TIMEOUT", command)
+            )
+        if (name := get("REDIS_CLIENT_NAME")) is not None:
+            fields["client_name"] = None if name.lower() == "none" else name
+        for variable, field in (
+            ("REDIS_TLS_CA_FILE", "tls_ca_file"),
+            ("REDIS_TLS_CERT_FILE", "tls_cert_file"),
+            ("REDIS_TLS_KEY_FILE", "tls_key_file"),
+        ):
+            if (path := get(variable)) is not None:
+                fields[field] = path
+        if (limit := get("REDIS_MAX_BLOCKING_CONNECTIONS")) is not None:
+            fields["max_blocking_connections"] = _integer(
+                "REDIS_MAX_BLOCKING_CONNECTIONS", limit, minimum=1
+            )
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+def _integer(variable: str, text: str, *, minimum: int) -> int:
+    stripped = text.strip()
+    if not stripped.isdigit() or int(stripped) < minimum:
+        raise ConfigError(f"{variable} must be an integer >= {minimum}, got {text!r}")
+    return int(stripped)
+
+
+def _seconds(variable: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{variable} must be a number of seconds, got {text!r}") from None
+    _check_seconds(variable, value, optional=False)
+    return value
+
+
+def _check_seconds(variable: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{variable} must be a positive, finite number of seconds, got {value!r}")

@@ -1,0 +1,51 @@
+"""``CacheEvent``: what the port reports about each operation.
+
+One event per operation, to the ``observer`` given to the provider — the hook
+a devtools dashboard's Cache watcher plugs into. An event carries the key,
+the outcome and the timing, never the value: cached values are often exactly
+what must not leak into a dashboard or a log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import attrs
+
+__all__ = ["CacheEvent", "Observer", "notify"]
+
+Operation = Literal["cache.get", "cache.set", "cache.delete", "cache.has", "cache.remember"]
+Status = Literal["hit", "miss", "stored", "deleted", "not_found", "error", "cancelled"]
+
+_log = logging.getLogger("beignet_redis_anyio")
+
+
+@attrs.frozen
+class CacheEvent:
+    """One cache operation, as an observer sees it.
+
+    ``status`` is ``"hit"``/``"miss"`` for ``get``, ``has`` and ``remember``;
+    ``"stored"`` for ``set``; ``"deleted"``/``"not_found"`` for ``delete``;
+    ``"error"`` (with ``error`` naming the exception) or ``"cancelled"`` for
+    any operation that did not complete.
+    """
+
+    operation: Operation
+    key: str
+    status: Status
+    ttl_seconds: float | None = None
+    duration_seconds: float = 0.0
+    error: str | None = None
+
+
+Observer = Callable[[CacheEvent], object]
+
+
+def notify(observer: Observer, event: CacheEvent) -> None:
+    """Deliver ``event``; an observer that raises never breaks the operation."""
+    try:
+        observer(event)
+    except Exception:
+        _log.warning("cache observer failed on %s %s", event.operation, event.status, exc_info=True)

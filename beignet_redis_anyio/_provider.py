@@ -1,0 +1,87 @@
+"""``open_redis_provider()``: the cache port's whole life in one ``async with``.
+
+Entering connects and verifies the server (``PING``) — so a wrong host or
+password fails at start-up, not on the first request — and yields the port.
+Leaving closes every connection and cancels any background work, whether the
+block ended normally, by an exception or by cancellation; the close is
+shielded and bounded, so leaving can never hang.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import attrs
+
+from ._client import RedisClient
+from ._config import RedisConfig
+from ._events import Observer
+from ._port import RedisCachePort
+from ._task_group import background_task_group
+
+__all__ = ["RedisProvider", "open_redis_provider", "redis_provider"]
+
+
+@asynccontextmanager
+async def open_redis_provider(
+    config: RedisConfig | None = None, *, observer: Observer | None = None
+) -> AsyncIterator[RedisCachePort]:
+    """Connect to Redis and yield the cache port; close everything on exit.
+
+    ``config=None`` reads ``REDIS_*`` from the environment
+    (:meth:`RedisConfig.from_env`), raising ``ConfigError`` before any I/O
+    when something is missing or malformed. An unreachable server raises
+    ``redis.exceptions.ConnectionError`` and bad credentials
+    ``AuthenticationError``, within ``connect_timeout``. ``observer`` receives
+    one :class:`CacheEvent` per cache operation.
+    """
+    if config is None:
+        config = RedisConfig.from_env()
+    settings = config.connection_settings()
+    async with background_task_group() as task_group:
+        client = RedisClient(settings, task_group=task_group, decode_responses=True)
+        try:
+            await client.ping()
+            yield RedisCachePort(
+                client, task_group, key_prefix=config.key_prefix, observer=observer
+            )
+        finally:
+            await client.aclose()
+
+
+@attrs.frozen
+class RedisProvider:
+    """A provider a bootstrap can list beside others.
+
+    It names the port it installs (``port_name``, ``"cache"``) and opens it::
+
+        async with AsyncExitStack() as stack:
+            ports = {}
+            for provider in (redis_provider, …):
+                ports[provider.port_name] = await stack.enter_async_context(provider.open())
+
+    ``config=None`` reads the environment when opened, not when made.
+    """
+
+    name: str = "redis"
+    port_name: str = "cache"
+    config: RedisConfig | None = None
+    observer: Observer | None = None
+
+    def open(self) -> AbstractAsyncContextManager[RedisCachePort]:
+        return open_redis_provider(self.config, observer=self.observer)
+
+    def with_options(
+        self, *, config: RedisConfig | None = None, observer: Observer | None = None
+    ) -> RedisProvider:
+        """A copy with another config or observer (``redis_provider`` is shared)."""
+        return attrs.evolve(
+            self,
+            config=config if config is not None else self.config,
+            observer=observer if observer is not None else self.observer,
+        )
+
+
+#: The provider as the Beignet family names it: ``providers=[redis_provider]``.
+redis_provider = RedisProvider()

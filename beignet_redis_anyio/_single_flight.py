@@ -1,0 +1,113 @@
+"""Per-key single-flight: many callers, one computation, owned by nobody's caller.
+
+The computation for a key runs in a task of the provider's task group — not
+in whichever caller came first — so its fate is decoupled from any one
+caller:
+
+* every caller waiting on a run gets its result, or its exception;
+* cancelling a caller (the first or any other) only stops that caller's
+  waiting; the run goes on for the others;
+* when the last waiting caller is gone the run is cancelled: no orphaned
+  work, and nothing half-done is stored;
+* the per-key state is dropped the moment a run ends, so memory does not grow
+  with the number of distinct keys ever seen;
+* a computation that waits for its own key would wait forever; it gets a
+  ``RuntimeError`` instead (tracked with a context variable, which follows the
+  computation into any task it starts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Generic, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+__all__ = ["SingleFlight"]
+
+T = TypeVar("T")
+
+#: The (flight group, key) pairs being computed in the current context.
+_computing: ContextVar[frozenset[tuple[int, str]]] = ContextVar(
+    "beignet_redis_anyio_computing", default=frozenset()
+)
+
+
+class _Flight(Generic[T]):
+    __slots__ = ("done", "error", "result", "scope", "waiters")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.scope = anyio.CancelScope()
+        self.waiters = 0
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight(Generic[T]):
+    """Runs at most one computation per key at a time, in ``task_group``."""
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self._task_group = task_group
+        self._flights: dict[str, _Flight[T]] = {}
+        #: Successful runs so far. A caller that saw no run for its key and
+        #: then missed can tell, by a change here, that a run may have stored
+        #: its value in between.
+        self.completed = 0
+
+    def __len__(self) -> int:
+        """Keys with a run in progress (the per-key state still held)."""
+        return len(self._flights)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._flights
+
+    def check_reentry(self, key: str) -> None:
+        if (id(self), key) in _computing.get():
+            raise RuntimeError(
+                f"remember({key!r}) was called from inside its own factory; "
+                "it would wait for itself forever"
+            )
+
+    async def run(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
+        """Join the run for ``key``, starting one with ``compute`` if none is going."""
+        self.check_reentry(key)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self._flights[key] = _Flight()
+            self._task_group.start_soon(self._fly, key, flight, compute, name=f"remember {key!r}")
+        flight.waiters += 1
+        try:
+            await flight.done.wait()
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.done.is_set():
+                # The last caller left: nobody wants this result any more.
+                flight.scope.cancel()
+                self._forget(key, flight)
+        if flight.error is not None:
+            raise flight.error
+        return flight.result  # type: ignore[return-value]
+
+    async def _fly(self, key: str, flight: _Flight[T], compute: Callable[[], Awaitable[T]]) -> None:
+        _computing.set(_computing.get() | {(id(self), key)})
+        try:
+            with flight.scope:
+                flight.result = await compute()
+                self.completed += 1
+        except Exception as exc:
+            flight.error = exc
+        except BaseException:
+            # Cancelled from outside (the provider is closing): tell anyone
+            # still waiting, then let the cancellation through.
+            flight.error = RuntimeError(f"the provider closed while computing {key!r}")
+            raise
+        finally:
+            flight.done.set()
+            self._forget(key, flight)
+
+    def _forget(self, key: str, flight: _Flight[T]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]

@@ -1,0 +1,107 @@
+"""RedisConfig: every variable, every mistake named, no password shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from beignet_redis_anyio import ConfigError, RedisConfig
+
+
+def test_minimal_environment() -> None:
+    config = RedisConfig.from_env({"REDIS_URL": "redis://localhost:6379"})
+    assert config.url == "redis://localhost:6379"
+    assert config.db is None and config.key_prefix == ""
+    assert config.connection_settings().db == 0
+
+
+def test_every_variable() -> None:
+    config = RedisConfig.from_env(
+        {
+            "REDIS_URL": "rediss://cache:6380/2",
+            "REDIS_DB": "5",
+            "REDIS_KEY_PREFIX": "app:",
+            "REDIS_CONNECT_TIMEOUT": "1.5",
+            "REDIS_COMMAND_TIMEOUT": "0.25",
+            "REDIS_CLIENT_NAME": "orders-api",
+            "REDIS_TLS_CA_FILE": "/etc/ca.pem",
+            "REDIS_TLS_CERT_FILE": "/etc/client.pem",
+            "REDIS_TLS_KEY_FILE": "/etc/client.key",
+            "REDIS_MAX_BLOCKING_CONNECTIONS": "3",
+        }
+    )
+    settings = config.connection_settings()
+    assert settings.db == 5  # REDIS_DB wins over the /2 in the URL
+    assert config.key_prefix == "app:"
+    assert (settings.connect_timeout, settings.command_timeout) == (1.5, 0.25)
+    assert settings.client_name == "orders-api"
+    assert settings.tls is not None
+    assert (settings.tls.ca_file, settings.tls.cert_file, settings.tls.key_file) == (
+        "/etc/ca.pem",
+        "/etc/client.pem",
+        "/etc/client.key",
+    )
+    assert settings.max_blocking_connections == 3
+
+
+def test_db_in_url_used_when_redis_db_is_unset_or_empty() -> None:
+    config = RedisConfig.from_env({"REDIS_URL": "redis://localhost/4", "REDIS_DB": ""})
+    assert config.connection_settings().db == 4
+
+
+def test_command_timeout_none_disables_it() -> None:
+    config = RedisConfig.from_env({"REDIS_URL": "redis://h", "REDIS_COMMAND_TIMEOUT": "none"})
+    assert config.connection_settings().command_timeout is None
+
+
+def test_in_code() -> None:
+    config = RedisConfig(url="redis://localhost:6379", db=1, key_prefix="svc:")
+    assert config.connection_settings().db == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "REDIS_URL is required"),
+        ({"REDIS_URL": "   "}, "REDIS_URL is required"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL: unsupported URL scheme"),
+        ({"REDIS_URL": "redis://h/db1"}, "REDIS_URL: the database"),
+        ({"REDIS_URL": "redis://h", "REDIS_DB": "-1"}, "REDIS_DB must be an integer >= 0"),
+        ({"REDIS_URL": "redis://h", "REDIS_DB": "two"}, "REDIS_DB must be an integer >= 0"),
+        ({"REDIS_URL": "redis://h", "REDIS_CONNECT_TIMEOUT": "0"}, "REDIS_CONNECT_TIMEOUT"),
+        ({"REDIS_URL": "redis://h", "REDIS_COMMAND_TIMEOUT": "soon"}, "REDIS_COMMAND_TIMEOUT"),
+        ({"REDIS_URL": "redis://h", "REDIS_COMMAND_TIMEOUT": "inf"}, "REDIS_COMMAND_TIMEOUT"),
+        ({"REDIS_URL": "redis://h", "REDIS_CLIENT_NAME": "a b"}, "REDIS_CLIENT_NAME"),
+        ({"REDIS_URL": "redis://h", "REDIS_TLS_CERT_FILE": "/c.pem"}, "REDIS_TLS_KEY_FILE"),
+        (
+            {"REDIS_URL": "redis://h", "REDIS_MAX_BLOCKING_CONNECTIONS": "0"},
+            "REDIS_MAX_BLOCKING_CONNECTIONS",
+        ),
+    ],
+)
+def test_mistakes_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RedisConfig.from_env(environ)
+
+
+def test_config_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        RedisConfig(url="")
+
+
+def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://from-env:6390")
+    monkeypatch.setenv("REDIS_DB", "3")
+    settings = RedisConfig.from_env().connection_settings()
+    assert (settings.host, settings.port, settings.db) == ("from-env", 6390, 3)
+
+
+def test_repr_never_shows_the_password() -> None:
+    config = RedisConfig(url="redis://alice:correct-horse@host:6379/0")
+    assert "correct-horse" not in repr(config)
+    assert "alice:***@host" in repr(config)
+
+
+def test_bad_url_error_never_shows_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        RedisConfig(url="redis://alice:correct-horse@host:port/0")
+    assert "correct-horse" not in str(caught.value)

@@ -1,0 +1,228 @@
+"""remember(): every single-flight rule in DESIGN.md, under asyncio and trio."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from beignet_redis_anyio import RedisCachePort
+
+pytestmark = pytest.mark.anyio
+
+
+class Factory:
+    """A factory that counts its calls and runs only when released."""
+
+    def __init__(self, value: object = "computed") -> None:
+        self.value = value
+        self.calls = 0
+        self.started = anyio.Event()
+        self.release = anyio.Event()
+        self.cancelled = anyio.Event()
+        self.error: BaseException | None = None
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        self.started.set()
+        try:
+            await self.release.wait()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled.set()
+            raise
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+async def test_hit_returns_the_cached_value_without_calling_the_factory(
+    cache: RedisCachePort,
+) -> None:
+    factory = Factory()
+    await cache.set("k", "cached")
+    assert await cache.remember("k", factory) == "cached"
+    assert factory.calls == 0
+
+
+async def test_miss_computes_stores_and_returns(cache: RedisCachePort) -> None:
+    factory = Factory()
+    factory.release.set()
+    assert await cache.remember("k", factory, ttl_seconds=30) == "computed"
+    assert await cache.get("k") == "computed"
+    assert 0 < await cache.client.pttl(cache.key_prefix + "k") <= 30_000
+    assert await cache.remember("k", factory) == "computed"
+    assert factory.calls == 1
+
+
+async def test_concurrent_misses_run_the_factory_once(cache: RedisCachePort) -> None:
+    factory = Factory()
+    results: list[str] = []
+
+    async def caller() -> None:
+        results.append(await cache.remember("k", factory))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            for _ in range(200):
+                tasks.start_soon(caller)
+            await factory.started.wait()
+            await anyio.wait_all_tasks_blocked()
+            factory.release.set()
+    assert factory.calls == 1
+    assert results == ["computed"] * 200
+    assert cache.in_flight == 0
+
+
+async def test_an_instant_factory_still_runs_once(cache: RedisCachePort) -> None:
+    calls = 0
+
+    async def instant() -> str:
+        nonlocal calls
+        calls += 1
+        return "fast"
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(300):
+            tasks.start_soon(cache.remember, "k", instant)
+    assert calls == 1
+
+
+@pytest.mark.parametrize("which", ["first", "middle", "last"])
+async def test_cancelling_one_caller_never_touches_the_others(
+    cache: RedisCachePort, which: str
+) -> None:
+    factory = Factory()
+    results: list[str] = []
+    scopes: list[anyio.CancelScope] = []
+
+    async def caller() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            results.append(await cache.remember("k", factory))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            # The first caller starts the run; the others then find it in
+            # progress and join it at once (no I/O), so all five are waiting.
+            tasks.start_soon(caller)
+            await factory.started.wait()
+            for _ in range(4):
+                tasks.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            scopes[{"first": 0, "middle": 2, "last": 4}[which]].cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert not factory.cancelled.is_set()
+            factory.release.set()
+    assert results == ["computed"] * 4
+    assert factory.calls == 1
+    assert await cache.get("k") == "computed"
+
+
+async def test_when_every_caller_is_gone_the_work_is_cancelled(cache: RedisCachePort) -> None:
+    factory = Factory()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(cache.remember, "k", factory)
+            await factory.started.wait()
+            for _ in range(2):
+                tasks.start_soon(cache.remember, "k", factory)
+            await anyio.wait_all_tasks_blocked()
+            tasks.cancel_scope.cancel()
+        await factory.cancelled.wait()
+    assert cache.in_flight == 0
+    assert await cache.has("k") is False
+    # The next call starts afresh.
+    again = Factory()
+    again.release.set()
+    assert await cache.remember("k", again) == "computed"
+
+
+async def test_a_factory_error_reaches_every_waiter_and_nothing_is_stored(
+    cache: RedisCachePort,
+) -> None:
+    factory = Factory()
+    factory.error = LookupError("database said no")
+    errors: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await cache.remember("k", factory)
+        except LookupError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(caller)
+            await factory.started.wait()
+            for _ in range(3):
+                tasks.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            factory.release.set()
+    assert len(errors) == 4
+    assert all(str(error) == "database said no" for error in errors)
+    assert factory.calls == 1
+    assert await cache.has("k") is False
+    retry = Factory()
+    retry.release.set()
+    assert await cache.remember("k", retry) == "computed"
+    assert retry.calls == 1
+
+
+async def test_a_factory_awaiting_its_own_key_gets_an_error_not_a_deadlock(
+    cache: RedisCachePort,
+) -> None:
+    async def selfish() -> str:
+        return await cache.remember("k", selfish)
+
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="inside its own factory"):
+        await cache.remember("k", selfish)
+    assert cache.in_flight == 0
+
+
+async def test_a_cycle_through_another_key_is_detected_too(cache: RedisCachePort) -> None:
+    async def make_a() -> str:
+        return await cache.remember("b", make_b)
+
+    async def make_b() -> str:
+        return await cache.remember("a", make_a)
+
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="inside its own factory"):
+        await cache.remember("a", make_a)
+
+
+async def test_a_factory_may_remember_other_keys(cache: RedisCachePort) -> None:
+    async def inner() -> str:
+        return "inner"
+
+    async def outer() -> str:
+        return "outer+" + await cache.remember("inner", inner)
+
+    assert await cache.remember("outer", outer) == "outer+inner"
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"bytes", ["list"]])
+async def test_non_str_results_raise_type_error_and_store_nothing(
+    cache: RedisCachePort, bad: object
+) -> None:
+    factory = Factory(bad)
+    factory.release.set()
+    with pytest.raises(TypeError, match="not str"):
+        await cache.remember("k", factory)
+    assert await cache.has("k") is False
+
+
+async def test_an_empty_string_is_a_hit(cache: RedisCachePort) -> None:
+    factory = Factory("")
+    factory.release.set()
+    assert await cache.remember("k", factory) == ""
+    assert await cache.remember("k", factory) == ""
+    assert factory.calls == 1
+
+
+async def test_per_key_state_does_not_grow_with_keys_seen(cache: RedisCachePort) -> None:
+    async def value() -> str:
+        return "v"
+
+    async with anyio.create_task_group() as tasks:
+        for index in range(300):
+            tasks.start_soon(cache.remember, f"many:{index}", value)
+    assert cache.in_flight == 0
