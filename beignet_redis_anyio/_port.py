@@ -33,28 +33,9 @@ class CachePort(Protocol):
 
     async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None: ...
 
-    async def delete(self, key: str) -> bool:
-        """Remove ``key``; True when there was something to remove."""
-        return await self._count("cache.delete", "DEL", key, "deleted", "not_found")
+    async def delete(self, key: str) -> bool: ...
 
-    async def has(self, key: str) -> bool:
-        """True when ``key`` holds a value (an empty string counts)."""
-        return await self._count("cache.has", "EXISTS", key, "hit", "miss")
-
-    async def _count(
-        self, operation: Operation, command: str, key: str, yes: Status, no: Status
-    ) -> bool:
-        """A one-key command that answers with a count: DEL, EXISTS."""
-        _check_key(key)
-        started = time.perf_counter()
-        try:
-            answer = bool(await self._execute(command, self.key_prefix + key))
-        except BaseException as exc:
-            self._failed(operation, key, None, started, exc)
-            raise
-        if self._observer is not None:
-            self._emit(operation, key, yes if answer else no, None, started)
-        return answer
+    async def has(self, key: str) -> bool: ...
 
     async def remember(
         self, key: str, factory: Factory, *, ttl_seconds: float | None = None
@@ -148,29 +129,26 @@ class RedisCachePort:
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when there was something to remove."""
-        _check_key(key)
-        started = time.perf_counter()
-        try:
-            deleted = bool(await self._execute("DEL", self.key_prefix + key))
-        except BaseException as exc:
-            self._failed("cache.delete", key, None, started, exc)
-            raise
-        if self._observer is not None:
-            self._emit("cache.delete", key, "deleted" if deleted else "not_found", None, started)
-        return deleted
+        return await self._count("cache.delete", "DEL", key, "deleted", "not_found")
 
     async def has(self, key: str) -> bool:
         """True when ``key`` holds a value (an empty string counts)."""
+        return await self._count("cache.has", "EXISTS", key, "hit", "miss")
+
+    async def _count(
+        self, operation: Operation, command: str, key: str, yes: Status, no: Status
+    ) -> bool:
+        """A one-key command that answers with a count: DEL, EXISTS."""
         _check_key(key)
         started = time.perf_counter()
         try:
-            exists = bool(await self._execute("EXISTS", self.key_prefix + key))
+            answer = bool(await self._execute(command, self.key_prefix + key))
         except BaseException as exc:
-            self._failed("cache.has", key, None, started, exc)
+            self._failed(operation, key, None, started, exc)
             raise
         if self._observer is not None:
-            self._emit("cache.has", key, "hit" if exists else "miss", None, started)
-        return exists
+            self._emit(operation, key, yes if answer else no, None, started)
+        return answer
 
     async def remember(
         self, key: str, factory: Factory, *, ttl_seconds: float | None = None
