@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 import attrs
 
@@ -49,6 +50,15 @@ class RedisConfig:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     max_blocking_connections: int = 8
+    remember_lock: bool = False
+    lock_lease_seconds: float = 10.0
+    lock_wait_seconds: float = 10.0
+    early_refresh: bool = False
+    early_refresh_beta: float = 1.0
+    ttl_jitter: float = 0.0
+    failure_policy: Literal["raise", "bypass"] = "raise"
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.strip():
@@ -68,6 +78,34 @@ class RedisConfig:
                 "REDIS_MAX_BLOCKING_CONNECTIONS must be an integer >= 1, "
                 f"got {self.max_blocking_connections!r}"
             )
+        for variable, flag in (
+            ("REDIS_REMEMBER_LOCK", self.remember_lock),
+            ("REDIS_EARLY_REFRESH", self.early_refresh),
+        ):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{variable} must be true or false, got {flag!r}")
+        _check_seconds("REDIS_LOCK_LEASE", self.lock_lease_seconds, optional=False)
+        _check_seconds("REDIS_LOCK_WAIT", self.lock_wait_seconds, optional=False)
+        _check_seconds("REDIS_EARLY_REFRESH_BETA", self.early_refresh_beta, optional=False)
+        if (
+            isinstance(self.ttl_jitter, bool)
+            or not isinstance(self.ttl_jitter, (int, float))
+            or not 0 <= self.ttl_jitter < 1
+        ):
+            raise ConfigError(
+                f"REDIS_TTL_JITTER must be a fraction in [0, 1), e.g. 0.1, got {self.ttl_jitter!r}"
+            )
+        if self.failure_policy not in ("raise", "bypass"):
+            raise ConfigError(
+                f"REDIS_FAILURE_POLICY must be 'raise' or 'bypass', got {self.failure_policy!r}"
+            )
+        if isinstance(self.breaker_threshold, bool) or not (
+            isinstance(self.breaker_threshold, int) and self.breaker_threshold >= 1
+        ):
+            raise ConfigError(
+                f"REDIS_BREAKER_THRESHOLD must be an integer >= 1, got {self.breaker_threshold!r}"
+            )
+        _check_seconds("REDIS_BREAKER_COOLDOWN", self.breaker_cooldown_seconds, optional=False)
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together")
         try:
@@ -135,7 +173,42 @@ class RedisConfig:
             fields["max_blocking_connections"] = _integer(
                 "REDIS_MAX_BLOCKING_CONNECTIONS", limit, minimum=1
             )
+        for variable, field in (
+            ("REDIS_REMEMBER_LOCK", "remember_lock"),
+            ("REDIS_EARLY_REFRESH", "early_refresh"),
+        ):
+            if (flag := get(variable)) is not None:
+                fields[field] = _boolean(variable, flag)
+        for variable, field in (
+            ("REDIS_LOCK_LEASE", "lock_lease_seconds"),
+            ("REDIS_LOCK_WAIT", "lock_wait_seconds"),
+            ("REDIS_EARLY_REFRESH_BETA", "early_refresh_beta"),
+            ("REDIS_BREAKER_COOLDOWN", "breaker_cooldown_seconds"),
+        ):
+            if (seconds := get(variable)) is not None:
+                fields[field] = _seconds(variable, seconds)
+        if (jitter := get("REDIS_TTL_JITTER")) is not None:
+            try:
+                fields["ttl_jitter"] = float(jitter)
+            except ValueError:
+                raise ConfigError(f"REDIS_TTL_JITTER must be a fraction, got {jitter!r}") from None
+        if (policy := get("REDIS_FAILURE_POLICY")) is not None:
+            fields["failure_policy"] = policy.strip().lower()
+        if (threshold := get("REDIS_BREAKER_THRESHOLD")) is not None:
+            fields["breaker_threshold"] = _integer("REDIS_BREAKER_THRESHOLD", threshold, minimum=1)
         return cls(**fields)  # type: ignore[arg-type]
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _boolean(variable: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{variable} must be true or false, got {text!r}")
 
 
 def _integer(variable: str, text: str, *, minimum: int) -> int:

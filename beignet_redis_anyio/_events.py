@@ -16,8 +16,30 @@ import attrs
 
 __all__ = ["CacheEvent", "Observer", "notify"]
 
-Operation = Literal["cache.get", "cache.set", "cache.delete", "cache.has", "cache.remember"]
-Status = Literal["hit", "miss", "stored", "deleted", "not_found", "error", "cancelled"]
+Operation = Literal[
+    "cache.get",
+    "cache.set",
+    "cache.delete",
+    "cache.has",
+    "cache.remember",
+    # Not operations of their own: what the machinery behind them did.
+    "cache.refresh",  # an early (XFetch) recompute finished: stored / error
+    "cache.lock",  # the cross-process lease: lease_lost / wait_expired
+    "cache.breaker",  # the circuit breaker: opened / closed
+]
+Status = Literal[
+    "hit",
+    "miss",
+    "stored",
+    "deleted",
+    "not_found",
+    "error",
+    "cancelled",
+    "lease_lost",
+    "wait_expired",
+    "opened",
+    "closed",
+]
 
 _log = logging.getLogger("beignet_redis_anyio")
 
@@ -29,7 +51,12 @@ class CacheEvent:
     ``status`` is ``"hit"``/``"miss"`` for ``get``, ``has`` and ``remember``;
     ``"stored"`` for ``set``; ``"deleted"``/``"not_found"`` for ``delete``;
     ``"error"`` (with ``error`` naming the exception) or ``"cancelled"`` for
-    any operation that did not complete.
+    any operation that did not complete — including one the ``bypass``
+    failure policy answered without Redis. Besides the operations:
+    ``cache.refresh`` (``stored``/``error``) when an early refresh finishes,
+    ``cache.lock`` (``lease_lost``, ``wait_expired``) from the cross-process
+    lease, ``cache.breaker`` (``opened``/``closed``, key ``""``) when the
+    circuit breaker changes state.
     """
 
     operation: Operation

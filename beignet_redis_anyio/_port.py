@@ -8,15 +8,21 @@ bad call fails with a clear ``TypeError``/``ValueError`` and writes nothing.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import TaskGroup
 
+from ._breaker import UNAVAILABLE, CircuitBreaker
 from ._client import RedisClient
+from ._config import RedisConfig
 from ._events import CacheEvent, Observer, Operation, Status, notify
+from ._keys import sidecar_key
+from ._lease import Lease
+from ._notify import ReadyNotifications
 from ._single_flight import SingleFlight
 
 __all__ = ["CachePort", "RedisCachePort"]
@@ -81,15 +87,30 @@ class RedisCachePort:
         self,
         client: RedisClient,
         task_group: TaskGroup,
+        config: RedisConfig,
         *,
-        key_prefix: str = "",
         observer: Observer | None = None,
     ) -> None:
         self.client = client
-        self.key_prefix = key_prefix
+        self.config = config
+        self.key_prefix = config.key_prefix
         self._observer = observer
+        self._task_group = task_group
         self._flights: SingleFlight[str] = SingleFlight(task_group)
         self._execute = client.execute_command
+        self._bypass = config.failure_policy == "bypass"
+        self._breaker = CircuitBreaker(
+            threshold=config.breaker_threshold,
+            cooldown=config.breaker_cooldown_seconds,
+            on_change=self._breaker_changed,
+        )
+        self._lease = Lease(
+            client,
+            ReadyNotifications(client.settings, task_group),
+            lease_seconds=config.lock_lease_seconds,
+            wait_seconds=config.lock_wait_seconds,
+            report=self._lock_event,
+        )
 
     def __repr__(self) -> str:
         return f"<RedisCachePort {self.client.settings.redacted_url()}>"
@@ -99,14 +120,22 @@ class RedisCachePort:
         """Keys with a ``remember`` computation running now (per-key state held)."""
         return len(self._flights)
 
+    @property
+    def breaker_state(self) -> str:
+        """``"closed"`` (Redis in use), ``"open"`` (refused for a cooldown) or ``"half_open"``."""
+        return self._breaker.state
+
+    # -- the five operations ------------------------------------------------
+
     async def get(self, key: str) -> str | None:
         """The value stored at ``key``, or ``None``."""
         _check_key(key)
         started = time.perf_counter()
         try:
-            value: str | None = await self._execute("GET", self.key_prefix + key)
+            value: str | None = await self._call("GET", self.key_prefix + key)
         except BaseException as exc:
-            self._failed("cache.get", key, None, started, exc)
+            if self._bypassed("cache.get", key, None, started, exc):
+                return None
             raise
         if self._observer is not None:
             self._emit("cache.get", key, "hit" if value is not None else "miss", None, started)
@@ -120,9 +149,10 @@ class RedisCachePort:
         ttl_ms = _ttl_milliseconds(ttl_seconds)
         started = time.perf_counter()
         try:
-            await self._store(self.key_prefix + key, value, ttl_ms)
+            await self._store(self.key_prefix + key, value, ttl_ms, None)
         except BaseException as exc:
-            self._failed("cache.set", key, ttl_seconds, started, exc)
+            if self._bypassed("cache.set", key, ttl_seconds, started, exc):
+                return
             raise
         if self._observer is not None:
             self._emit("cache.set", key, "stored", ttl_seconds, started)
@@ -135,6 +165,195 @@ class RedisCachePort:
         """True when ``key`` holds a value (an empty string counts)."""
         return await self._count("cache.has", "EXISTS", key, "hit", "miss")
 
+    async def remember(
+        self,
+        key: str,
+        factory: Factory,
+        *,
+        ttl_seconds: float | None = None,
+        lock: bool | None = None,
+        early_refresh: bool | None = None,
+    ) -> str:
+        """The cached value; on a miss, ``await factory()``, store it, return it.
+
+        Concurrent misses on one key share one ``factory()`` run (see the
+        README's single-flight guarantees). The factory must return ``str``;
+        anything else raises ``TypeError`` and nothing is stored.
+
+        ``lock`` and ``early_refresh`` override the provider's settings for
+        this call: ``lock=True`` makes one *process* compute while others wait
+        for its value; ``early_refresh=True`` (needs ``ttl_seconds``) lets a
+        hit recompute the value in the background shortly before it expires.
+        """
+        _check_key(key)
+        if not callable(factory):
+            raise TypeError(f"factory must be an async callable, got {type(factory).__name__}")
+        ttl_ms = _ttl_milliseconds(ttl_seconds)
+        use_lock = self.config.remember_lock if lock is None else lock
+        refresh = (self.config.early_refresh if early_refresh is None else early_refresh) and (
+            ttl_ms is not None
+        )
+        full_key = self.key_prefix + key
+        flights = self._flights
+        flights.check_reentry(full_key)
+        started = time.perf_counter()
+
+        async def compute() -> str:
+            return await self._compute(key, full_key, factory, ttl_ms, use_lock, refresh)
+
+        unavailable: BaseException | None = None
+        try:
+            if full_key not in flights:
+                try:
+                    cached = await self._read_for_remember(full_key, refresh, compute)
+                except UNAVAILABLE as exc:
+                    if not self._bypass:
+                        raise
+                    unavailable, cached = exc, None
+                if cached is not None:
+                    if self._observer is not None:
+                        self._emit("cache.remember", key, "hit", ttl_seconds, started)
+                    return cached
+            value = await flights.run(full_key, compute)
+        except BaseException as exc:
+            self._failed("cache.remember", key, ttl_seconds, started, exc)
+            raise
+        if self._observer is not None:
+            if unavailable is not None:
+                self._emit(
+                    "cache.remember", key, "error", ttl_seconds, started, _describe(unavailable)
+                )
+            else:
+                self._emit("cache.remember", key, "miss", ttl_seconds, started)
+        return value
+
+    # -- remember's parts ---------------------------------------------------
+
+    async def _read_for_remember(
+        self, full_key: str, refresh: bool, compute: Callable[[], Awaitable[str]]
+    ) -> str | None:
+        flights = self._flights
+        completed_before = flights.completed
+        if refresh:
+            cached = await self._read_with_expiry(full_key, compute)
+        else:
+            cached = await self._call("GET", full_key)
+        if cached is None and flights.completed != completed_before:
+            # A run ended while we read; it may have stored our key.
+            cached = await self._call("GET", full_key)
+        return cached
+
+    async def _read_with_expiry(
+        self, full_key: str, compute: Callable[[], Awaitable[str]]
+    ) -> str | None:
+        """A hit that may trigger an early refresh (XFetch).
+
+        Vattani, Chierichetti & Lowenstein, "Optimal Probabilistic Cache
+        Stampede Prevention" (VLDB 2015): recompute early when
+        ``now - delta * beta * ln(rand()) >= expiry``, with ``delta`` the time
+        the last computation took. The refresh runs in the provider's task
+        group; this caller gets the current value at once.
+        """
+        self._breaker.check()
+        pipe = self.client.pipeline()
+        pipe.execute_command("GET", full_key)
+        pipe.execute_command("PTTL", full_key)
+        pipe.execute_command("GET", sidecar_key(full_key, "meta"))
+        try:
+            value, remaining_ms, meta = await pipe.execute()
+        except UNAVAILABLE as exc:
+            self._breaker.failed(exc)
+            raise
+        self._breaker.succeeded()
+        if value is None:
+            return None
+        if meta is not None and isinstance(remaining_ms, int) and remaining_ms > 0:
+            delta_ms = float(meta)
+            rand = 1.0 - random.random()  # in (0, 1]: ln stays finite
+            if -delta_ms * self.config.early_refresh_beta * math.log(rand) >= remaining_ms:
+                self._flights.start_background(full_key, self._reported_refresh(full_key, compute))
+        return str(value)
+
+    def _reported_refresh(
+        self, full_key: str, compute: Callable[[], Awaitable[str]]
+    ) -> Callable[[], Awaitable[str]]:
+        key = full_key[len(self.key_prefix) :]
+
+        async def refresh() -> str:
+            started = time.perf_counter()
+            try:
+                value = await compute()
+            except Exception as exc:
+                if self._observer is not None:
+                    self._emit("cache.refresh", key, "error", None, started, _describe(exc))
+                raise
+            if self._observer is not None:
+                self._emit("cache.refresh", key, "stored", None, started)
+            return value
+
+        return refresh
+
+    async def _compute(
+        self,
+        key: str,
+        full_key: str,
+        factory: Factory,
+        ttl_ms: int | None,
+        use_lock: bool,
+        refresh: bool,
+    ) -> str:
+        """Runs in the flight's task: produce the value and store it."""
+
+        async def produce() -> tuple[str, float]:
+            began = time.perf_counter()
+            value = await factory()
+            if not isinstance(value, str):
+                raise TypeError(
+                    f"the factory for {key!r} returned {type(value).__name__}, not str; "
+                    "nothing was stored"
+                )
+            return value, time.perf_counter() - began
+
+        async def store(value: str, delta: float) -> None:
+            try:
+                await self._store(
+                    full_key, value, self._jittered(ttl_ms), delta if refresh else None
+                )
+            except UNAVAILABLE:
+                if not self._bypass:
+                    raise  # with bypass the value is still good; Redis is not
+
+        if use_lock and not (self._bypass and self._breaker.state == "open"):
+            try:
+                return await self._lease.compute(
+                    key,
+                    full_key,
+                    produce,
+                    store,
+                    self._jittered(ttl_ms),
+                    lambda delta: _meta(delta) if refresh else "",
+                )
+            except UNAVAILABLE as exc:
+                if not self._bypass:
+                    raise
+                self._breaker.failed(exc)
+        value, delta = await produce()
+        await store(value, delta)
+        return value
+
+    # -- plumbing -----------------------------------------------------------
+
+    async def _call(self, *args: Any) -> Any:
+        """One command, through the circuit breaker."""
+        self._breaker.check()
+        try:
+            result = await self._execute(*args)
+        except UNAVAILABLE as exc:
+            self._breaker.failed(exc)
+            raise
+        self._breaker.succeeded()
+        return result
+
     async def _count(
         self, operation: Operation, command: str, key: str, yes: Status, no: Status
     ) -> bool:
@@ -142,66 +361,65 @@ class RedisCachePort:
         _check_key(key)
         started = time.perf_counter()
         try:
-            answer = bool(await self._execute(command, self.key_prefix + key))
+            answer = bool(await self._call(command, self.key_prefix + key))
         except BaseException as exc:
-            self._failed(operation, key, None, started, exc)
+            if self._bypassed(operation, key, None, started, exc):
+                return False
             raise
         if self._observer is not None:
             self._emit(operation, key, yes if answer else no, None, started)
         return answer
 
-    async def remember(
-        self, key: str, factory: Factory, *, ttl_seconds: float | None = None
-    ) -> str:
-        """The cached value; on a miss, ``await factory()``, store it, return it.
-
-        Concurrent misses on one key share one ``factory()`` run (see the
-        README's single-flight guarantees). The factory must return ``str``;
-        anything else raises ``TypeError`` and nothing is stored.
-        """
-        _check_key(key)
-        if not callable(factory):
-            raise TypeError(f"factory must be an async callable, got {type(factory).__name__}")
-        ttl_ms = _ttl_milliseconds(ttl_seconds)
-        full_key = self.key_prefix + key
-        flights = self._flights
-        flights.check_reentry(full_key)
-        started = time.perf_counter()
+    async def _store(
+        self, full_key: str, value: str, ttl_ms: int | None, delta: float | None
+    ) -> None:
+        ttl = () if ttl_ms is None else ("PX", ttl_ms)
+        if delta is None:
+            await self._call("SET", full_key, value, *ttl)
+            return
+        # The recompute time goes beside the value, never inside it.
+        self._breaker.check()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.execute_command("SET", full_key, value, *ttl)
+        pipe.execute_command("SET", sidecar_key(full_key, "meta"), _meta(delta), *ttl)
         try:
-            if full_key not in flights:
-                completed_before = flights.completed
-                cached: str | None = await self._execute("GET", full_key)
-                if cached is None and flights.completed != completed_before:
-                    # A run ended while we read; it may have stored our key.
-                    cached = await self._execute("GET", full_key)
-                if cached is not None:
-                    if self._observer is not None:
-                        self._emit("cache.remember", key, "hit", ttl_seconds, started)
-                    return cached
-
-            async def compute() -> str:
-                value = await factory()
-                if not isinstance(value, str):
-                    raise TypeError(
-                        f"the factory for {key!r} returned {type(value).__name__}, not str; "
-                        "nothing was stored"
-                    )
-                await self._store(full_key, value, ttl_ms)
-                return value
-
-            value = await flights.run(full_key, compute)
-        except BaseException as exc:
-            self._failed("cache.remember", key, ttl_seconds, started, exc)
+            await pipe.execute()
+        except UNAVAILABLE as exc:
+            self._breaker.failed(exc)
             raise
-        if self._observer is not None:
-            self._emit("cache.remember", key, "miss", ttl_seconds, started)
-        return value
+        self._breaker.succeeded()
 
-    async def _store(self, full_key: str, value: str, ttl_ms: int | None) -> None:
-        if ttl_ms is None:
-            await self._execute("SET", full_key, value)
-        else:
-            await self._execute("SET", full_key, value, "PX", ttl_ms)
+    def _jittered(self, ttl_ms: int | None) -> int | None:
+        jitter = self.config.ttl_jitter
+        if ttl_ms is None or not jitter:
+            return ttl_ms
+        return max(1, round(ttl_ms * random.uniform(1 - jitter, 1 + jitter)))
+
+    def _bypassed(
+        self,
+        operation: Operation,
+        key: str,
+        ttl_seconds: float | None,
+        started: float,
+        exc: BaseException,
+    ) -> bool:
+        """Report ``exc``; True when the failure policy says to carry on without Redis."""
+        self._failed(operation, key, ttl_seconds, started, exc)
+        return self._bypass and isinstance(exc, UNAVAILABLE)
+
+    def _breaker_changed(self, status: Status, reason: str | None) -> None:
+        if self._observer is not None:
+            notify(
+                self._observer,
+                CacheEvent(operation="cache.breaker", key="", status=status, error=reason),
+            )
+
+    def _lock_event(self, key: str, status: str, reason: str | None) -> None:
+        if self._observer is not None:
+            notify(
+                self._observer,
+                CacheEvent(operation="cache.lock", key=key, status=status, error=reason),  # type: ignore[arg-type]
+            )
 
     def _emit(
         self,
@@ -237,6 +455,11 @@ class RedisCachePort:
             self._emit(operation, key, "cancelled", ttl_seconds, started)
         else:
             self._emit(operation, key, "error", ttl_seconds, started, _describe(exc))
+
+
+def _meta(delta: float) -> str:
+    """Metadata kept beside a value: how long computing it took, in ms."""
+    return f"{delta * 1000:.3f}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,11 +9,14 @@ shielded and bounded, so leaving can never hang.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import attrs
+from redis.exceptions import AuthenticationError
 
+from ._breaker import UNAVAILABLE
 from ._client import RedisClient
 from ._config import RedisConfig
 from ._events import Observer
@@ -21,6 +24,8 @@ from ._port import RedisCachePort
 from ._task_group import background_task_group
 
 __all__ = ["RedisProvider", "open_redis_provider", "redis_provider"]
+
+_log = logging.getLogger("beignet_redis_anyio")
 
 
 @asynccontextmanager
@@ -42,10 +47,16 @@ async def open_redis_provider(
     async with background_task_group() as task_group:
         client = RedisClient(settings, task_group=task_group, decode_responses=True)
         try:
-            await client.ping()
-            yield RedisCachePort(
-                client, task_group, key_prefix=config.key_prefix, observer=observer
-            )
+            try:
+                await client.ping()
+            except UNAVAILABLE as exc:
+                # With the bypass policy the app starts even while Redis is
+                # down — that is the point of failing open. Wrong credentials
+                # are a mistake, not an outage: they always fail.
+                if config.failure_policy != "bypass" or isinstance(exc, AuthenticationError):
+                    raise
+                _log.warning("Redis is unavailable at start-up; bypassing it: %s", exc)
+            yield RedisCachePort(client, task_group, config, observer=observer)
         finally:
             await client.aclose()
 

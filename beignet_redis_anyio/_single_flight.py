@@ -36,12 +36,15 @@ _computing: ContextVar[frozenset[tuple[int, str]]] = ContextVar(
 
 
 class _Flight(Generic[T]):
-    __slots__ = ("done", "error", "result", "scope", "waiters")
+    __slots__ = ("background", "done", "error", "result", "scope", "waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, *, background: bool = False) -> None:
         self.done = anyio.Event()
         self.scope = anyio.CancelScope()
         self.waiters = 0
+        #: Started for nobody in particular (an early refresh): runs to the
+        #: end even when no caller waits for it.
+        self.background = background
         self.result: T | None = None
         self.error: BaseException | None = None
 
@@ -83,13 +86,23 @@ class SingleFlight(Generic[T]):
             await flight.done.wait()
         finally:
             flight.waiters -= 1
-            if flight.waiters == 0 and not flight.done.is_set():
+            if flight.waiters == 0 and not flight.done.is_set() and not flight.background:
                 # The last caller left: nobody wants this result any more.
                 flight.scope.cancel()
                 self._forget(key, flight)
         if flight.error is not None:
             raise flight.error
         return flight.result  # type: ignore[return-value]
+
+    def start_background(self, key: str, compute: Callable[[], Awaitable[T]]) -> None:
+        """Start a run for ``key`` that nobody waits for, unless one is going.
+
+        Callers that arrive meanwhile join it like any other run.
+        """
+        if key in self._flights:
+            return
+        flight = self._flights[key] = _Flight(background=True)
+        self._task_group.start_soon(self._fly, key, flight, compute, name=f"refresh {key!r}")
 
     async def _fly(self, key: str, flight: _Flight[T], compute: Callable[[], Awaitable[T]]) -> None:
         _computing.set(_computing.get() | {(id(self), key)})

@@ -105,3 +105,52 @@ def test_bad_url_error_never_shows_the_password() -> None:
     with pytest.raises(ConfigError) as caught:
         RedisConfig(url="redis://alice:correct-horse@host:port/0")
     assert "correct-horse" not in str(caught.value)
+
+
+def test_stampede_and_resilience_variables() -> None:
+    config = RedisConfig.from_env(
+        {
+            "REDIS_URL": "redis://h",
+            "REDIS_REMEMBER_LOCK": "true",
+            "REDIS_LOCK_LEASE": "2.5",
+            "REDIS_LOCK_WAIT": "4",
+            "REDIS_EARLY_REFRESH": "yes",
+            "REDIS_EARLY_REFRESH_BETA": "2",
+            "REDIS_TTL_JITTER": "0.1",
+            "REDIS_FAILURE_POLICY": "Bypass",
+            "REDIS_BREAKER_THRESHOLD": "3",
+            "REDIS_BREAKER_COOLDOWN": "7.5",
+        }
+    )
+    assert config.remember_lock and config.early_refresh
+    assert (config.lock_lease_seconds, config.lock_wait_seconds) == (2.5, 4.0)
+    assert (config.early_refresh_beta, config.ttl_jitter) == (2.0, 0.1)
+    assert config.failure_policy == "bypass"
+    assert (config.breaker_threshold, config.breaker_cooldown_seconds) == (3, 7.5)
+
+
+def test_resilience_defaults() -> None:
+    config = RedisConfig(url="redis://h")
+    assert not config.remember_lock and not config.early_refresh
+    assert config.failure_policy == "raise"
+    assert (config.lock_lease_seconds, config.lock_wait_seconds) == (10.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REDIS_REMEMBER_LOCK", "maybe"),
+        ("REDIS_LOCK_LEASE", "0"),
+        ("REDIS_LOCK_WAIT", "-1"),
+        ("REDIS_EARLY_REFRESH", "2"),
+        ("REDIS_EARLY_REFRESH_BETA", "nan"),
+        ("REDIS_TTL_JITTER", "1.5"),
+        ("REDIS_TTL_JITTER", "lots"),
+        ("REDIS_FAILURE_POLICY", "ignore"),
+        ("REDIS_BREAKER_THRESHOLD", "0"),
+        ("REDIS_BREAKER_COOLDOWN", "never"),
+    ],
+)
+def test_resilience_mistakes_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        RedisConfig.from_env({"REDIS_URL": "redis://h", variable: value})

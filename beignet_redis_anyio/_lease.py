@@ -1,0 +1,164 @@
+"""Cross-process single-flight: one process computes, the others wait for it.
+
+In-process single-flight (``_single_flight``) makes one task per process ask;
+this makes one *process* compute. The protocol, per key:
+
+1. Try to take a lease: ``SET <lock> <random token> NX PX <lease>``.
+2. The leader runs the factory while a renewal task extends the lease every
+   third of it (compare-and-``PEXPIRE``, so only the holder can extend it).
+   Then one script stores the value (and its metadata) *before* deleting the
+   lease — only if it is still ours — and publishes the key. A lease found
+   lost (expired, taken) is reported; the value is still stored and returned.
+   If the factory fails, the lease is released at once and the followers told.
+3. A follower subscribes to the ready notifications and waits for its key,
+   re-reading it when told or at a bounded, jittered poll. When the lease is
+   free again without a value (the leader died or failed), the next poll's
+   ``SET NX`` makes that follower the leader. After ``wait`` seconds at most
+   it computes the value itself: the lease saves work; it is never what
+   correctness depends on.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ._client import RedisClient
+from ._keys import sidecar_key
+from ._notify import ReadyNotifications
+from ._scripts import RELEASE, RENEW, STORE_AND_RELEASE
+from ._task_group import background_task_group
+
+__all__ = ["Lease", "LeaseReport"]
+
+#: Produces the value and how long producing it took (seconds).
+Produce = Callable[[], Awaitable[tuple[str, float]]]
+#: Stores the value without a lease (a follower that stopped waiting).
+Store = Callable[[str, float], Awaitable[None]]
+#: Reports "lease_lost" / "wait_expired" for a key.
+LeaseReport = Callable[[str, str, str | None], None]
+
+_POLL_MIN, _POLL_MAX = 0.05, 1.0
+
+
+class Lease:
+    def __init__(
+        self,
+        client: RedisClient,
+        notifications: ReadyNotifications,
+        *,
+        lease_seconds: float,
+        wait_seconds: float,
+        report: LeaseReport,
+    ) -> None:
+        self._client = client
+        self._notifications = notifications
+        self._lease_ms = max(1, round(lease_seconds * 1000))
+        self._lease_seconds = lease_seconds
+        self._wait_seconds = wait_seconds
+        self._report = report
+        # Poll rarely: notifications do the real work; this only bounds the
+        # wait when one is lost.
+        self._poll = min(_POLL_MAX, max(_POLL_MIN, lease_seconds / 10))
+
+    async def compute(
+        self,
+        key: str,
+        full_key: str,
+        produce: Produce,
+        store: Store,
+        ttl_ms: int | None,
+        meta: Callable[[float], str],
+    ) -> str:
+        """The value for ``full_key``: computed here as leader, or read once
+        another process has computed it."""
+        token = secrets.token_hex(16)
+        lock = sidecar_key(full_key, "lock")
+        give_up_at = time.monotonic() + self._wait_seconds
+        timeout = self._client.settings.command_timeout or self._lease_seconds
+        live = await self._notifications.subscribed(timeout)
+        with self._notifications.watch(full_key) as watch:
+            first = True
+            while True:
+                if await self._client.execute_command(
+                    "SET", lock, token, "NX", "PX", self._lease_ms
+                ):
+                    return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
+                # Someone else leads. If we could not hear them (no live
+                # subscription) or might have subscribed after they finished,
+                # look now; otherwise wait to be told, or to poll.
+                value = None
+                if not (first and live):
+                    value = await self._client.execute_command("GET", full_key)
+                first = False
+                if value is None:
+                    left = give_up_at - time.monotonic()
+                    if left <= 0:
+                        self._report(key, "wait_expired", None)
+                        produced, delta = await produce()
+                        await store(produced, delta)
+                        return produced
+                    await watch.wait(min(left, self._poll * random.uniform(0.5, 1.5)))
+                    value = await self._client.execute_command("GET", full_key)
+                if value is not None:
+                    return str(value)
+
+    async def _lead(
+        self,
+        key: str,
+        full_key: str,
+        lock: str,
+        token: str,
+        produce: Produce,
+        ttl_ms: int | None,
+        meta: Callable[[float], str],
+    ) -> str:
+        # The previous leader may have stored the value and let go between
+        # our first read and our SET NX: look once more before computing.
+        existing = await self._client.execute_command("GET", full_key)
+        if existing is not None:
+            await self._release(lock, token, full_key)
+            return str(existing)
+        lost: list[bool] = []
+        try:
+            async with background_task_group() as renewals:
+                renewals.start_soon(self._keep_renewed, key, lock, token, lost)
+                value, delta = await produce()
+        except BaseException:
+            await self._release(lock, token, full_key)
+            raise
+        ours = await STORE_AND_RELEASE(
+            self._client,
+            [full_key, sidecar_key(full_key, "meta"), lock],
+            [value, ttl_ms or 0, meta(delta), token, self._notifications.channel, full_key],
+        )
+        if not ours and not lost:
+            self._report(
+                key, "lease_lost", "the lease expired or was taken before the value was stored"
+            )
+        return value
+
+    async def _keep_renewed(self, key: str, lock: str, token: str, lost: list[bool]) -> None:
+        interval = self._lease_seconds / 3
+        while True:
+            await anyio.sleep(interval)
+            try:
+                renewed = await RENEW(self._client, [lock], [token, self._lease_ms])
+            except Exception:
+                continue  # Redis hiccup: try again next interval; expiry is the backstop
+            if not renewed:
+                lost.append(True)
+                self._report(key, "lease_lost", "the lease expired or was taken while computing")
+                return
+
+    async def _release(self, lock: str, token: str, full_key: str) -> None:
+        """Give the lease up now (the factory failed or we were cancelled)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._lease_seconds):
+            try:
+                await RELEASE(self._client, [lock], [token, self._notifications.channel, full_key])
+            except Exception:
+                pass  # the lease expires by itself

@@ -1,0 +1,225 @@
+"""Cross-process single-flight against a real redis-server, with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+
+from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_client, open_redis_provider
+from beignet_redis_anyio._keys import sidecar_key
+from servers import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+WORKER = Path(__file__).parent / "workers" / "remember_worker.py"
+
+
+def _spawn(url: str, key: str, backend: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), url, key, "--backend", backend, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+
+
+async def _wait_until_blocked(url: str, key: str, processes: int) -> None:
+    """Until every worker is connected and waiting for the start signal."""
+    async with open_redis_client(url) as client:
+        with anyio.fail_after(30):
+            while True:  # the server's view of other processes: poll it
+                blocked = [c for c in await client.client_list() if c["cmd"] == "blpop"]
+                if len(blocked) >= processes:
+                    return
+                await anyio.sleep(0.02)
+
+
+def _finish(process: subprocess.Popen[str]) -> dict[str, object]:
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+async def test_many_processes_many_callers_one_factory_run(
+    real_server: RedisServer, anyio_backend: str
+) -> None:
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    workers = [
+        _spawn(real_server.url, key, anyio_backend, "--callers", "50", "--factory-seconds", "0.3")
+        for _ in range(4)
+    ]
+    try:
+        await _wait_until_blocked(real_server.url, key, 4)
+        async with open_redis_client(real_server.url) as client:
+            await client.rpush(f"{key}:go", *["go"] * 4)
+            results = [_finish(worker) for worker in workers]
+            assert await client.get(f"{key}:factory-calls") == "1"
+            stored = await client.get(key)
+            assert await client.exists(sidecar_key(key, "lock")) == 0  # released
+    finally:
+        for worker in workers:
+            worker.kill()
+    values = {value for result in results for value in result["results"]}  # type: ignore[attr-defined]
+    assert values == {stored}
+    assert sum(result["factory_calls"] for result in results) == 1  # type: ignore[misc]
+    assert all(len(result["results"]) == 50 for result in results)  # type: ignore[arg-type]
+
+
+async def test_a_killed_leader_is_replaced_after_its_lease(
+    real_server: RedisServer, anyio_backend: str
+) -> None:
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    leader = _spawn(
+        real_server.url, key, anyio_backend,
+        "--callers", "1", "--factory-seconds", "60", "--lease", "0.5",
+    )  # fmt: skip
+    try:
+        await _wait_until_blocked(real_server.url, key, 1)
+        async with open_redis_client(real_server.url) as client:
+            await client.rpush(f"{key}:go", "go")
+            assert await client.blpop([f"{key}:started"], timeout=30) is not None
+            leader.send_signal(signal.SIGKILL)
+            leader.wait(10)
+            # Its lease is still there; nobody renews it any more.
+            assert await client.exists(sidecar_key(key, "lock")) == 1
+    finally:
+        leader.kill()
+    calls = 0
+
+    async def factory() -> str:
+        nonlocal calls
+        calls += 1
+        return "from-the-successor"
+
+    config = RedisConfig(url=real_server.url, remember_lock=True, lock_lease_seconds=0.5)
+    with anyio.fail_after(10):
+        async with open_redis_provider(config) as cache:
+            started = anyio.current_time()
+            assert await cache.remember(key, factory) == "from-the-successor"
+            waited = anyio.current_time() - started
+    assert calls == 1
+    assert waited < 5  # the lease (0.5 s) and a poll or two, not the lock wait
+
+
+async def test_a_long_factory_keeps_its_lease_renewed(real_server: RedisServer) -> None:
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    config = RedisConfig(url=real_server.url, remember_lock=True, lock_lease_seconds=0.3)
+    calls = 0
+    started, release = anyio.Event(), anyio.Event()
+
+    async def slow() -> str:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await release.wait()
+        return "slow-value"
+
+    events: list[CacheEvent] = []
+    async with (
+        open_redis_provider(config, observer=events.append) as leader,
+        open_redis_provider(config) as follower,  # another "process": its own single-flight
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(leader.remember, key, slow)
+        with anyio.fail_after(5):
+            await started.wait()
+        results: list[str] = []
+
+        async def follow() -> None:
+            results.append(await follower.remember(key, slow))
+
+        tasks.start_soon(follow)
+        await anyio.sleep(1.0)  # > 3 leases: only renewal keeps it alive
+        assert await leader.client.pttl(sidecar_key(key, "lock")) > 0
+        release.set()
+    assert calls == 1
+    assert results == ["slow-value"]
+    assert not [e for e in events if e.status == "lease_lost"]
+
+
+async def test_a_stolen_lease_is_reported_and_the_value_still_returned(
+    real_server: RedisServer,
+) -> None:
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    config = RedisConfig(url=real_server.url, remember_lock=True, lock_lease_seconds=0.3)
+    events: list[CacheEvent] = []
+    started, release, lost = anyio.Event(), anyio.Event(), anyio.Event()
+
+    def observe(event: CacheEvent) -> None:
+        events.append(event)
+        if event.status == "lease_lost":
+            lost.set()
+
+    async def factory() -> str:
+        started.set()
+        await release.wait()
+        return "mine"
+
+    async with open_redis_provider(config, observer=observe) as cache:
+        async with anyio.create_task_group() as tasks:
+
+            async def call() -> None:
+                assert await cache.remember(key, factory) == "mine"
+
+            tasks.start_soon(call)
+            await started.wait()
+            await cache.client.set(sidecar_key(key, "lock"), "someone-else", px=10_000)
+            with anyio.fail_after(5):
+                await lost.wait()  # the next renewal finds the token changed
+            release.set()
+        assert await cache.get(key) == "mine"
+    lost = [e for e in events if e.operation == "cache.lock" and e.status == "lease_lost"]
+    assert lost and lost[0].key == key
+
+
+async def test_a_follower_past_its_wait_bound_computes_itself(real_server: RedisServer) -> None:
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    base = RedisConfig(url=real_server.url, remember_lock=True, lock_lease_seconds=30)
+    impatient = RedisConfig(
+        url=real_server.url, remember_lock=True, lock_lease_seconds=30, lock_wait_seconds=0.3
+    )
+    gate = anyio.Event()
+    started = anyio.Event()
+
+    async def stuck() -> str:
+        started.set()
+        await gate.wait()
+        return "late"
+
+    async def own() -> str:
+        return "computed-by-follower"
+
+    events: list[CacheEvent] = []
+    async with (
+        open_redis_provider(base) as leader,
+        open_redis_provider(impatient, observer=events.append) as follower,
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(leader.remember, key, stuck)
+        await started.wait()
+        with anyio.fail_after(5):
+            assert await follower.remember(key, own) == "computed-by-follower"
+        assert [e.status for e in events if e.operation == "cache.lock"] == ["wait_expired"]
+        gate.set()
+
+
+async def test_lock_can_be_chosen_per_call(real_server: RedisServer) -> None:
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    async with open_redis_provider(RedisConfig(url=real_server.url)) as cache:
+
+        async def factory() -> str:
+            assert await cache.client.exists(sidecar_key(key, "lock")) == 1
+            return "locked"
+
+        assert await cache.remember(key, factory, lock=True) == "locked"
+        assert await cache.client.exists(sidecar_key(key, "lock")) == 0

@@ -1,0 +1,73 @@
+"""One OS process of the cross-process tests: many callers of remember().
+
+    python remember_worker.py URL KEY --backend trio --callers 50 --factory-seconds 0.2
+
+Waits for a start signal (BLPOP on KEY:go) so that every process starts
+together, runs the callers, and prints one JSON line: what each caller got
+and how often this process ran the factory. The factory counts its runs in
+Redis (INCR KEY:factory-calls) so the test can add them up across processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import anyio
+
+from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_provider
+
+
+async def main(args: argparse.Namespace) -> None:
+    events: list[CacheEvent] = []
+    config = RedisConfig(
+        url=args.url,
+        remember_lock=True,
+        lock_lease_seconds=args.lease,
+        lock_wait_seconds=args.wait,
+    )
+    calls = 0
+    async with open_redis_provider(config, observer=events.append) as cache:
+
+        async def factory() -> str:
+            nonlocal calls
+            calls += 1
+            await cache.client.incr(f"{args.key}:factory-calls")
+            await cache.client.rpush(f"{args.key}:started", os.getpid())
+            await anyio.sleep(args.factory_seconds)
+            return f"value-from-{os.getpid()}"
+
+        await cache.client.blpop([f"{args.key}:go"], timeout=30)
+        results: list[str] = []
+
+        async def caller() -> None:
+            results.append(await cache.remember(args.key, factory, ttl_seconds=60))
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(args.callers):
+                tasks.start_soon(caller)
+    print(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "results": results,
+                "factory_calls": calls,
+                "lock_events": [e.status for e in events if e.operation == "cache.lock"],
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("key")
+    parser.add_argument("--backend", default="asyncio")
+    parser.add_argument("--callers", type=int, default=20)
+    parser.add_argument("--factory-seconds", type=float, default=0.2)
+    parser.add_argument("--lease", type=float, default=10.0)
+    parser.add_argument("--wait", type=float, default=10.0)
+    arguments = parser.parse_args()
+    anyio.run(main, arguments, backend=arguments.backend)
