@@ -254,17 +254,11 @@ class RedisCachePort:
         the last computation took. The refresh runs in the provider's task
         group; this caller gets the current value at once.
         """
-        self._breaker.check()
         pipe = self.client.pipeline()
         pipe.execute_command("GET", full_key)
         pipe.execute_command("PTTL", full_key)
         pipe.execute_command("GET", sidecar_key(full_key, "meta"))
-        try:
-            value, remaining_ms, meta = await pipe.execute()
-        except UNAVAILABLE as exc:
-            self._breaker.failed(exc)
-            raise
-        self._breaker.succeeded()
+        value, remaining_ms, meta = await self._guarded(pipe.execute)
         if value is None:
             return None
         if meta is not None and isinstance(remaining_ms, int) and remaining_ms > 0:
@@ -343,8 +337,20 @@ class RedisCachePort:
 
     # -- plumbing -----------------------------------------------------------
 
+    async def _guarded(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """Anything that talks to Redis, through the circuit breaker."""
+        self._breaker.check()
+        try:
+            result = await send()
+        except UNAVAILABLE as exc:
+            self._breaker.failed(exc)
+            raise
+        self._breaker.succeeded()
+        return result
+
     async def _call(self, *args: Any) -> Any:
-        """One command, through the circuit breaker."""
+        """One command, through the circuit breaker (``_guarded``, inlined:
+        this is every operation's hot path)."""
         self._breaker.check()
         try:
             result = await self._execute(*args)
@@ -378,16 +384,10 @@ class RedisCachePort:
             await self._call("SET", full_key, value, *ttl)
             return
         # The recompute time goes beside the value, never inside it.
-        self._breaker.check()
         pipe = self.client.pipeline(transaction=True)
         pipe.execute_command("SET", full_key, value, *ttl)
         pipe.execute_command("SET", sidecar_key(full_key, "meta"), _meta(delta), *ttl)
-        try:
-            await pipe.execute()
-        except UNAVAILABLE as exc:
-            self._breaker.failed(exc)
-            raise
-        self._breaker.succeeded()
+        await self._guarded(pipe.execute)
 
     def _jittered(self, ttl_ms: int | None) -> int | None:
         jitter = self.config.ttl_jitter
