@@ -13,7 +13,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_client, open_redis_provider
+from beignet_redis_anyio import (
+    CacheEvent,
+    RedisCachePort,
+    RedisConfig,
+    open_redis_client,
+    open_redis_provider,
+)
 from beignet_redis_anyio._keys import sidecar_key
 from servers import RedisServer
 
@@ -213,9 +219,44 @@ async def test_a_follower_past_its_wait_bound_computes_itself(real_server: Redis
         gate.set()
 
 
-async def test_lock_can_be_chosen_per_call(real_server: RedisServer) -> None:
+async def test_two_providers_share_one_computation(server_url: str) -> None:
+    """Two providers stand for two processes (each has its own single-flight);
+    on fakeredis too, which needs Lua (lupa) for the lease scripts."""
     key = f"xproc:{uuid.uuid4().hex[:8]}"
-    async with open_redis_provider(RedisConfig(url=real_server.url)) as cache:
+    config = RedisConfig(url=server_url, remember_lock=True)
+    calls = 0
+    started, release = anyio.Event(), anyio.Event()
+
+    async def factory() -> str:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await release.wait()
+        return "shared"
+
+    results: list[str] = []
+    async with (
+        open_redis_provider(config) as first,
+        open_redis_provider(config) as second,
+    ):
+
+        async def ask(cache: RedisCachePort) -> None:
+            results.append(await cache.remember(key, factory))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(ask, first)
+                await started.wait()
+                tasks.start_soon(ask, second)
+                await anyio.wait_all_tasks_blocked()
+                release.set()
+    assert calls == 1
+    assert results == ["shared", "shared"]
+
+
+async def test_lock_can_be_chosen_per_call(server_url: str) -> None:
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    async with open_redis_provider(RedisConfig(url=server_url)) as cache:
 
         async def factory() -> str:
             assert await cache.client.exists(sidecar_key(key, "lock")) == 1
