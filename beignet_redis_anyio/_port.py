@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -97,6 +97,7 @@ class RedisCachePort:
         self._observer = observer
         self._task_group = task_group
         self._flights: SingleFlight[str] = SingleFlight(task_group)
+        self._reads: dict[str, _SharedRead] = {}
         self._execute = client.execute_command
         self._bypass = config.failure_policy == "bypass"
         self._breaker = CircuitBreaker(
@@ -106,7 +107,7 @@ class RedisCachePort:
         )
         self._lease = Lease(
             client,
-            ReadyNotifications(client.settings, task_group),
+            ReadyNotifications(client.node_settings, client.db, task_group),
             lease_seconds=config.lock_lease_seconds,
             wait_seconds=config.lock_wait_seconds,
             report=self._lock_event,
@@ -197,15 +198,12 @@ class RedisCachePort:
         flights = self._flights
         flights.check_reentry(full_key)
         started = time.perf_counter()
-
-        async def compute() -> str:
-            return await self._compute(key, full_key, factory, ttl_ms, use_lock, refresh)
-
+        plan = _Plan(key, full_key, factory, ttl_ms, use_lock, refresh)
         unavailable: BaseException | None = None
         try:
             if full_key not in flights:
                 try:
-                    cached = await self._read_for_remember(full_key, refresh, compute)
+                    cached = await self._first_read(plan)
                 except UNAVAILABLE as exc:
                     if not self._bypass:
                         raise
@@ -214,7 +212,7 @@ class RedisCachePort:
                     if self._observer is not None:
                         self._emit("cache.remember", key, "hit", ttl_seconds, started)
                     return cached
-            value = await flights.run(full_key, compute)
+            value = await flights.run(full_key, self._computation(plan))
         except BaseException as exc:
             self._failed("cache.remember", key, ttl_seconds, started, exc)
             raise
@@ -229,13 +227,41 @@ class RedisCachePort:
 
     # -- remember's parts ---------------------------------------------------
 
-    async def _read_for_remember(
-        self, full_key: str, refresh: bool, compute: Callable[[], Awaitable[str]]
-    ) -> str | None:
+    async def _first_read(self, plan: _Plan) -> str | None:
+        """Read the key once for all the callers that want it now.
+
+        Single-flight merges the computations; this merges the reads before
+        them, so that a hundred concurrent callers in one process send one GET,
+        not a hundred. The first caller reads; the others wait for its answer.
+        If it is cancelled or fails, they read for themselves.
+        """
+        shared = self._reads.get(plan.full_key)
+        if shared is not None:
+            value, answered = await shared.result()
+            if answered:
+                return value
+        read = self._reads[plan.full_key] = _SharedRead()
+        try:
+            read.value = await self._read_for_remember(plan)
+            read.answered = True
+            return read.value
+        finally:
+            if self._reads.get(plan.full_key) is read:
+                del self._reads[plan.full_key]
+            read.finish()
+
+    def _computation(self, plan: _Plan) -> Callable[[], Awaitable[str]]:
+        async def compute() -> str:
+            return await self._compute(*plan)
+
+        return compute
+
+    async def _read_for_remember(self, plan: _Plan) -> str | None:
         flights = self._flights
+        full_key = plan.full_key
         completed_before = flights.completed
-        if refresh:
-            cached = await self._read_with_expiry(full_key, compute)
+        if plan.refresh:
+            cached = await self._read_with_expiry(plan)
         else:
             cached = await self._call("GET", full_key)
         if cached is None and flights.completed != completed_before:
@@ -243,9 +269,7 @@ class RedisCachePort:
             cached = await self._call("GET", full_key)
         return cached
 
-    async def _read_with_expiry(
-        self, full_key: str, compute: Callable[[], Awaitable[str]]
-    ) -> str | None:
+    async def _read_with_expiry(self, plan: _Plan) -> str | None:
         """A hit that may trigger an early refresh (XFetch).
 
         Vattani, Chierichetti & Lowenstein, "Optimal Probabilistic Cache
@@ -254,6 +278,7 @@ class RedisCachePort:
         the last computation took. The refresh runs in the provider's task
         group; this caller gets the current value at once.
         """
+        full_key = plan.full_key
         pipe = self.client.pipeline()
         pipe.execute_command("GET", full_key)
         pipe.execute_command("PTTL", full_key)
@@ -265,7 +290,9 @@ class RedisCachePort:
             delta_ms = float(meta)
             rand = 1.0 - random.random()  # in (0, 1]: ln stays finite
             if -delta_ms * self.config.early_refresh_beta * math.log(rand) >= remaining_ms:
-                self._flights.start_background(full_key, self._reported_refresh(full_key, compute))
+                self._flights.start_background(
+                    full_key, self._reported_refresh(full_key, self._computation(plan))
+                )
         return str(value)
 
     def _reported_refresh(
@@ -455,6 +482,41 @@ class RedisCachePort:
             self._emit(operation, key, "cancelled", ttl_seconds, started)
         else:
             self._emit(operation, key, "error", ttl_seconds, started, _describe(exc))
+
+
+class _Plan(NamedTuple):
+    """Everything a miss needs to compute and store one key's value."""
+
+    key: str
+    full_key: str
+    factory: Factory
+    ttl_ms: int | None
+    use_lock: bool
+    refresh: bool
+
+
+class _SharedRead:
+    """One caller's read of a key, awaited by the others that want it too."""
+
+    __slots__ = ("answered", "done", "value", "waiter")
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+        self.answered = False
+        self.done = False
+        self.waiter: anyio.Event | None = None  # made only if someone waits
+
+    async def result(self) -> tuple[str | None, bool]:
+        if not self.done:
+            if self.waiter is None:
+                self.waiter = anyio.Event()
+            await self.waiter.wait()
+        return self.value, self.answered
+
+    def finish(self) -> None:
+        self.done = True
+        if self.waiter is not None:
+            self.waiter.set()
 
 
 def _meta(delta: float) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable
+
 import anyio
 import pytest
 
-from beignet_redis_anyio import RedisCachePort
+from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_provider
+from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +230,54 @@ async def test_per_key_state_does_not_grow_with_keys_seen(cache: RedisCachePort)
         for index in range(300):
             tasks.start_soon(cache.remember, f"many:{index}", value)
     assert cache.in_flight == 0
+
+
+async def test_concurrent_callers_share_one_read(real_server: RedisServer) -> None:
+    """One process, a hundred callers, a cold key: one GET and one SET reach
+    Redis, not a hundred reads (single-flight merges the reads too)."""
+    key = f"shared-read:{uuid.uuid4().hex[:8]}"
+    async with open_redis_provider(RedisConfig(url=real_server.url)) as cache:
+        await cache.client.config_resetstat()
+
+        async def factory() -> str:
+            await anyio.sleep(0.05)
+            return "v"
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(100):
+                tasks.start_soon(cache.remember, key, factory)
+        stats = await cache.client.info("commandstats")
+        await cache.delete(key)
+    assert stats["cmdstat_get"]["calls"] <= 2  # a second read only if a run ended meanwhile
+    assert stats["cmdstat_set"]["calls"] == 1
+
+
+async def _append(results: list[str], call: Awaitable[str]) -> None:
+    results.append(await call)
+
+
+async def test_a_cancelled_first_reader_does_not_strand_the_others(
+    real_server: RedisServer,
+) -> None:
+    key = f"shared-read:{uuid.uuid4().hex[:8]}"
+    async with open_redis_provider(RedisConfig(url=real_server.url)) as cache:
+        await cache.set(key, "cached")
+        results: list[str] = []
+        first_reader = anyio.CancelScope()
+
+        async def first() -> None:
+            with first_reader:
+                await cache.remember(key, Factory())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                # The server sleeps, so the first reader's GET stays in flight.
+                tasks.start_soon(cache.client.execute_command, "DEBUG", "SLEEP", "0.3")
+                await anyio.wait_all_tasks_blocked()
+                tasks.start_soon(first)
+                await anyio.wait_all_tasks_blocked()
+                for _ in range(5):
+                    tasks.start_soon(_append, results, cache.remember(key, Factory()))
+                await anyio.wait_all_tasks_blocked()  # they wait for its answer
+                first_reader.cancel()
+        assert results == ["cached"] * 5
