@@ -12,6 +12,7 @@ a connection nobody reads any more.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -26,11 +27,19 @@ __all__ = ["DedicatedConnections"]
 class DedicatedConnections:
     """At most ``settings.max_blocking_connections`` at once; idle ones kept."""
 
-    def __init__(self, settings: ConnectionSettings, *, decode: bool) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        decode: bool,
+        resolve: Callable[[], Awaitable[ConnectionSettings]] | None = None,
+    ) -> None:
         self._settings = settings
+        self._resolve = resolve
         self._decode = decode
         self._limit = anyio.Semaphore(settings.max_blocking_connections)
-        self._idle: list[RawConnection] = []
+        self._idle: list[tuple[int, RawConnection]] = []
+        self._generation = 0
         self._closed = False
 
     async def run(self, payload: bytes, wait: float | None, decode: bool) -> Any:
@@ -40,6 +49,7 @@ class DedicatedConnections:
         a command that blocks forever (timeout 0) has none.
         """
         async with self._limit:
+            generation = self._generation
             connection = await self._take()
             reusable = False
             try:
@@ -57,25 +67,31 @@ class DedicatedConnections:
                 raise connection_lost(self._settings, exc) from None
             finally:
                 if reusable and not self._closed:
-                    self._idle.append(connection)
+                    self._idle.append((generation, connection))
                 else:
                     await connection.aclose()
             return reply
 
     async def _take(self) -> RawConnection:
         while self._idle:
-            connection = self._idle.pop()
-            if connection.looks_alive():
+            generation, connection = self._idle.pop()
+            if generation == self._generation and connection.looks_alive():
                 return connection
             await connection.aclose()
         if self._closed:
             raise ConnectionError("the client is closed")
-        return await open_connection(self._settings, decode=self._decode)
+        settings = self._settings if self._resolve is None else await self._resolve()
+        return await open_connection(settings, decode=self._decode)
+
+    def retire_idle(self) -> None:
+        """Never reuse today's idle connections: they point at a server we
+        left (a Sentinel failover). They are closed when next looked at."""
+        self._generation += 1
 
     async def aclose(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
-        for connection in idle:
+        for _, connection in idle:
             await connection.aclose()
 
 

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 from anyio.abc import TaskGroup
 from redis.commands import AsyncCoreCommands
+from redis.exceptions import ConnectionError, ReadOnlyError
 
 from ._blocking import DedicatedConnections
+from ._cluster import ClusterRouter, command_slot
 from ._connection import Multiplexer
 from ._redis_compat import (
     EMPTY_RESPONSE,
@@ -28,9 +30,11 @@ from ._redis_compat import (
     resp2_response_callbacks,
 )
 from ._routing import BLOCKING, NOT_BLOCKING, PLAIN, blocking_wait, refuse_stateful, route
-from ._settings import ConnectionSettings, parse_redis_url
+from ._sentinel import SentinelResolver, watch_for_switches
+from ._settings import ConnectionSettings
 from ._task_group import background_task_group
-from ._wire import encode_command
+from ._topology import ClusterSettings, SentinelSettings, Topology, parse_topology
+from ._wire import encode_command, encode_commands
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -60,7 +64,7 @@ class RedisClient(AsyncCoreCommands):
 
     def __init__(
         self,
-        settings: ConnectionSettings,
+        settings: Topology,
         *,
         task_group: TaskGroup,
         decode_responses: bool = True,
@@ -69,6 +73,37 @@ class RedisClient(AsyncCoreCommands):
         self._decode = decode_responses
         self._encoder = Encoder("utf-8", "strict", decode_responses)  # type: ignore[no-untyped-call]
         self._callbacks = _CALLBACKS
+        self._cluster: ClusterRouter | None = None
+        self._sentinel: SentinelResolver | None = None
+        #: Reply deadline, and database number, whatever the topology.
+        self.command_timeout: float | None
+        self.db: int
+        self._watcher = anyio.CancelScope()
+        if isinstance(settings, ClusterSettings):
+            self._cluster = ClusterRouter(settings, task_group, decode=decode_responses)
+            node = settings.for_node(*settings.seeds[0])
+            self.command_timeout = node.command_timeout
+            self.db = 0
+            # Unused on a cluster (each node has its own), but always present.
+            self._mux = Multiplexer(node, task_group, decode=decode_responses)
+            self._dedicated = DedicatedConnections(node, decode=decode_responses)
+            return
+        if isinstance(settings, SentinelSettings):
+            resolver = self._sentinel = SentinelResolver(settings)
+            self.command_timeout = settings.node.command_timeout
+            self.db = settings.node.db
+            self._mux = Multiplexer(
+                settings.node, task_group, decode=decode_responses, resolve=resolver
+            )
+            self._dedicated = DedicatedConnections(
+                settings.node, decode=decode_responses, resolve=resolver
+            )
+            task_group.start_soon(
+                self._follow_master, settings, name="beignet-redis sentinel watch"
+            )
+            return
+        self.command_timeout = settings.command_timeout
+        self.db = settings.db
         self._mux = Multiplexer(settings, task_group, decode=decode_responses)
         self._dedicated = DedicatedConnections(settings, decode=decode_responses)
 
@@ -84,7 +119,7 @@ class RedisClient(AsyncCoreCommands):
         """A client for ``url``; keyword ``settings`` (``db=``,
         ``command_timeout=``, ``tls=`` …) override what the URL says."""
         return cls(
-            parse_redis_url(url, **settings),
+            parse_topology(url, **settings),
             task_group=task_group,
             decode_responses=decode_responses,
         )
@@ -111,13 +146,21 @@ class RedisClient(AsyncCoreCommands):
         decode = self._decode and NEVER_DECODE not in options
         if kind != PLAIN:
             if kind == BLOCKING:
-                wait = blocking_wait(key.split()[0], args)
+                base = key.split()[0]
+                wait = blocking_wait(base, args)
                 if wait != NOT_BLOCKING:
-                    reply = await self._dedicated.run(encode_command(args), wait, decode)
+                    dedicated = self._dedicated
+                    if self._cluster is not None:
+                        owner = await self._cluster.owner(command_slot(base, args))
+                        dedicated = self._cluster.dedicated(owner)
+                    reply = await dedicated.run(encode_command(args), wait, decode)
                     return self._shape(key, reply, options)
             refuse_stateful(key, kind, args)
-        replies = await self._mux.request(encode_command(args), 1, decode)
-        return self._shape(key, replies[0], options)
+        if self._cluster is None:
+            replies = await self._mux.request(encode_command(args), 1, decode)
+            return self._shape(key, replies[0], options)
+        reply = await self._cluster.execute(key.split()[0], args, decode)
+        return self._shape(key, reply, options)
 
     def _shape_one(self, args: tuple[Any, ...], reply: Any, options: dict[str, Any]) -> Any:
         return self._shape(route(args)[0], reply, options)
@@ -127,6 +170,11 @@ class RedisClient(AsyncCoreCommands):
         if isinstance(reply, Exception):
             if EMPTY_RESPONSE in options:
                 return options[EMPTY_RESPONSE]
+            if self._sentinel is not None and isinstance(reply, ReadOnlyError):
+                self._left_master(f"{reply} — the master was demoted")
+                raise ConnectionError(
+                    "the master was demoted by a failover; the next command goes to the new one"
+                ) from reply
             raise reply
         callback = self._callbacks.get(key)
         if callback is None:
@@ -148,13 +196,42 @@ class RedisClient(AsyncCoreCommands):
     async def aclose(self) -> None:
         """Close every connection. In-flight commands fail with
         ``ConnectionError``; the close is shielded and bounded."""
+        self._watcher.cancel()
         with anyio.CancelScope(shield=True):
             await self._mux.aclose()
             await self._dedicated.aclose()
+            if self._cluster is not None:
+                await self._cluster.aclose()
+
+    # -- topology plumbing ----------------------------------------------------
+
+    async def node_settings(self) -> ConnectionSettings:
+        """Settings for a side connection (pub/sub) to a data node: the
+        server itself, the current master, or a cluster primary."""
+        if self._sentinel is not None:
+            return await self._sentinel()
+        if self._cluster is not None:
+            primaries = self._cluster.primaries or list(self._cluster.settings.seeds)
+            return self._cluster.settings.for_node(*primaries[0])
+        assert isinstance(self.settings, ConnectionSettings)
+        return self.settings
+
+    async def _follow_master(self, settings: SentinelSettings) -> None:
+        with self._watcher:
+            await watch_for_switches(settings, self._left_master)
+
+    def _left_master(self, reason: str) -> None:
+        self._mux.drop(reason)
+        self._dedicated.retire_idle()
 
     # The pipeline needs the raw path.
-    async def _request_many(self, payload: bytes, expected: int) -> list[Any]:
-        return await self._mux.request(payload, expected, self._decode)
+    async def _execute_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
+        if self._cluster is not None:
+            names = [route(args)[0].split()[0] for args in commands]
+            return await self._cluster.execute_many(commands, names, transaction, self._decode)
+        if transaction:
+            commands = [("MULTI",), *commands, ("EXEC",)]
+        return await self._mux.request(encode_commands(commands), len(commands), self._decode)
 
 
 _CALLBACKS = resp2_response_callbacks()
@@ -171,7 +248,7 @@ async def open_redis_client(
     bounded), and an exception from the block comes out as itself, not
     wrapped in an exception group.
     """
-    parsed = parse_redis_url(url, **settings)
+    parsed = parse_topology(url, **settings)
     async with background_task_group() as task_group:
         client = RedisClient(parsed, task_group=task_group, decode_responses=decode_responses)
         try:

@@ -14,7 +14,8 @@ from typing import Literal
 
 import attrs
 
-from ._settings import ConnectionSettings, TLSOptions, parse_redis_url
+from ._settings import ConnectionSettings, TLSOptions
+from ._topology import Topology, parse_topology
 
 __all__ = ["ConfigError", "RedisConfig"]
 
@@ -25,7 +26,7 @@ class ConfigError(ValueError):
 
 def _redact_url(url: str) -> str:
     try:
-        return repr(parse_redis_url(url).redacted_url())
+        return repr(parse_topology(url).redacted_url())
     except ValueError:
         return "'<invalid URL>'"
 
@@ -111,17 +112,25 @@ class RedisConfig:
         try:
             self.connection_settings()
         except ValueError as exc:
-            variable = "REDIS_CLIENT_NAME" if "client_name" in str(exc) else "REDIS_URL"
+            text = str(exc)
+            variable = (
+                "REDIS_CLIENT_NAME"
+                if "client_name" in text
+                else "REDIS_DB"
+                if "REDIS_DB" in text
+                else "REDIS_URL"
+            )
             raise ConfigError(f"{variable}: {exc}") from None
 
-    def connection_settings(self) -> ConnectionSettings:
-        """The client-level settings this config describes."""
+    def connection_settings(self) -> Topology:
+        """The client-level settings this config describes: one server, a
+        cluster's seed nodes, or Sentinel's view of a master."""
         tls = None
         if self.tls_ca_file or self.tls_cert_file:
             tls = TLSOptions(
                 ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file
             )
-        settings = parse_redis_url(
+        settings = parse_topology(
             self.url,
             db=self.db,
             connect_timeout=self.connect_timeout,
@@ -131,7 +140,11 @@ class RedisConfig:
         )
         # None means "no timeout" here, so it cannot go through the
         # None-means-unset overrides above.
-        return attrs.evolve(settings, command_timeout=self.command_timeout)
+        if isinstance(settings, ConnectionSettings):
+            return attrs.evolve(settings, command_timeout=self.command_timeout)
+        return attrs.evolve(
+            settings, node=attrs.evolve(settings.node, command_timeout=self.command_timeout)
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisConfig:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -306,13 +306,24 @@ class _Link:
             await anyio.sleep((next_deadline if next_deadline is not None else now + limit) - now)
 
 
+#: Where to connect, asked on every (re)connect: Sentinel's answer changes
+#: after a failover.
+Resolver = Callable[[], Awaitable[ConnectionSettings]]
+
+
 class Multiplexer:
     """The shared connection, (re)opened on demand inside ``task_group``."""
 
     def __init__(
-        self, settings: ConnectionSettings, task_group: TaskGroup, *, decode: bool
+        self,
+        settings: ConnectionSettings,
+        task_group: TaskGroup,
+        *,
+        decode: bool,
+        resolve: Resolver | None = None,
     ) -> None:
         self._settings = settings
+        self._resolve = resolve
         self._task_group = task_group
         self._decode = decode
         self._link: _Link | None = None
@@ -362,7 +373,8 @@ class Multiplexer:
                 await anyio.sleep(delay)
             self._attempts += 1
             try:
-                connection = await open_connection(self._settings, decode=self._decode)
+                settings = self._settings if self._resolve is None else await self._resolve()
+                connection = await open_connection(settings, decode=self._decode)
             except Exception as exc:
                 self._failures += 1
                 self._last_error = exc
@@ -377,6 +389,13 @@ class Multiplexer:
                 link.run, name=f"beignet-redis link {self._settings.address}"
             )
             return link
+
+    def drop(self, reason: str) -> None:
+        """Fail the current connection now (its server stopped being the one
+        to talk to); the next command connects afresh."""
+        link = self._link
+        if link is not None:
+            link.fail(ConnectionError(reason))
 
     async def aclose(self) -> None:
         """Fail what is in flight and close the connection (bounded, shielded)."""

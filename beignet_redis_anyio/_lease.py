@@ -79,7 +79,7 @@ class Lease:
         token = secrets.token_hex(16)
         lock = sidecar_key(full_key, "lock")
         give_up_at = time.monotonic() + self._wait_seconds
-        timeout = self._client.settings.command_timeout or self._lease_seconds
+        timeout = self._client.command_timeout or self._lease_seconds
         live = await self._notifications.subscribed(timeout)
         with self._notifications.watch(full_key) as watch:
             first = True

@@ -12,7 +12,7 @@ depends on it for correctness.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
@@ -47,10 +47,15 @@ class Watch:
 
 
 class ReadyNotifications:
-    def __init__(self, settings: ConnectionSettings, task_group: TaskGroup) -> None:
-        self._settings = settings
+    def __init__(
+        self,
+        resolve: Callable[[], Awaitable[ConnectionSettings]],
+        db: int,
+        task_group: TaskGroup,
+    ) -> None:
+        self._resolve = resolve
         self._task_group = task_group
-        self.channel = f"beignet:ready:{settings.db}"
+        self.channel = f"beignet:ready:{db}"
         self._watches: dict[str, set[Watch]] = {}
         self._live = anyio.Event()
         self._started = False
@@ -99,7 +104,7 @@ class ReadyNotifications:
         delay = _RETRY_MIN
         while True:
             try:
-                connection = await open_connection(self._settings, decode=True)
+                connection = await open_connection(await self._resolve(), decode=True)
             except (ConnectionError, OSError):
                 await anyio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(_RETRY_MAX, delay * 2)

@@ -16,7 +16,6 @@ from redis.exceptions import DataError, InvalidResponse, RedisError, WatchError
 
 from ._redis_compat import EMPTY_RESPONSE, EVENT_DISPATCHER
 from ._routing import BLOCKING, NOT_BLOCKING, blocking_wait, refuse_stateful, route
-from ._wire import encode_commands
 
 if TYPE_CHECKING:
     from ._client import RedisClient
@@ -85,10 +84,7 @@ class Pipeline(AsyncCoreCommands):
         stack, self.command_stack = self.command_stack, []
         if not stack:
             return []
-        commands = [args for args, _ in stack]
-        if self.transaction:
-            commands = [("MULTI",), *commands, ("EXEC",)]
-        replies = await self._client._request_many(encode_commands(commands), len(commands))
+        replies = await self._client._execute_many([args for args, _ in stack], self.transaction)
         if self.transaction:
             replies = self._unwrap_transaction(stack, replies)
         results = [

@@ -84,6 +84,9 @@ class ConnectionSettings:
     command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT
     tls: TLSOptions | None = None
     max_blocking_connections: int = DEFAULT_MAX_BLOCKING_CONNECTIONS
+    #: Check with ROLE on connect that this server is a master (Sentinel: a
+    #: server found by asking may have been demoted since).
+    role_check: bool = False
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0:

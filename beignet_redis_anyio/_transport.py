@@ -228,6 +228,8 @@ def handshake_commands(settings: ConnectionSettings) -> list[Sequence[Any]]:
         commands.append(("SELECT", settings.db))
     if settings.client_name:
         commands.append(("CLIENT", "SETNAME", settings.client_name))
+    if settings.role_check:
+        commands.append(("ROLE",))
     return commands
 
 
@@ -300,6 +302,14 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
                     reply = await connection.read_reply()
                     if isinstance(reply, Exception):
                         raise _handshake_error(settings, command[0], reply)
+                    if command[0] == "ROLE" and (
+                        not reply or reply[0] not in ("master", b"master")
+                    ):
+                        role = reply[0] if reply else "unknown"
+                        raise ConnectionError(
+                            f"{settings.address} is not the master any more (role: {role}); "
+                            "a failover is under way"
+                        )
             return connection
     except BaseException as exc:
         if transport is not None:

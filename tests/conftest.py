@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from servers import FakeServer, RedisServer, TLSFiles
+from servers import (
+    FakeServer,
+    RedisCluster,
+    RedisSentinels,
+    RedisServer,
+    TLSFiles,
+    redis_server_binary,
+)
 
 pytest_plugins = ["anyio", "beignet_redis_anyio.testing.pytest_plugin"]
 
@@ -77,3 +84,30 @@ def key() -> str:
 def beignet_redis_url(server_url: str) -> str:
     """The plugin's ``cache`` fixture, on both servers (overrides the plugin's)."""
     return server_url
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[RedisCluster]:
+    """A real 3-primary, 3-replica Redis Cluster for the session."""
+    redis_server_binary()  # skip (or, in CI, fail) without redis-server
+    topology = RedisCluster()
+    yield topology
+    topology.close()
+
+
+@pytest.fixture(scope="session")
+def sentinels() -> Iterator[RedisSentinels]:
+    """A master, a replica and three sentinels, for the session."""
+    redis_server_binary()
+    topology = RedisSentinels()
+    yield topology
+    topology.close()
+
+
+@pytest.fixture
+def own_sentinels() -> Iterator[RedisSentinels]:
+    """A Sentinel set-up for one test alone: free to fail over."""
+    redis_server_binary()
+    topology = RedisSentinels()
+    yield topology
+    topology.close()

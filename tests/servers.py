@@ -29,6 +29,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A port free with its cluster bus port (port + 10000) free too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 29999)
+        try:
+            with socket.socket() as one, socket.socket() as bus:
+                one.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 def redis_server_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -56,10 +72,16 @@ def _ping(address: Any, family: int = socket.AF_INET, password: str | None = Non
 class RedisServer:
     """A redis-server process on a free loopback port, restartable in place."""
 
-    def __init__(self, *extra: str, tls: TLSFiles | None = None, password: str | None = None):
+    def __init__(
+        self,
+        *extra: str,
+        tls: TLSFiles | None = None,
+        password: str | None = None,
+        port: int | None = None,
+    ):
         self.binary = redis_server_binary()
         self.dir = Path(tempfile.mkdtemp(prefix="beignet-redis-"))
-        self.port = free_port()
+        self.port = port or free_port()
         self.unix_path = str(self.dir / "redis.sock")
         self.tls = tls
         self.tls_port = free_port() if tls else None
@@ -164,3 +186,127 @@ class FakeServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _command(port: int, *args: str) -> bytes:
+    """One command on a plain socket (setting up servers, before our client is involved)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        parts = [f"${len(a.encode())}\r\n{a}\r\n" for a in args]
+        sock.sendall(f"*{len(args)}\r\n{''.join(parts)}".encode())
+        return sock.recv(65536)
+
+
+class RedisCluster:
+    """A real Redis Cluster on loopback: 3 primaries, each with a replica."""
+
+    def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
+        # Each node keeps its nodes.conf in its own --dir (the default file name).
+        self.nodes = [
+            RedisServer(
+                "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                port=free_cluster_port(),
+            )
+            for _ in range(primaries * (1 + replicas))
+        ]  # fmt: skip
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is needed to create the test cluster")
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas),
+             "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test cluster did not become ready")
+            time.sleep(0.05)  # waiting on external processes
+
+    def _ready(self) -> bool:
+        """Every node agrees the cluster is ok, and every replica has synced
+        (a failover asked of an unsynced replica silently does nothing)."""
+        for node in self.nodes:
+            if b"cluster_state:ok" not in _command(node.port, "CLUSTER", "INFO"):
+                return False
+            info = _command(node.port, "INFO", "replication")
+            if b"role:slave" in info and b"master_link_status:up" not in info:
+                return False
+        return True
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port},127.0.0.1:{self.nodes[1].port}"
+
+    def primaries(self) -> list[RedisServer]:
+        return [n for n in self.nodes if b"role:master" in _command(n.port, "INFO", "replication")]
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+
+class RedisSentinels:
+    """One master, one replica and three sentinels watching them, on loopback."""
+
+    name = "beignet-master"
+
+    def __init__(self) -> None:
+        self.master = RedisServer()
+        self.replica = RedisServer()
+        _command(self.replica.port, "REPLICAOF", "127.0.0.1", str(self.master.port))
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.sentinel_ports: list[int] = []
+        self.dir = Path(tempfile.mkdtemp(prefix="beignet-sentinel-"))
+        binary = redis_server_binary()
+        for index in range(3):
+            port = free_port()
+            config = self.dir / f"sentinel-{index}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"sentinel monitor {self.name} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.name} 1000\n"
+                f"sentinel failover-timeout {self.name} 5000\n"
+                f"sentinel parallel-syncs {self.name} 1\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen(
+                    [binary, str(config), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            self.sentinel_ports.append(port)
+        deadline = time.monotonic() + 30
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sentinels did not discover the master and its replica")
+            time.sleep(0.05)  # waiting on external processes
+
+    def _ready(self) -> bool:
+        for port in self.sentinel_ports:
+            try:
+                reply = _command(port, "SENTINEL", "REPLICAS", self.name)
+                master = _command(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+            except OSError:
+                return False
+            if str(self.replica.port).encode() not in reply or b"-" in master[:1]:
+                return False
+        return b"master_link_status:up" in _command(self.replica.port, "INFO", "replication")
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.name}"
+
+    def master_port(self) -> int:
+        reply = _command(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        return int(reply.split(b"\r\n")[4])
+
+    def close(self) -> None:
+        for process in self.sentinels:
+            process.terminate()
+            process.wait(10)
+        self.master.close()
+        self.replica.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

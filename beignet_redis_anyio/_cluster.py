@@ -1,0 +1,370 @@
+"""Redis Cluster: route each command to the primary that owns its key's slot.
+
+The topology comes from the cluster itself (``CLUSTER SHARDS``, or ``CLUSTER
+SLOTS`` on servers before 7.0), asked of any node we know. Each primary gets
+one multiplexed connection of its own, exactly like a single server does.
+
+* A key's slot is CRC16 of its hash tag (the text in its first ``{…}``) or of
+  the whole key, modulo 16384.
+* ``MOVED`` means the slot has a new owner: we re-read the topology and send
+  the command there — it never ran, so this is safe.
+* ``ASK`` means the slot is migrating: we send ``ASKING`` and the command to
+  the named node, once, in one write.
+* A connection that fails to a node fails its commands (never replayed: they
+  may have applied) and marks the topology stale, so the next command
+  re-reads it — that is how a primary replaced by failover is found.
+* ``MGET``, ``MSET``, ``DEL``, ``UNLINK``, ``EXISTS`` and ``TOUCH`` across
+  slots are split per slot and put back together, as redis-py's cluster client
+  does. Other commands whose keys span slots get the server's ``CROSSSLOT``
+  error (``redis.exceptions.ClusterCrossSlotError``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    ConnectionError,
+    MovedError,
+    TryAgainError,
+)
+
+from ._blocking import DedicatedConnections
+from ._connection import Multiplexer
+from ._topology import ClusterSettings
+from ._wire import encode_command, encode_commands
+
+__all__ = ["ClusterRouter", "command_slot"]
+
+SLOTS = 16384
+_MAX_REDIRECTS = 5
+
+Address = tuple[str, int]
+
+#: Commands with no key: sent to any primary.
+_KEYLESS = frozenset(
+    {
+        "PING", "ECHO", "INFO", "TIME", "DBSIZE", "CLUSTER", "CLIENT", "CONFIG", "COMMAND",
+        "SCRIPT", "FUNCTION", "PUBLISH", "PUBSUB", "RANDOMKEY", "SCAN", "KEYS", "FLUSHDB",
+        "FLUSHALL", "LASTSAVE", "MEMORY", "SLOWLOG", "LATENCY", "ACL", "WAIT", "WAITAOF",
+        "READONLY", "READWRITE", "ROLE", "LOLWUT", "SAVE", "BGSAVE", "BGREWRITEAOF", "DEBUG",
+    }
+)  # fmt: skip
+_SPLIT_SUM = frozenset({"DEL", "UNLINK", "EXISTS", "TOUCH"})
+
+
+def _key_bytes(key: Any) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    return str(key).encode()
+
+
+def command_keys(name: str, args: Sequence[Any]) -> list[Any]:
+    """The keys of a command, as far as routing needs them."""
+    if name in _KEYLESS or len(args) < 2:
+        return []
+    if name in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"):
+        count = int(args[2]) if len(args) > 2 else 0
+        return list(args[3 : 3 + count])
+    if name in ("XREAD", "XREADGROUP"):
+        for index, arg in enumerate(args):
+            token = arg.decode() if isinstance(arg, bytes) else str(arg)
+            if token.upper() == "STREAMS":
+                rest = list(args[index + 1 :])
+                return rest[: len(rest) // 2]
+        return []
+    if name in _SPLIT_SUM or name == "MGET":
+        return list(args[1:])
+    if name in ("MSET", "MSETNX"):
+        return list(args[1::2])
+    if name in ("BLMPOP", "BZMPOP"):
+        count = int(args[2])
+        return list(args[3 : 3 + count])
+    if name in ("LMPOP", "ZMPOP", "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION"):
+        count = int(args[1])
+        return list(args[2 : 2 + count])
+    return [args[1]]
+
+
+def command_slot(name: str, args: Sequence[Any]) -> int | None:
+    """The slot a command must go to; ``None`` for keyless commands.
+
+    Raises ``ClusterCrossSlotError`` when its keys span slots.
+    """
+    keys = command_keys(name, args)
+    if not keys:
+        return None
+    slots = {key_slot(_key_bytes(key)) for key in keys}
+    if len(slots) > 1:
+        raise ClusterCrossSlotError(
+            f"{name}'s keys are in {len(slots)} different cluster slots; give them a "
+            "shared hash tag ({tag}) to keep them together"
+        )
+    return slots.pop()
+
+
+async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``jobs`` concurrently; raise the first failure as itself.
+
+    (A task group would wrap it in an ExceptionGroup, and callers expect
+    redis-py's ConnectionError, not a group holding one.)
+    """
+    errors: list[BaseException] = []
+
+    async def guarded(job: Coroutine[Any, Any, None]) -> None:
+        try:
+            await job
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tasks:
+        for job in jobs:
+            tasks.start_soon(guarded, job)
+    if errors:
+        raise errors[0]
+
+
+class ClusterRouter:
+    """One multiplexer per node; commands sent to the owner of their slot."""
+
+    def __init__(self, settings: ClusterSettings, task_group: TaskGroup, *, decode: bool) -> None:
+        self.settings = settings
+        self._task_group = task_group
+        self._decode = decode
+        self._nodes: dict[Address, Multiplexer] = {}
+        self._dedicated: dict[Address, DedicatedConnections] = {}
+        self._owners: list[Address | None] = [None] * SLOTS
+        self._primaries: list[Address] = []
+        self._stale = True
+        self._epoch = 0
+        self._refresh_lock = anyio.Lock()
+
+    # -- topology -----------------------------------------------------------
+
+    def node(self, address: Address) -> Multiplexer:
+        mux = self._nodes.get(address)
+        if mux is None:
+            mux = self._nodes[address] = Multiplexer(
+                self.settings.for_node(*address), self._task_group, decode=self._decode
+            )
+        return mux
+
+    def dedicated(self, address: Address) -> DedicatedConnections:
+        pool = self._dedicated.get(address)
+        if pool is None:
+            pool = self._dedicated[address] = DedicatedConnections(
+                self.settings.for_node(*address), decode=self._decode
+            )
+        return pool
+
+    @property
+    def primaries(self) -> list[Address]:
+        return list(self._primaries)
+
+    async def refresh(self) -> None:
+        """Re-read which primary owns which slots, from any node that answers."""
+        epoch = self._epoch
+        async with self._refresh_lock:
+            if self._epoch != epoch and not self._stale:
+                return  # someone refreshed while we waited
+            candidates = list(dict.fromkeys([*self._primaries, *self.settings.seeds, *self._nodes]))
+            reasons: list[str] = []
+            for address in candidates:
+                try:
+                    owners, primaries = await self._read_topology(address)
+                except (ConnectionError, OSError, TimeoutError) as exc:
+                    reasons.append(f"{address[0]}:{address[1]}: {exc}")
+                    continue
+                if not primaries:
+                    reasons.append(f"{address[0]}:{address[1]}: no slots assigned")
+                    continue
+                self._owners, self._primaries = owners, primaries
+                self._stale = False
+                self._epoch += 1
+                return
+            raise ConnectionError(
+                "no cluster node could describe the cluster: " + "; ".join(reasons)
+            )
+
+    async def _read_topology(self, address: Address) -> tuple[list[Address | None], list[Address]]:
+        mux = self.node(address)
+        (reply,) = await mux.request(encode_command(("CLUSTER", "SHARDS")), 1, True)
+        owners: list[Address | None] = [None] * SLOTS
+        primaries: list[Address] = []
+        if isinstance(reply, Exception):  # before Redis 7: CLUSTER SLOTS
+            (reply,) = await mux.request(encode_command(("CLUSTER", "SLOTS")), 1, True)
+            if isinstance(reply, Exception):
+                raise ConnectionError(str(reply))
+            for start, end, primary, *_ in reply:
+                owner = (self._host(primary[0], address), int(primary[1]))
+                owners[start : end + 1] = [owner] * (end - start + 1)
+                if owner not in primaries:
+                    primaries.append(owner)
+            return owners, primaries
+        for shard in reply:
+            fields = dict(zip(shard[::2], shard[1::2], strict=True))
+            for node in fields.get("nodes", []):
+                info = dict(zip(node[::2], node[1::2], strict=True))
+                if info.get("role") != "master" or info.get("health") == "fail":
+                    continue
+                port = info.get("port") or info.get("tls-port")
+                if port is None:
+                    continue
+                owner = (self._host(info.get("endpoint") or info.get("ip"), address), int(port))
+                ranges = fields.get("slots", [])
+                for start, end in zip(ranges[::2], ranges[1::2], strict=True):
+                    owners[int(start) : int(end) + 1] = [owner] * (int(end) - int(start) + 1)
+                if ranges and owner not in primaries:
+                    primaries.append(owner)
+        return owners, primaries
+
+    @staticmethod
+    def _host(announced: Any, asked: Address) -> str:
+        # A node that announces no address means "the one you reached me on".
+        text = str(announced) if announced else ""
+        return text if text and text != "?" else asked[0]
+
+    async def owner(self, slot: int | None) -> Address:
+        if self._stale:
+            await self.refresh()
+        if slot is None:
+            return random.choice(self._primaries)
+        owner = self._owners[slot]
+        if owner is None:
+            await self.refresh()
+            owner = self._owners[slot]
+            if owner is None:
+                raise ConnectionError(f"no cluster node serves slot {slot}")
+        return owner
+
+    # -- commands -----------------------------------------------------------
+
+    async def execute(self, name: str, args: tuple[Any, ...], decode: bool) -> Any:
+        """One command's raw reply (error replies as exception values)."""
+        if name in _SPLIT_SUM or name == "MGET" or name == "MSET":
+            keys = command_keys(name, args)
+            slots = {key_slot(_key_bytes(key)) for key in keys}
+            if len(slots) > 1:
+                return await self._split(name, args, decode)
+        slot = command_slot(name, args)
+        return await self._send(slot, [args], decode)
+
+    async def _send(self, slot: int | None, commands: list[tuple[Any, ...]], decode: bool) -> Any:
+        """Send ``commands`` (one slot) and return the last reply, following redirects."""
+        address = await self.owner(slot)
+        reply: Any = None
+        for _ in range(_MAX_REDIRECTS):
+            try:
+                replies = await self.node(address).request(
+                    encode_commands(commands), len(commands), decode
+                )
+            except ConnectionError:
+                self._stale = True  # maybe failed over: look again next time
+                raise
+            reply = replies[-1]
+            if isinstance(reply, MovedError):
+                self._stale = True
+                self._owners[reply.slot_id] = (reply.host, int(reply.port))
+                address = (reply.host, int(reply.port))
+                continue
+            if isinstance(reply, AskError):
+                target = (reply.host, int(reply.port))
+                replies = await self.node(target).request(
+                    encode_commands([("ASKING",), *commands]), len(commands) + 1, decode
+                )
+                return replies[-1]
+            if isinstance(reply, (TryAgainError, ClusterDownError)):
+                await anyio.sleep(0.05)
+                self._stale = True
+                address = await self.owner(slot)
+                continue
+            return reply if len(commands) == 1 else replies
+        return reply
+
+    async def _split(self, name: str, args: tuple[Any, ...], decode: bool) -> Any:
+        """A multi-key command across slots: one per slot, put back together."""
+        groups: dict[int, list[int]] = {}
+        if name == "MSET":
+            pairs = list(zip(args[1::2], args[2::2], strict=True))
+            for index, (key, _) in enumerate(pairs):
+                groups.setdefault(key_slot(_key_bytes(key)), []).append(index)
+        else:
+            for index, key in enumerate(args[1:]):
+                groups.setdefault(key_slot(_key_bytes(key)), []).append(index)
+        results: dict[int, Any] = {}
+
+        async def run(slot: int, indexes: list[int]) -> None:
+            if name == "MSET":
+                part: tuple[Any, ...] = (
+                    name,
+                    *[item for i in indexes for item in (args[1 + 2 * i], args[2 + 2 * i])],
+                )
+            else:
+                part = (name, *[args[1 + i] for i in indexes])
+            results[slot] = await self._send(slot, [part], decode)
+
+        await _all(run(slot, indexes) for slot, indexes in groups.items())
+        for reply in results.values():
+            if isinstance(reply, Exception):
+                return reply
+        if name == "MGET":
+            values: list[Any] = [None] * (len(args) - 1)
+            for slot, indexes in groups.items():
+                for index, value in zip(indexes, results[slot], strict=True):
+                    values[index] = value
+            return values
+        if name == "MSET":
+            return next(iter(results.values()))
+        return sum(int(reply) for reply in results.values())
+
+    async def execute_many(
+        self, commands: list[tuple[Any, ...]], names: list[str], transaction: bool, decode: bool
+    ) -> list[Any]:
+        """A pipeline: grouped by node, each group one write; replies in order.
+
+        A transaction must stay in one slot (MULTI/EXEC cannot span nodes).
+        """
+        slots = [command_slot(name, args) for name, args in zip(names, commands, strict=True)]
+        if transaction:
+            keyed = {slot for slot in slots if slot is not None}
+            if len(keyed) > 1:
+                raise ClusterCrossSlotError(
+                    "a transaction's keys must share one cluster slot; give them a hash tag"
+                )
+            slot = keyed.pop() if keyed else None
+            replies: list[Any] = await self._send(slot, [("MULTI",), *commands, ("EXEC",)], decode)
+            return replies if isinstance(replies, list) else [replies]
+        by_node: dict[Address, list[int]] = {}
+        for index, slot in enumerate(slots):
+            by_node.setdefault(await self.owner(slot), []).append(index)
+        results: list[Any] = [None] * len(commands)
+
+        async def run(address: Address, indexes: list[int]) -> None:
+            batch = [commands[i] for i in indexes]
+            replies = await self.node(address).request(encode_commands(batch), len(batch), decode)
+            for index, reply in zip(indexes, replies, strict=True):
+                if isinstance(reply, (MovedError, AskError)):
+                    # It did not run there; run it where it lives now.
+                    self._stale = True
+                    reply = await self._send(slots[index], [commands[index]], decode)
+                results[index] = reply
+
+        await _all(run(address, indexes) for address, indexes in by_node.items())
+        return results
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for mux in self._nodes.values():
+                await mux.aclose()
+            for pool in self._dedicated.values():
+                await pool.aclose()

@@ -1,0 +1,167 @@
+"""Cluster and Sentinel URLs: many servers behind one address.
+
+``redis+cluster://h1:7000,h2:7001`` names *seed* nodes of a Redis Cluster;
+the cluster itself says which node owns which slots. ``redis+sentinel://
+s1:26379,s2:26379/mymaster[/db]`` names the sentinels that know which server
+is currently the master called ``mymaster``. Both have a ``rediss+…`` TLS
+form. Credentials in the URL are for the data nodes (the cluster's nodes, the
+master); sentinels are asked without them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import attrs
+
+from ._settings import DEFAULT_PORT, ConnectionSettings, TLSOptions, parse_redis_url
+
+__all__ = ["ClusterSettings", "SentinelSettings", "Topology", "parse_topology"]
+
+DEFAULT_SENTINEL_PORT = 26379
+
+
+@attrs.frozen
+class ClusterSettings:
+    """Seed nodes, and the settings every node connection uses (host/port aside)."""
+
+    seeds: tuple[tuple[str, int], ...]
+    node: ConnectionSettings
+
+    @property
+    def address(self) -> str:
+        return ",".join(f"{host}:{port}" for host, port in self.seeds)
+
+    def for_node(self, host: str, port: int) -> ConnectionSettings:
+        return attrs.evolve(self.node, host=host, port=port)
+
+    def redacted_url(self) -> str:
+        scheme = "rediss+cluster" if self.node.tls is not None else "redis+cluster"
+        return f"{scheme}://{_userinfo(self.node)}{self.address}"
+
+
+@attrs.frozen
+class SentinelSettings:
+    """Where the sentinels are, the master's name, and how to talk to the master."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service_name: str
+    node: ConnectionSettings
+
+    @property
+    def address(self) -> str:
+        return f"{self.service_name} via " + ",".join(f"{h}:{p}" for h, p in self.sentinels)
+
+    def for_sentinel(self, host: str, port: int) -> ConnectionSettings:
+        # Sentinels take no AUTH/SELECT of the data nodes; TLS and timeouts carry over.
+        return attrs.evolve(
+            self.node, host=host, port=port, username=None, password=None, db=0, role_check=False
+        )
+
+    def for_master(self, host: str, port: int) -> ConnectionSettings:
+        return attrs.evolve(self.node, host=host, port=port, role_check=True)
+
+    def redacted_url(self) -> str:
+        scheme = "rediss+sentinel" if self.node.tls is not None else "redis+sentinel"
+        hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+        return f"{scheme}://{_userinfo(self.node)}{hosts}/{self.service_name}/{self.node.db}"
+
+
+Topology = ConnectionSettings | ClusterSettings | SentinelSettings
+
+
+def _userinfo(settings: ConnectionSettings) -> str:
+    if not settings.username and settings.password is None:
+        return ""
+    password = ":***" if settings.password is not None else ""
+    return f"{settings.username or ''}{password}@"
+
+
+def _hosts(text: str, default_port: int, scheme: str) -> tuple[tuple[str, int], ...]:
+    hosts: list[tuple[str, int]] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise ValueError(f"an empty host in the {scheme}:// host list")
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else ""
+        else:
+            host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
+        if not host:
+            raise ValueError(f"a host is missing in the {scheme}:// host list")
+        if port_text and not port_text.isdigit():
+            raise ValueError(f"the port of {host!r} must be a number")
+        port = int(port_text) if port_text else default_port
+        if not 0 < port < 65536:
+            raise ValueError(f"the port of {host!r} must be between 1 and 65535")
+        hosts.append((host, port))
+    return tuple(hosts)
+
+
+def parse_topology(url: str, **overrides: Any) -> Topology:
+    """Parse any URL this library accepts.
+
+    ``redis://``, ``rediss://`` and ``unix://`` give :class:`ConnectionSettings`
+    (see :func:`parse_redis_url`); ``redis+cluster://`` and
+    ``redis+sentinel://`` (and their ``rediss+`` forms) give the settings for
+    those topologies. Raises ``ValueError`` naming the problem, never showing
+    the password.
+    """
+    if not isinstance(url, str):
+        raise ValueError("a Redis URL must be a string")
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in (
+        "redis+cluster",
+        "rediss+cluster",
+        "redis+sentinel",
+        "rediss+sentinel",
+    ):
+        return parse_redis_url(url, **overrides)
+    base, _, kind = scheme.partition("+")
+    netloc, _, path = rest.partition("/")
+    netloc, _, _query = netloc.partition("?")
+    userinfo, at, host_list = netloc.rpartition("@")
+    if not at:
+        host_list, userinfo = netloc, ""
+    username, colon, password = userinfo.partition(":")
+    node_fields: dict[str, Any] = {
+        "scheme": base,
+        "host": "localhost",
+        "port": DEFAULT_PORT,
+        "username": unquote(username) or None,
+        "password": unquote(password) if colon else None,
+    }
+    if base == "rediss":
+        node_fields["tls"] = overrides.pop("tls", None) or TLSOptions()
+    elif overrides.get("tls") is not None:
+        raise ValueError(f"TLS options need a rediss+{kind}:// URL")
+    if kind == "cluster":
+        seeds = _hosts(host_list, DEFAULT_PORT, scheme)
+        if path.strip("/"):
+            raise ValueError("a Redis Cluster has only database 0: remove the path from the URL")
+        if overrides.get("db"):
+            raise ValueError("a Redis Cluster has only database 0; REDIS_DB must be 0 or unset")
+        node_fields.update({k: v for k, v in overrides.items() if v is not None and k != "db"})
+        return ClusterSettings(seeds=seeds, node=ConnectionSettings(**node_fields))
+    sentinels = _hosts(host_list, DEFAULT_SENTINEL_PORT, scheme)
+    parts = [part for part in path.split("/") if part]
+    if not parts:
+        raise ValueError(
+            f"a {scheme}:// URL needs the master's name: {scheme}://host:26379/mymaster"
+        )
+    if len(parts) > 2:
+        raise ValueError(f"expected {scheme}://hosts/<master name>[/<db>], got extra path parts")
+    service = unquote(parts[0])
+    if len(parts) == 2:
+        if not parts[1].isdigit():
+            raise ValueError(
+                f"the database in a Redis URL must be an integer >= 0, got {parts[1]!r}"
+            )
+        node_fields["db"] = int(parts[1])
+    node_fields.update({k: v for k, v in overrides.items() if v is not None})
+    return SentinelSettings(
+        sentinels=sentinels, service_name=service, node=ConnectionSettings(**node_fields)
+    )
