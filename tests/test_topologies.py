@@ -213,3 +213,38 @@ async def test_sentinel_failover_mid_run(own_sentinels: RedisSentinels) -> None:
                 await cache.set(f"n{index}", str(index))
                 assert str(index).encode() in _command(new_master, "GET", f"sf:n{index}")
         assert errors < 100
+
+
+async def test_a_slot_migration_mid_run(cluster: RedisCluster) -> None:
+    """ASK while the slot is migrating, MOVED once it has moved: the port
+    keeps answering throughout."""
+    from redis.crc import key_slot
+
+    key = f"migrating:{uuid.uuid4().hex[:8]}"
+    slot = key_slot(key.encode())
+    async with open_redis_provider(RedisConfig(url=cluster.url)) as cache:
+        await cache.set(key, "moving")
+        await cache.set("bystander", "stays")
+        ids = {n.port: _command(n.port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
+               for n in cluster.primaries()}  # fmt: skip
+        source = next(
+            port
+            for port in ids
+            if _command(port, "CLUSTER", "COUNTKEYSINSLOT", str(slot))[1:2] != b"0"
+        )
+        target = next(port for port in ids if port != source)
+        _command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source])
+        _command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target])
+        moved = _command(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", key)
+        assert moved.startswith(b"+OK"), moved
+        # The source now answers ASK for this key: followed once, with ASKING.
+        assert await cache.get(key) == "moving"
+        for port in ids:
+            _command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target])
+        # Finished: the source answers MOVED; the topology is read again.
+        assert await cache.get(key) == "moving"
+        await cache.set(key, "moved")
+        assert b"moved" in _command(target, "GET", key)
+        assert await cache.get("bystander") == "stays"
+        await cache.delete(key)
+        await cache.delete("bystander")
