@@ -439,6 +439,15 @@ def run_child(contender: str, url: str, workload: Workload) -> dict[str, Any]:
         "--tasks", str(workload.tasks),
         "--warmup", str(workload.warmup),
     ]  # fmt: skip
+    return run_json_child(cmd)
+
+
+def run_json_child(cmd: list[str]) -> dict[str, Any]:
+    """Run one measurement in a subprocess; its last stdout line is JSON.
+
+    Shared by every bench script: a crash or a hang becomes ChildFailed with
+    the child's last error line, never a traceback in the report.
+    """
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:

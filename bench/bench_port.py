@@ -68,7 +68,13 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench_client import HOST, find_redis_server, redis_server  # noqa: E402
+from bench_client import (  # noqa: E402
+    HOST,
+    ChildFailed,
+    find_redis_server,
+    redis_server,
+    run_json_child,
+)
 
 if TYPE_CHECKING:
     from beignet_redis_anyio import RedisCachePort
@@ -309,13 +315,6 @@ def child_main(backend: str, scenario: str, url: str, n: int) -> None:
 # --------------------------------------------------------------------------
 
 
-class ChildFailed(Exception):
-    def __init__(self, reason: str, stderr: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.stderr = stderr
-
-
 def run_child(backend: str, scenario: str, url: str, n: int) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -325,16 +324,7 @@ def run_child(backend: str, scenario: str, url: str, n: int) -> dict[str, Any]:
         "--url", url,
         "--n", str(n),
     ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise ChildFailed(f"timed out after {exc.timeout:.0f}s") from None
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        reason = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise ChildFailed(reason, proc.stderr)
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_json_child(cmd)
 
 
 @dataclass(frozen=True)
