@@ -48,6 +48,8 @@ def example(session: nox.Session) -> None:
 @nox.session(python="3.12")
 def bench(session: nox.Session) -> None:
     """Side-by-side throughput against a local redis-server (not part of CI)."""
-    session.install("-e", ".[bench]")
+    session.install("-e", ".[bench,test]")
     session.run("python", "bench/bench_client.py", *session.posargs)
     session.run("python", "bench/bench_port.py", *session.posargs)
+    session.run("python", "bench/bench_stampede.py", *session.posargs)
+    session.run("python", "bench/bench_topology.py", *session.posargs)
