@@ -49,6 +49,11 @@ __all__ = ["Multiplexer"]
 
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 2.0
+#: A link quiet for longer than this is checked (MSG_PEEK) before reuse: a
+#: server's idle timeout, a restart or CLIENT KILL close connections that sit
+#: idle. One that answered within the last second is taken as it is — a close
+#: in that window fails the next command, as it would a moment after a check.
+IDLE_CHECK_AFTER = 1.0
 
 #: Deadlines and silence are measured on the monotonic clock, not the event
 #: loop's: the watchdog only ever sleeps for differences, and this costs no
@@ -343,10 +348,15 @@ class Multiplexer:
         still reach the server (and apply), but its replies are discarded.
         """
         link = self._link
-        if link is None or link.failed is not None or not link.idle_and_sound():
+        now = _now()
+        if (
+            link is None
+            or link.failed is not None
+            or (now - link.last_received > IDLE_CHECK_AFTER and not link.idle_and_sound())
+        ):
             link = await self._connected_link()
         timeout = self._settings.command_timeout
-        request = _Request(expected, decode, _now() + timeout if timeout is not None else 0.0)
+        request = _Request(expected, decode, now + timeout if timeout is not None else 0.0)
         if link.submit(payload, request):
             await link.read_for(request)
         elif not request.finished:
