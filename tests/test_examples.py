@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_app_runs_on_an_embedded_redis(backend: str) -> None:
-    env = {key: value for key, value in __import__("os").environ.items() if key != "REDIS_URL"}
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "app.py"), "--backend", backend],
         capture_output=True,
