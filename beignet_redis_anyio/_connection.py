@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError, TimeoutError
 
@@ -187,6 +188,12 @@ class _Link:
         """
         self.caller_reading = True
         try:
+            # Yield once before reading: the scheduler's turn usually takes
+            # about as long as the server's answer on a local link, so the
+            # first recv then finds the reply waiting, instead of parking on
+            # readiness and paying a blocking poll and a wake-up for it.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            self.transport.expect_data()
             while not request.finished:
                 self._dispatch(await self.transport.receive())
         except _STREAM_ERRORS as exc:

@@ -99,6 +99,10 @@ class SocketTransport:
             self.drained = len(data) < _RECEIVE_SIZE
             return data
 
+    def expect_data(self) -> None:
+        """The next receive should try ``recv`` before waiting for readiness."""
+        self.drained = False
+
     def looks_alive(self) -> bool:
         """An idle connection must have nothing to read: EOF, an error, or
         bytes nobody asked for all mean it cannot carry the next command."""
@@ -153,6 +157,9 @@ class StreamTransport:
 
     def notify_closing(self) -> None:
         pass  # callers never wait on this socket directly
+
+    def expect_data(self) -> None:
+        pass  # anyio's TLS stream reads as it sees fit
 
     async def aclose(self) -> None:
         await close_quietly(self.stream)
