@@ -354,6 +354,10 @@ class Multiplexer:
         ``TimeoutError``. Cancellation is safe at every point: the request may
         still reach the server (and apply), but its replies are discarded.
         """
+        # A command in an already-cancelled scope must not be sent at all:
+        # check before queueing (as trio's own socket send does), since the
+        # send itself is synchronous and the read may not need to wait.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         link = self._link
         now = _now()
         if (

@@ -54,6 +54,7 @@ async def test_commands_from_concurrent_tasks_are_coalesced(
 
 async def test_cancelled_before_sending_leaves_no_trace(server_url: str, key: str) -> None:
     async with open_redis_client(server_url) as client:
+        await client.ping()  # connected: nothing in the way of a send but the check
         with anyio.CancelScope() as scope:
             scope.cancel()
             await client.set(key, "never")
