@@ -354,10 +354,6 @@ class Multiplexer:
         ``TimeoutError``. Cancellation is safe at every point: the request may
         still reach the server (and apply), but its replies are discarded.
         """
-        # A command in an already-cancelled scope must not be sent at all:
-        # check before queueing (as trio's own socket send does), since the
-        # send itself is synchronous and the read may not need to wait.
-        await anyio.lowlevel.checkpoint_if_cancelled()
         link = self._link
         now = _now()
         if (
@@ -366,6 +362,13 @@ class Multiplexer:
             or (now - link.last_received > IDLE_CHECK_AFTER and not link.idle_and_sound())
         ):
             link = await self._connected_link()
+        if not link.pending:
+            # Alone on the line, this command is sent at once and may be
+            # answered without ever waiting — so nothing would notice an
+            # already-cancelled scope. Check first, as trio's own socket send
+            # does. (Queued behind others, the wait below is the check; the
+            # cost of this one, ~2 us on asyncio, stays off that path.)
+            await anyio.lowlevel.checkpoint_if_cancelled()
         timeout = self._settings.command_timeout
         request = _Request(expected, decode, now + timeout if timeout is not None else 0.0)
         if link.submit(payload, request):
