@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import anyio
+import hiredis
 import pytest
 
 from beignet_redis_anyio import open_redis_client
@@ -129,3 +130,66 @@ async def test_cancellation_fuzz(server_url: str, key: str) -> None:
     assert completed + cancelled == tasks_count * per_task
     assert completed > 0
     assert cancelled > 0
+
+
+async def _echo_server_that_pauses(
+    answer_first: int, release: anyio.Event, *, task_status: anyio.abc.TaskStatus[int]
+) -> None:
+    """Answers PING, ECHO and (with +OK) anything else, but after the first
+    ``answer_first`` ECHO replies it holds the rest back until ``release``."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+
+        async def serve(stream: anyio.abc.SocketStream) -> None:
+            reader = hiredis.Reader()
+            echoed = 0
+            async with stream:
+                try:
+                    while True:
+                        reader.feed(await stream.receive())
+                        replies = []
+                        while (command := reader.gets()) is not False:
+                            name = command[0].upper()
+                            if name != b"ECHO":
+                                replies.append(b"+PONG\r\n" if name == b"PING" else b"+OK\r\n")
+                                continue
+                            if echoed == answer_first:
+                                await stream.send(b"".join(replies))
+                                replies = []
+                                await release.wait()
+                            echoed += 1
+                            replies.append(b"$%d\r\n%s\r\n" % (len(command[1]), command[1]))
+                        await stream.send(b"".join(replies))
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass
+
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.serve(serve)
+
+
+async def test_replies_to_one_write_that_arrive_in_parts() -> None:
+    """Callers whose commands left in one write share one wake-up. When the
+    server answers that write in two parts, the first part's callers must
+    return at once (nobody waits for the whole write), and the rest must
+    still get exactly their own replies."""
+    callers, first_part = 20, 10
+    release = anyio.Event()
+    results: dict[int, str] = {}
+    async with anyio.create_task_group() as server:
+        port = await server.start(_echo_server_that_pauses, first_part, release)
+        async with open_redis_client(f"redis://127.0.0.1:{port}") as client:
+            await client.ping()  # connected first, so that all 20 start at once
+
+            async def echo(index: int) -> None:
+                results[index] = await client.echo(f"reply {index}")
+                if len(results) == first_part:
+                    # Only reachable if the first part's callers were woken
+                    # while the rest of their write is still unanswered.
+                    release.set()
+
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tasks:
+                    for index in range(callers):
+                        tasks.start_soon(echo, index)
+            assert results == {index: f"reply {index}" for index in range(callers)}
+            assert await client.echo("after") == "after"
+        server.cancel_scope.cancel()
