@@ -498,6 +498,15 @@ def evaluate(target: Target, results: dict[str, ContenderResult]) -> dict[str, A
     ours = results[target.ours].best(target.scenario)
     other = results[target.other].best(target.scenario)
     ratio = ours / other if ours is not None and other is not None else None
+    # The same pair within each round (rounds are interleaved, so both sides
+    # of a pair ran moments apart): how far the ratio moves with the noise.
+    ours_runs = results[target.ours].runs[target.scenario]
+    other_runs = results[target.other].runs[target.scenario]
+    per_round = (
+        [a / b for a, b in zip(ours_runs, other_runs, strict=True)]
+        if ours is not None and other is not None
+        else []
+    )
     if target.minimum is None:
         status = "INFO"
     elif ratio is None:
@@ -509,6 +518,7 @@ def evaluate(target: Target, results: dict[str, ContenderResult]) -> dict[str, A
         "ours": target.ours,
         "other": target.other,
         "ratio": ratio,
+        "per_round": per_round,
         "minimum": target.minimum,
         "status": status,
     }
@@ -535,7 +545,12 @@ def print_report(
         pair = f"{ev['ours']} / {ev['other']}"
         ratio = "n/a" if ev["ratio"] is None else f"{ev['ratio']:.2f}x"
         target = "(info only)" if ev["minimum"] is None else f"(target >= {ev['minimum']:.2f}x)"
-        print(f"{ev['scenario']:<10}  {pair:<32} = {ratio:>6}  {target:<18}  {ev['status']}")
+        rounds = ev["per_round"]
+        spread = f"rounds {min(rounds):.2f}-{max(rounds):.2f}x" if len(rounds) > 1 else ""
+        print(
+            f"{ev['scenario']:<10}  {pair:<32} = {ratio:>6}  {target:<18}  {ev['status']:<4}"
+            f"  {spread}".rstrip()
+        )
 
 
 def find_redis_server() -> str | None:
@@ -558,7 +573,9 @@ def parent_main(args: argparse.Namespace) -> int:
     else:
         seq = Workload("sequential", ops=20000, tasks=1, warmup=500)
         conc = Workload("concurrent", ops=200, tasks=100, warmup=5)
-        repeats = 3
+        # Five rounds: on a noisy machine a contender's best of three still
+        # swings ±10% between invocations; its best of five swings less.
+        repeats = 5
     workloads = {"sequential": seq, "concurrent": conc}
 
     server_version = subprocess.run(
