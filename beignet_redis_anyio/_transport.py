@@ -82,26 +82,29 @@ class SocketTransport:
             if view:
                 await anyio.wait_writable(self.sock)
 
+    def receive_now(self) -> bytes | None:
+        """What the kernel holds for us right now, or ``None`` if nothing yet;
+        ``anyio.EndOfStream`` when the server closed."""
+        try:
+            data = self.sock.recv(_RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            self.drained = True
+            return None
+        if not data:
+            raise anyio.EndOfStream
+        self.drained = len(data) < _RECEIVE_SIZE
+        return data
+
     async def receive(self) -> bytes:
         """Bytes from the server; ``anyio.EndOfStream`` when it closed."""
-        if self.drained:
-            # The last read emptied the kernel buffer, so reading again now
-            # would only fail with EAGAIN: wait for readiness first.
-            await anyio.wait_readable(self.sock)
         while True:
-            try:
-                data = self.sock.recv(_RECEIVE_SIZE)
-            except (BlockingIOError, InterruptedError):
+            if self.drained:
+                # The last read emptied the kernel buffer (or found it empty),
+                # so reading again now would only fail: wait for readiness.
                 await anyio.wait_readable(self.sock)
-                continue
-            if not data:
-                raise anyio.EndOfStream
-            self.drained = len(data) < _RECEIVE_SIZE
-            return data
-
-    def expect_data(self) -> None:
-        """The next receive should try ``recv`` before waiting for readiness."""
-        self.drained = False
+            data = self.receive_now()
+            if data is not None:
+                return data
 
     def looks_alive(self) -> bool:
         """An idle connection must have nothing to read: EOF, an error, or
@@ -158,8 +161,8 @@ class StreamTransport:
     def notify_closing(self) -> None:
         pass  # callers never wait on this socket directly
 
-    def expect_data(self) -> None:
-        pass  # anyio's TLS stream reads as it sees fit
+    def receive_now(self) -> bytes | None:
+        return None  # TLS records are read by the reader task, through anyio
 
     async def aclose(self) -> None:
         await close_quietly(self.stream)

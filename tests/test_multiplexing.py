@@ -9,6 +9,7 @@ import hiredis
 import pytest
 
 from beignet_redis_anyio import open_redis_client
+from beignet_redis_anyio._connection import SPIN_GIVE_UP, SPIN_PROBE_EVERY, SPIN_TURNS, _Spin
 from beignet_redis_anyio._transport import SocketTransport
 from servers import RedisServer
 
@@ -193,3 +194,71 @@ async def test_replies_to_one_write_that_arrive_in_parts() -> None:
             assert results == {index: f"reply {index}" for index in range(callers)}
             assert await client.echo("after") == "after"
         server.cancel_scope.cancel()
+
+
+async def _distant_echo_server(*, task_status: anyio.abc.TaskStatus[int]) -> None:
+    """Answers each ECHO only once every other task is blocked — that is, once
+    the client has stopped looking and parked: a server too far away for the
+    client's turns ever to catch a reply."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+
+        async def serve(stream: anyio.abc.SocketStream) -> None:
+            reader = hiredis.Reader()
+            async with stream:
+                try:
+                    while True:
+                        reader.feed(await stream.receive())
+                        while (command := reader.gets()) is not False:
+                            if command[0].upper() != b"ECHO":
+                                await stream.send(b"+OK\r\n")
+                                continue
+                            await anyio.wait_all_tasks_blocked()
+                            await stream.send(b"$%d\r\n%s\r\n" % (len(command[1]), command[1]))
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass
+
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.serve(serve)
+
+
+async def test_a_caller_alone_stops_looking_early_when_replies_never_come_quickly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looks: list[int] = []
+    original = SocketTransport.receive_now
+
+    def counting_receive_now(self: SocketTransport) -> bytes | None:
+        looks[-1] += 1
+        return original(self)
+
+    async with anyio.create_task_group() as server:
+        port = await server.start(_distant_echo_server)
+        async with open_redis_client(f"redis://127.0.0.1:{port}") as client:
+            assert await client.echo("connect") == "connect"  # a first miss
+            monkeypatch.setattr(SocketTransport, "receive_now", counting_receive_now)
+            for index in range(SPIN_GIVE_UP + 2):
+                looks.append(0)
+                assert await client.echo(str(index)) == str(index)
+        server.cancel_scope.cancel()
+    # Each turn looked and found nothing, then one read after parking; after
+    # SPIN_GIVE_UP such misses in a row, a single turn.
+    assert looks == [SPIN_TURNS + 1] * (SPIN_GIVE_UP - 1) + [2] * 3
+
+
+def test_the_turns_come_back_once_a_reply_is_caught_again() -> None:
+    spin = _Spin()
+    for _ in range(SPIN_GIVE_UP):
+        turns = spin.turns()
+        assert turns == SPIN_TURNS
+        spin.record(turns, caught=False)
+    # Given up: one read in SPIN_PROBE_EVERY still tries the full turns.
+    budgets = []
+    for _ in range(SPIN_PROBE_EVERY):
+        turns = spin.turns()
+        budgets.append(turns)
+        spin.record(turns, caught=False)
+    assert sorted(budgets) == [1] * (SPIN_PROBE_EVERY - 1) + [SPIN_TURNS]
+    # The server came closer: a reply caught, even in the single turn,
+    # brings the full turns back.
+    spin.record(spin.turns(), caught=True)
+    assert spin.turns() == SPIN_TURNS
