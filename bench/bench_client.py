@@ -60,24 +60,33 @@ import asyncio
 import collections
 import gc
 import json
-import os
 import platform
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from _harness import (  # noqa: E402
+    HOST,
+    ChildFailed,
+    encode_command,
+    find_redis_server,
+    redis_server,
+    report_parser,
+    run_json_child,
+    send_command,
+    write_json,
+)
+
 KEY = "bench:key"
 VALUE = "hello"
-HOST = "127.0.0.1"
 
 CONTENDERS: tuple[str, ...] = (
     "ours-asyncio",
@@ -91,19 +100,6 @@ CONTENDERS: tuple[str, ...] = (
 #: Contenders whose failure is reported as "n/a (reason)" rather than a crash.
 OPTIONAL_CONTENDERS: frozenset[str] = frozenset({"coredis-trio"})
 SCENARIOS: tuple[str, ...] = ("sequential", "concurrent")
-
-CHILD_TIMEOUT_S = 600.0
-SERVER_START_DEADLINE_S = 10.0
-
-
-def encode_command(*args: str) -> bytes:
-    """RESP-encode a command (array of bulk strings)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
 
 GET_COMMAND = encode_command("GET", KEY)
 
@@ -364,58 +360,6 @@ def child_main(contender: str, url: str, workload: Workload) -> None:
 # --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def send_command(port: int, command: bytes, timeout: float = 1.0) -> bytes:
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
-        sock.sendall(command)
-        return sock.recv(4096)
-
-
-@contextmanager
-def redis_server(executable: str) -> Iterator[int]:
-    """Run a throw-away redis-server on a free loopback port; yield the port."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + SERVER_START_DEADLINE_S
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(
-                        f"redis-server exited with {proc.returncode}:\n"
-                        + log.read().decode(errors="replace")[-2000:]
-                    )
-                try:
-                    if send_command(port, encode_command("PING")).startswith(b"+PONG"):
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"redis-server did not answer PING within {SERVER_START_DEADLINE_S}s"
-                    )
-                time.sleep(0.05)
-            yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @dataclass
 class ContenderResult:
     runs: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in SCENARIOS})
@@ -440,31 +384,6 @@ def run_child(contender: str, url: str, workload: Workload) -> dict[str, Any]:
         "--warmup", str(workload.warmup),
     ]  # fmt: skip
     return run_json_child(cmd)
-
-
-def run_json_child(cmd: list[str]) -> dict[str, Any]:
-    """Run one measurement in a subprocess; its last stdout line is JSON.
-
-    Shared by every bench script: a crash or a hang becomes ChildFailed with
-    the child's last error line, never a traceback in the report.
-    """
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise ChildFailed(f"timed out after {exc.timeout:.0f}s") from None
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        reason = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        raise ChildFailed(reason, proc.stderr)
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
-
-
-class ChildFailed(Exception):
-    def __init__(self, reason: str, stderr: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.stderr = stderr
 
 
 def fmt_ops(value: float | None, result: ContenderResult) -> str:
@@ -551,13 +470,6 @@ def print_report(
             f"{ev['scenario']:<10}  {pair:<32} = {ratio:>6}  {target:<18}  {ev['status']:<4}"
             f"  {spread}".rstrip()
         )
-
-
-def find_redis_server() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    return "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
 
 
 def parent_main(args: argparse.Namespace) -> int:
@@ -654,8 +566,7 @@ def parent_main(args: argparse.Namespace) -> int:
             },
             "ratios": evaluations,
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+        write_json(args.json, payload)
 
     crashed = [name for name, r in results.items() if r.crashed]
     if crashed:
@@ -665,9 +576,7 @@ def parent_main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser = report_parser(__doc__, quick="small sizes, one repetition")
     child = parser.add_argument_group("child mode (internal)")
     child.add_argument("--run", metavar="CONTENDER", choices=CONTENDERS)
     child.add_argument("--url")

@@ -68,12 +68,14 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench_client import (  # noqa: E402
+from _harness import (  # noqa: E402
     HOST,
     ChildFailed,
     find_redis_server,
     redis_server,
+    report_parser,
     run_json_child,
+    write_json,
 )
 
 if TYPE_CHECKING:
@@ -92,7 +94,6 @@ STAMPEDE_REPEATS = 3
 STATE_WORKERS = 100
 
 HIT_MIN_RATIO = 0.90
-CHILD_TIMEOUT_S = 600.0
 
 
 class CheckFailed(AssertionError):
@@ -517,8 +518,7 @@ def parent_main(args: argparse.Namespace) -> int:
             "results": results,
             "targets": [asdict(ev) for ev in evaluations],
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+        write_json(args.json, payload)
 
     if crashed:
         print("\nerror: child(ren) crashed:\n  " + "\n  ".join(crashed), file=sys.stderr)
@@ -527,9 +527,7 @@ def parent_main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser = report_parser(__doc__, quick="smaller sizes")
     child = parser.add_argument_group("child mode (internal)")
     child.add_argument("--run", metavar="BACKEND", choices=BACKENDS)
     child.add_argument("--scenario", choices=SCENARIOS)

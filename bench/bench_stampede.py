@@ -97,7 +97,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from bench_client import HOST, encode_command, find_redis_server, redis_server  # noqa: E402
+from _harness import (  # noqa: E402
+    HOST,
+    encode_command,
+    find_redis_server,
+    redis_server,
+    report_parser,
+    write_json,
+)
 from stampede_worker import CONTENDERS, FACTORY_MS, HARNESS_NAME  # noqa: E402
 
 WORKER = BENCH_DIR / "stampede_worker.py"
@@ -748,8 +755,7 @@ def parent_main(args: argparse.Namespace) -> int:
             },
             "targets": checks,
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+        write_json(args.json, payload)
 
     crashed = [name for name, r in results.items() if r.crashed]
     if crashed:
@@ -759,9 +765,7 @@ def parent_main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser = report_parser(__doc__, quick="one repetition instead of three")
     parser.add_argument("--processes", type=int, default=4, help=argparse.SUPPRESS)
     parser.add_argument("--callers", type=int, default=100, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -6,7 +6,7 @@ against two topologies started side by side in ONE run, so their ratio is
 meaningful even on a noisy machine:
 
 ``single``
-    One throw-away ``redis-server`` on a free loopback port (``bench_client``'s
+    One throw-away ``redis-server`` on a free loopback port (``_harness``'s
     ``redis_server`` helper), URL ``redis://127.0.0.1:PORT/0``.
 ``cluster``
     A real Redis Cluster on loopback, 3 primaries + 3 replicas (the test
@@ -70,12 +70,14 @@ TESTS_DIR = REPO_ROOT / "tests"
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench_client import (  # noqa: E402
+from _harness import (  # noqa: E402
     HOST,
     ChildFailed,
     find_redis_server,
     redis_server,
+    report_parser,
     run_json_child,
+    write_json,
 )
 
 if TYPE_CHECKING:
@@ -412,8 +414,7 @@ def parent_main(args: argparse.Namespace) -> int:
             "keys_spread_ok": spread_ok,
             "crashed": crashed,
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+        write_json(args.json, payload)
 
     if crashed:
         print("\nerror: child(ren) crashed:\n  " + "\n  ".join(crashed), file=sys.stderr)
@@ -422,9 +423,7 @@ def parent_main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repetition")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser = report_parser(__doc__, quick="smaller sizes, one repetition")
     child = parser.add_argument_group("child mode (internal)")
     child.add_argument("--run", metavar="BACKEND", choices=BACKENDS)
     child.add_argument("--operation", choices=OPERATIONS)
