@@ -271,7 +271,6 @@ class _Link:
         reader = self.reader
         pending = self.pending
         reader.feed(data)
-        woken = None
         while pending:
             head = pending[0]
             reply = reader.gets(head.decode)
@@ -281,12 +280,7 @@ class _Link:
             if len(head.replies) == head.expected:
                 pending.popleft()
                 if not head.finished:  # not already timed out
-                    head.finished = True
-                    # Callers of one write share a waiter: one set() each.
-                    waiter = head.waiter
-                    if waiter is not None and waiter is not woken:
-                        waiter.set()
-                        woken = waiter
+                    head.finish()  # a shared waiter's later set() calls are no-ops
         if reader.gets() is not False:
             raise _UnexpectedReply(f"{self.address} sent a reply nobody asked for")
 
@@ -402,7 +396,6 @@ class Multiplexer:
         resolve: Resolver | None = None,
     ) -> None:
         self._settings = settings
-        self._timeout = settings.command_timeout
         self._resolve = resolve
         self._task_group = task_group
         self._decode = decode
@@ -437,7 +430,7 @@ class Multiplexer:
             # does. (Queued behind others, the wait below is the check; the
             # cost of this one, ~2 us on asyncio, stays off that path.)
             await anyio.lowlevel.checkpoint_if_cancelled()
-        timeout = self._timeout
+        timeout = self._settings.command_timeout
         request = _Request(expected, decode, now + timeout if timeout is not None else 0.0)
         if link.submit(payload, request):
             await link.read_for(request)
