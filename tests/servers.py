@@ -15,9 +15,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
+import hiredis
 import pytest
 
 REQUIRE_REAL = os.environ.get("BEIGNET_REQUIRE_REDIS_SERVER", "") not in ("", "0")
@@ -310,3 +314,34 @@ class RedisSentinels:
         self.master.close()
         self.replica.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def serve_script(
+    answer: Callable[[list[bytes]], Awaitable[bytes]],
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """A scripted server on a free loopback port (``task_group.start`` returns
+    it): each command, as hiredis parses it, is answered in order with the
+    bytes ``answer`` returns — which may wait first, to play a slow or hung
+    server."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+
+        async def serve(stream: anyio.abc.SocketStream) -> None:
+            reader = hiredis.Reader()
+            async with stream:
+                try:
+                    while True:
+                        reader.feed(await stream.receive())
+                        while (command := reader.gets()) is not False:
+                            await stream.send(await answer(command))
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass  # the client went away, as clients do
+
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.serve(serve)
+
+
+def bulk(data: bytes) -> bytes:
+    """A RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(data), data)

@@ -7,7 +7,7 @@ import pytest
 from redis.exceptions import ConnectionError, TimeoutError
 
 from beignet_redis_anyio import open_redis_client
-from servers import RedisServer
+from servers import RedisServer, serve_script
 
 pytestmark = pytest.mark.anyio
 
@@ -116,27 +116,16 @@ async def test_concurrent_callers_share_one_failed_connect(own_server: RedisServ
         assert len(failures) == 20
 
 
-async def _silent_server(task_status: anyio.abc.TaskStatus[int]) -> None:
-    """Answers the handshake (CLIENT SETNAME → +OK), then never again: a hung server."""
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-
-        async def serve(stream: anyio.abc.SocketStream) -> None:
-            async with stream:
-                try:
-                    await stream.receive()
-                    await stream.send(b"+OK\r\n")
-                    while True:
-                        await stream.receive()
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    pass  # the client gave up on us, as it should
-
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-        await listener.serve(serve)
+async def _answers_the_handshake_only(command: list[bytes]) -> bytes:
+    """CLIENT SETNAME → +OK, then never a word again: a hung server."""
+    if command[0].upper() != b"CLIENT":
+        await anyio.sleep_forever()
+    return b"+OK\r\n"
 
 
 async def test_a_hung_server_never_holds_a_caller_past_its_timeout() -> None:
     async with anyio.create_task_group() as server:
-        port = await server.start(_silent_server)
+        port = await server.start(serve_script, _answers_the_handshake_only)
         async with open_redis_client(f"redis://127.0.0.1:{port}", command_timeout=0.2) as client:
             with anyio.fail_after(5):
                 with pytest.raises(TimeoutError, match="Timeout reading"):
@@ -150,7 +139,7 @@ async def test_a_hung_server_never_holds_a_caller_past_its_timeout() -> None:
 
 async def test_exit_is_prompt_even_with_commands_in_flight() -> None:
     async with anyio.create_task_group() as server:
-        port = await server.start(_silent_server)
+        port = await server.start(serve_script, _answers_the_handshake_only)
         with anyio.fail_after(5):
             async with (
                 open_redis_client(f"redis://127.0.0.1:{port}", command_timeout=None) as client,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import random
 
 import anyio
-import hiredis
 import pytest
 
 from beignet_redis_anyio import open_redis_client
 from beignet_redis_anyio._connection import SPIN_GIVE_UP, SPIN_PROBE_EVERY, SPIN_TURNS, _Spin
 from beignet_redis_anyio._transport import SocketTransport
-from servers import RedisServer
+from servers import RedisServer, bulk, serve_script
 
 pytestmark = pytest.mark.anyio
 
@@ -133,40 +132,6 @@ async def test_cancellation_fuzz(server_url: str, key: str) -> None:
     assert cancelled > 0
 
 
-async def _echo_server_that_pauses(
-    answer_first: int, release: anyio.Event, *, task_status: anyio.abc.TaskStatus[int]
-) -> None:
-    """Answers PING, ECHO and (with +OK) anything else, but after the first
-    ``answer_first`` ECHO replies it holds the rest back until ``release``."""
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-
-        async def serve(stream: anyio.abc.SocketStream) -> None:
-            reader = hiredis.Reader()
-            echoed = 0
-            async with stream:
-                try:
-                    while True:
-                        reader.feed(await stream.receive())
-                        replies = []
-                        while (command := reader.gets()) is not False:
-                            name = command[0].upper()
-                            if name != b"ECHO":
-                                replies.append(b"+PONG\r\n" if name == b"PING" else b"+OK\r\n")
-                                continue
-                            if echoed == answer_first:
-                                await stream.send(b"".join(replies))
-                                replies = []
-                                await release.wait()
-                            echoed += 1
-                            replies.append(b"$%d\r\n%s\r\n" % (len(command[1]), command[1]))
-                        await stream.send(b"".join(replies))
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    pass
-
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-        await listener.serve(serve)
-
-
 async def test_replies_to_one_write_that_arrive_in_parts() -> None:
     """Callers whose commands left in one write share one wake-up. When the
     server answers that write in two parts, the first part's callers must
@@ -175,8 +140,20 @@ async def test_replies_to_one_write_that_arrive_in_parts() -> None:
     callers, first_part = 20, 10
     release = anyio.Event()
     results: dict[int, str] = {}
+    echoed = 0
+
+    async def answer(command: list[bytes]) -> bytes:
+        nonlocal echoed
+        name = command[0].upper()
+        if name != b"ECHO":
+            return b"+PONG\r\n" if name == b"PING" else b"+OK\r\n"
+        if echoed == first_part:  # hold the rest back
+            await release.wait()
+        echoed += 1
+        return bulk(command[1])
+
     async with anyio.create_task_group() as server:
-        port = await server.start(_echo_server_that_pauses, first_part, release)
+        port = await server.start(serve_script, answer)
         async with open_redis_client(f"redis://127.0.0.1:{port}") as client:
             await client.ping()  # connected first, so that all 20 start at once
 
@@ -196,31 +173,6 @@ async def test_replies_to_one_write_that_arrive_in_parts() -> None:
         server.cancel_scope.cancel()
 
 
-async def _distant_echo_server(*, task_status: anyio.abc.TaskStatus[int]) -> None:
-    """Answers each ECHO only once every other task is blocked — that is, once
-    the client has stopped looking and parked: a server too far away for the
-    client's turns ever to catch a reply."""
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-
-        async def serve(stream: anyio.abc.SocketStream) -> None:
-            reader = hiredis.Reader()
-            async with stream:
-                try:
-                    while True:
-                        reader.feed(await stream.receive())
-                        while (command := reader.gets()) is not False:
-                            if command[0].upper() != b"ECHO":
-                                await stream.send(b"+OK\r\n")
-                                continue
-                            await anyio.wait_all_tasks_blocked()
-                            await stream.send(b"$%d\r\n%s\r\n" % (len(command[1]), command[1]))
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    pass
-
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-        await listener.serve(serve)
-
-
 async def test_a_caller_alone_stops_looking_early_when_replies_never_come_quickly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -231,8 +183,16 @@ async def test_a_caller_alone_stops_looking_early_when_replies_never_come_quickl
         looks[-1] += 1
         return original(self)
 
+    async def answer(command: list[bytes]) -> bytes:
+        if command[0].upper() != b"ECHO":
+            return b"+OK\r\n"
+        # Only once the client has stopped looking and parked: a server too
+        # far away for the client's turns ever to catch a reply.
+        await anyio.wait_all_tasks_blocked()
+        return bulk(command[1])
+
     async with anyio.create_task_group() as server:
-        port = await server.start(_distant_echo_server)
+        port = await server.start(serve_script, answer)
         async with open_redis_client(f"redis://127.0.0.1:{port}") as client:
             assert await client.echo("connect") == "connect"  # a first miss
             monkeypatch.setattr(SocketTransport, "receive_now", counting_receive_now)
