@@ -61,8 +61,16 @@ def blocking_wait(name: str, args: tuple[Any, ...]) -> float | None:
 
 #: Commands that change the state of the connection they run on. On a
 #: connection shared by every task they would change it for everyone (SELECT),
-#: capture other tasks' commands (MULTI), or turn replies into a push stream
-#: (SUBSCRIBE, MONITOR) — so they are refused with a pointer to what to use.
+#: capture other tasks' commands (MULTI, ASKING), or turn replies into a
+#: stream of something else (SUBSCRIBE, MONITOR, SYNC) — so they are refused
+#: with a pointer to what to use. Audited against the commands the server
+#: flags ``noscript`` (tests/test_client.py); ``CLIENT`` subcommands are
+#: keyed as ``"CLIENT <SUB>"``.
+_PUBSUB = "pub/sub needs a connection of its own, which this client does not offer yet"
+_WATCH = "WATCH needs a connection of its own, which this client does not offer yet"
+_REPLICATION = "it turns the connection into a replication stream"
+_TRACKING = "client-side caching needs a connection of its own tracking state"
+_PER_CONNECTION = "it would apply to every task's commands, and be lost on reconnect"
 _STATEFUL: Mapping[str, str] = {
     "SELECT": "configure the database with db= (or REDIS_DB) instead",
     "AUTH": "put credentials in the URL; they are sent on every (re)connect",
@@ -72,16 +80,26 @@ _STATEFUL: Mapping[str, str] = {
     "MULTI": "use client.pipeline(transaction=True)",
     "EXEC": "use client.pipeline(transaction=True)",
     "DISCARD": "use client.pipeline(transaction=True)",
-    "WATCH": "WATCH needs a connection of its own, which this client does not offer yet",
-    "UNWATCH": "WATCH needs a connection of its own, which this client does not offer yet",
+    "WATCH": _WATCH,
+    "UNWATCH": _WATCH,
     "MONITOR": "MONITOR turns the connection into a stream of events",
-    "SUBSCRIBE": "pub/sub needs a connection of its own, which this client does not offer yet",
-    "PSUBSCRIBE": "pub/sub needs a connection of its own, which this client does not offer yet",
-    "SSUBSCRIBE": "pub/sub needs a connection of its own, which this client does not offer yet",
-    "UNSUBSCRIBE": "pub/sub needs a connection of its own, which this client does not offer yet",
-    "PUNSUBSCRIBE": "pub/sub needs a connection of its own, which this client does not offer yet",
-    "SUNSUBSCRIBE": "pub/sub needs a connection of its own, which this client does not offer yet",
+    "SYNC": _REPLICATION,
+    "PSYNC": _REPLICATION,
+    "REPLCONF": _REPLICATION,
+    "SUBSCRIBE": _PUBSUB,
+    "PSUBSCRIBE": _PUBSUB,
+    "SSUBSCRIBE": _PUBSUB,
+    "UNSUBSCRIBE": _PUBSUB,
+    "PUNSUBSCRIBE": _PUBSUB,
+    "SUNSUBSCRIBE": _PUBSUB,
+    "ASKING": "it applies to whichever task's command comes next; redirects are followed for you",
+    "READONLY": "reads from cluster replicas are not offered; " + _PER_CONNECTION,
+    "READWRITE": "reads from cluster replicas are not offered; " + _PER_CONNECTION,
     "CLIENT REPLY": "replies are how the shared connection keeps callers apart",
+    "CLIENT TRACKING": _TRACKING,
+    "CLIENT CACHING": _TRACKING,
+    "CLIENT NO-EVICT": _PER_CONNECTION,
+    "CLIENT NO-TOUCH": _PER_CONNECTION,
 }
 
 
@@ -129,12 +147,13 @@ def refuse_stateful(key: str, kind: int, args: tuple[Any, ...]) -> None:
         reason = _STATEFUL[key.split()[0]]
     elif kind == _CLIENT:
         words = key.split()[1:] or [
-            arg.decode().upper() if isinstance(arg, bytes) else str(arg).upper()
+            arg.decode(errors="replace").upper() if isinstance(arg, bytes) else str(arg).upper()
             for arg in args[1:2]
         ]
-        if words[:1] != ["REPLY"]:
+        key = f"CLIENT {words[0]}" if words else "CLIENT"
+        if key not in _STATEFUL:
             return
-        key, reason = "CLIENT REPLY", _STATEFUL["CLIENT REPLY"]
+        reason = _STATEFUL[key]
     else:
         return
     raise DataError(f"{key} cannot run on the shared connection: {reason}")
