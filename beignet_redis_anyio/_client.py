@@ -52,7 +52,11 @@ class RedisClient(AsyncCoreCommands):
 
     ``decode_responses`` is redis-py's flag: ``True`` (our default, as the
     cache port wants ``str``) decodes string replies as UTF-8; ``False``
-    returns ``bytes`` exactly as redis-py does.
+    returns ``bytes`` exactly as redis-py does. A reply that is not valid
+    UTF-8 raises ``UnicodeDecodeError`` for that command alone (the
+    connection and every other caller carry on), unless the
+    ``encoding_errors=`` setting (redis-py's: ``"replace"``, ``"ignore"`` …)
+    says how to decode it anyway.
 
     Cancellation: a command cancelled at any point leaves the connection
     intact; if it was already queued it still reaches the server (and may
@@ -71,7 +75,9 @@ class RedisClient(AsyncCoreCommands):
     ) -> None:
         self.settings = settings
         self._decode = decode_responses
-        self._encoder = Encoder("utf-8", "strict", decode_responses)  # type: ignore[no-untyped-call]
+        node = settings if isinstance(settings, ConnectionSettings) else settings.node
+        self._encoding_errors = node.encoding_errors
+        self._encoder = Encoder("utf-8", node.encoding_errors, decode_responses)  # type: ignore[no-untyped-call]
         self._callbacks = _CALLBACKS
         self._cluster: ClusterRouter | None = None
         self._sentinel: SentinelResolver | None = None
@@ -133,7 +139,12 @@ class RedisClient(AsyncCoreCommands):
         return self._encoder
 
     def get_connection_kwargs(self) -> dict[str, Any]:
-        return {"decode_responses": self._decode, "encoding": "utf-8", "protocol": 2}
+        return {
+            "decode_responses": self._decode,
+            "encoding": "utf-8",
+            "encoding_errors": self._encoding_errors,
+            "protocol": 2,
+        }
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Send one command and return its reply, shaped by redis-py's callback.

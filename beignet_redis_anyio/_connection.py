@@ -273,7 +273,12 @@ class _Link:
         reader.feed(data)
         while pending:
             head = pending[0]
-            reply = reader.gets(head.decode)
+            try:
+                reply = reader.gets(head.decode)
+            except UnicodeDecodeError as exc:
+                # hiredis raises only once the whole reply is parsed, so the
+                # stream is still in step: the error is this caller's reply.
+                reply = exc
             if reply is False:
                 return
             head.replies.append(reply)

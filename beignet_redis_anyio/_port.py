@@ -137,6 +137,8 @@ class RedisCachePort:
         except BaseException as exc:
             if self._bypassed("cache.get", key, None, started, exc):
                 return None
+            if isinstance(exc, UnicodeDecodeError):
+                raise _not_text(key, exc) from None
             raise
         if self._observer is not None:
             self._emit("cache.get", key, "hit" if value is not None else "miss", None, started)
@@ -215,6 +217,8 @@ class RedisCachePort:
             value = await flights.run(full_key, self._computation(plan))
         except BaseException as exc:
             self._failed("cache.remember", key, ttl_seconds, started, exc)
+            if isinstance(exc, UnicodeDecodeError):
+                raise _not_text(key, exc) from None
             raise
         if self._observer is not None:
             if unavailable is not None:
@@ -522,6 +526,23 @@ class _SharedRead:
 def _meta(delta: float) -> str:
     """Metadata kept beside a value: how long computing it took, in ms."""
     return f"{delta * 1000:.3f}"
+
+
+def _not_text(key: str, exc: UnicodeDecodeError) -> UnicodeDecodeError:
+    """The decode error, saying which key holds what is not text.
+
+    Another program may store bytes (an image, a pickle) under a key the port
+    reads: that fails this call alone, and nothing is overwritten.
+    """
+    return UnicodeDecodeError(
+        exc.encoding,
+        exc.object,
+        exc.start,
+        exc.end,
+        f"{exc.reason} — the value at {key!r} is not {exc.encoding} text "
+        "(stored by another program?); read it with a client made with "
+        "decode_responses=False",
+    )
 
 
 def _describe(exc: BaseException) -> str:

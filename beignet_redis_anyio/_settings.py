@@ -7,6 +7,7 @@ the password back).
 
 from __future__ import annotations
 
+import codecs
 import math
 import ssl
 from typing import Literal
@@ -87,6 +88,10 @@ class ConnectionSettings:
     #: Check with ROLE on connect that this server is a master (Sentinel: a
     #: server found by asking may have been demoted since).
     role_check: bool = False
+    #: How replies that are not valid UTF-8 are decoded, as redis-py's
+    #: ``encoding_errors``: ``"strict"`` raises ``UnicodeDecodeError`` (for that
+    #: call alone), ``"replace"``/``"ignore"``/… decode anyway.
+    encoding_errors: str = "strict"
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0:
@@ -104,6 +109,13 @@ class ConnectionSettings:
             not self.client_name or any(c.isspace() for c in self.client_name)
         ):
             raise ValueError("client_name must be non-empty and contain no spaces")
+        try:
+            codecs.lookup_error(self.encoding_errors)
+        except (LookupError, TypeError):
+            raise ValueError(
+                "encoding_errors must name a codec error handler "
+                f"('strict', 'replace', 'ignore', …), got {self.encoding_errors!r}"
+            ) from None
         if self.scheme == "unix" and not self.path:
             raise ValueError("a unix:// URL needs a socket path")
 

@@ -189,7 +189,10 @@ class RawConnection:
         """Read exactly one reply. Cancellation may leave it unread: the
         caller must then close this connection (it is never reused)."""
         while True:
-            reply = self.reader.gets(decode)
+            try:
+                reply = self.reader.gets(decode)
+            except UnicodeDecodeError as exc:  # consumed whole: the caller's error
+                return exc
             if reply is not False:
                 return reply
             try:
@@ -304,7 +307,8 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
     try:
         with anyio.fail_after(settings.connect_timeout):
             transport = await _open_transport(settings)
-            connection = RawConnection(transport, new_reader(decode=decode), settings)
+            reader = new_reader(decode=decode, errors=settings.encoding_errors)
+            connection = RawConnection(transport, reader, settings)
             commands = handshake_commands(settings)
             if commands:
                 await transport.send(encode_commands(commands))
