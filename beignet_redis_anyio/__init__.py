@@ -10,6 +10,7 @@ Layers, bottom up: the wire (RESP via hiredis) → one multiplexed connection
 
 from __future__ import annotations
 
+from ._breaker import CircuitOpenError
 from ._client import RedisClient, open_redis_client
 from ._config import ConfigError, RedisConfig
 from ._events import CacheEvent, Observer
@@ -22,6 +23,7 @@ from ._transport import ConnectTimeoutError
 __all__ = [
     "CacheEvent",
     "CachePort",
+    "CircuitOpenError",
     "ConfigError",
     "ConnectTimeoutError",
     "ConnectionSettings",

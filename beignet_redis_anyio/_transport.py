@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import hiredis
 from anyio.abc import ByteStream, SocketAttribute
-from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
 from ._settings import ConnectionSettings
 from ._wire import encode_commands, new_reader
@@ -341,8 +341,15 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
 
 
 def _handshake_error(settings: ConnectionSettings, command: str, reply: Exception) -> Exception:
-    if command == "AUTH" or isinstance(reply, AuthenticationError):
-        # Whatever the server's wording (WRONGPASS, or a plain ERR from older
-        # servers and fakeredis), a failed AUTH means wrong credentials.
+    """What a failed handshake means: wrong credentials only when the server
+    says so — WRONGPASS/NOAUTH (redis-py's ``AuthenticationError``), or a
+    plain ``ERR`` to AUTH from older servers and fakeredis. Anything else —
+    "max number of clients reached" is redis-py's ``ConnectionError`` — is
+    the server being unavailable, however it answered our AUTH."""
+    if isinstance(reply, AuthenticationError) or (
+        command == "AUTH" and type(reply) is ResponseError
+    ):
         return AuthenticationError(f"Authentication with {settings.address} failed: {reply}")
+    if isinstance(reply, ConnectionError):
+        return ConnectionError(f"{settings.address} refused the connection: {reply}")
     return type(reply)(f"{command} failed on {settings.address}: {reply}")
