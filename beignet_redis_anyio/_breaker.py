@@ -1,11 +1,13 @@
 """A circuit breaker in front of Redis: stop knocking on a door that is shut.
 
-While Redis is down, every call would wait out a connect or command timeout.
-After ``threshold`` consecutive failures the breaker *opens*: calls fail at
-once with :class:`CircuitOpenError` (a ``ConnectionError``) for ``cooldown``
-seconds. Then it lets calls through again (*half-open*); the first success
-closes it, a failure opens it for another cooldown. So while Redis is down a
-caller never waits longer than one timeout, and mostly not at all.
+The connection already fails fast while it is reconnecting; the breaker adds
+a pause for the port. After ``threshold`` consecutive failures it *opens*:
+calls fail at once with :class:`CircuitOpenError` (a ``ConnectionError``) for
+``cooldown`` seconds. Then it is *half-open*: exactly one call — the probe —
+goes to Redis while every other call still fails at once. The probe's answer
+closes the breaker (Redis answered, even with an error reply) or opens it for
+another cooldown; a probe that is cancelled before an answer hands the turn
+to the next call.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 __all__ = ["UNAVAILABLE", "CircuitBreaker", "CircuitOpenError"]
 
 #: Errors that mean "Redis is unavailable", as opposed to "you asked wrongly".
 UNAVAILABLE = (ConnectionError, TimeoutError)
+#: Errors that prove Redis answered: an error reply, a value we cannot decode.
+_ANSWERED = (ResponseError, UnicodeDecodeError)
 
 
 class CircuitOpenError(ConnectionError):
     """Redis failed repeatedly; calls are refused without trying until the cooldown ends."""
+
+    __module__ = "beignet_redis_anyio"  # where users import it from
 
 
 class CircuitBreaker:
@@ -42,9 +48,13 @@ class CircuitBreaker:
         self.state: Literal["closed", "open", "half_open"] = "closed"
         self._failures = 0
         self._reopen_at = 0.0
+        self._probing = False
 
     def check(self) -> None:
-        """Raise :class:`CircuitOpenError` while open; otherwise allow the call."""
+        """Allow the call, or raise :class:`CircuitOpenError` while open and
+        while another call is the half-open probe."""
+        if self.state == "closed":
+            return
         if self.state == "open":
             remaining = self._reopen_at - self._clock()
             if remaining > 0:
@@ -53,18 +63,35 @@ class CircuitBreaker:
                     f"not trying again for {remaining:.1f}s"
                 )
             self.state = "half_open"
+        if self._probing:
+            raise CircuitOpenError(
+                f"Redis is unavailable ({self._failures} failures in a row); "
+                "another call is probing it"
+            )
+        self._probing = True
 
     def succeeded(self) -> None:
         self._failures = 0
+        self._probing = False
         if self.state != "closed":
             self.state = "closed"
             self._on_change("closed", None)
 
     def failed(self, error: BaseException) -> None:
         self._failures += 1
+        self._probing = False
         if self.state == "half_open" or (
             self.state == "closed" and self._failures >= self.threshold
         ):
             self.state = "open"
             self._reopen_at = self._clock() + self.cooldown
             self._on_change("opened", f"{type(error).__name__}: {error}")
+
+    def settle(self, error: BaseException) -> None:
+        """A call ended with ``error``, which is no outage: an answer from
+        Redis counts as a success; anything else (a cancellation, bad input
+        caught before sending) says nothing, and frees the probe's turn."""
+        if isinstance(error, _ANSWERED):
+            self.succeeded()
+        else:
+            self._probing = False

@@ -53,12 +53,12 @@ from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError, TimeoutError
 
 from ._settings import ConnectionSettings
-from ._transport import RawConnection, connection_lost, open_connection
+from ._transport import ConnectTimeoutError, RawConnection, connection_lost, open_connection
 
 __all__ = ["Multiplexer"]
 
 BACKOFF_BASE = 0.05
-BACKOFF_CAP = 2.0
+BACKOFF_CAP = 1.0
 #: A link quiet for longer than this is checked (MSG_PEEK) before reuse: a
 #: server's idle timeout, a restart or CLIENT KILL close connections that sit
 #: idle. One that answered within the last second is taken as it is — a close
@@ -389,8 +389,33 @@ class _Link:
 Resolver = Callable[[], Awaitable[ConnectionSettings]]
 
 
+class _Attempt:
+    """One connect attempt, awaited by the callers that arrived while it ran."""
+
+    __slots__ = ("done", "error", "link")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.link: _Link | None = None
+        self.error: Exception | None = None
+
+
 class Multiplexer:
-    """The shared connection, (re)opened on demand inside ``task_group``."""
+    """The shared connection, (re)opened on demand inside ``task_group``.
+
+    Connecting happens in the background, never in a caller's own time:
+
+    * The first caller that finds no usable link starts a connect attempt as
+      a task of ``task_group``; it and the callers that arrive meanwhile wait
+      for it, each at most its command timeout (a frozen server accepts TCP
+      connections and then says nothing until ``connect_timeout``).
+    * Once an attempt has failed — or taken longer than a caller could wait —
+      Redis counts as *unavailable*: every caller fails at once with a
+      ``ConnectionError`` naming the last failure, while the same task keeps
+      trying with a capped, jittered backoff. Nobody sleeps a backoff, and
+      nobody queues behind the connect timeout.
+    * The first attempt that succeeds ends the outage for everyone.
+    """
 
     def __init__(
         self,
@@ -405,20 +430,30 @@ class Multiplexer:
         self._task_group = task_group
         self._decode = decode
         self._link: _Link | None = None
-        self._connect_lock = anyio.Lock()
-        self._attempts = 0
-        self._failures = 0
-        self._last_error: Exception | None = None
-        self._next_attempt_at = 0.0
+        self._attempt: _Attempt | None = None
+        #: Set while Redis is unavailable: what callers fail with at once.
+        self._outage: Exception | None = None
+        #: Connect attempts started so far (tests count them).
+        self.attempts = 0
+        #: The connecting task's scope, so that closing stops it (its task
+        #: group may be the user's, and outlive us).
+        self._connecting: anyio.CancelScope | None = None
         self._closed = False
+
+    @property
+    def outage(self) -> Exception | None:
+        """Why Redis is unavailable now (reconnecting in the background), or None."""
+        return self._outage
 
     async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
         """Send ``payload`` (holding ``expected`` commands) and return their replies.
 
         Error replies come back as exception values in the list; a failed
         connection raises ``ConnectionError`` and a missed deadline
-        ``TimeoutError``. Cancellation is safe at every point: the request may
-        still reach the server (and apply), but its replies are discarded.
+        ``TimeoutError`` — at most one command timeout after the call began,
+        connecting included. Cancellation is safe at every point: the request
+        may still reach the server (and apply), but its replies are discarded;
+        a scope cancelled before the call sends nothing.
         """
         link = self._link
         now = _now()
@@ -428,13 +463,11 @@ class Multiplexer:
             or (now - link.last_received > IDLE_CHECK_AFTER and not link.idle_and_sound())
         ):
             link = await self._connected_link()
-        if not link.pending:
-            # Alone on the line, this command is sent at once and may be
-            # answered without ever waiting — so nothing would notice an
-            # already-cancelled scope. Check first, as trio's own socket send
-            # does. (Queued behind others, the wait below is the check; the
-            # cost of this one, ~2 us on asyncio, stays off that path.)
-            await anyio.lowlevel.checkpoint_if_cancelled()
+        # Once queued, a command is sent — by us at once on an idle line, or
+        # by the writer task, which may run before our wait below notices a
+        # cancellation. So a scope cancelled already must stop us here, as
+        # trio's own socket send does.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         timeout = self._settings.command_timeout
         request = _Request(expected, decode, now + timeout if timeout is not None else 0.0)
         if link.submit(payload, request):
@@ -454,38 +487,76 @@ class Multiplexer:
         return request.replies
 
     async def _connected_link(self) -> _Link:
-        seen_attempts = self._attempts
-        async with self._connect_lock:
-            link = self._link
-            if link is not None and link.failed is None:
-                return link
-            if self._closed:
-                raise ConnectionError("the client is closed")
-            if self._attempts != seen_attempts and self._last_error is not None:
-                # Someone tried while we waited for the lock and failed; share
-                # that outcome instead of queueing our own attempt behind it.
-                raise type(self._last_error)(*self._last_error.args)
-            delay = self._next_attempt_at - anyio.current_time()
-            if delay > 0:
-                await anyio.sleep(delay)
-            self._attempts += 1
-            try:
-                settings = self._settings if self._resolve is None else await self._resolve()
-                connection = await open_connection(settings, decode=self._decode)
-            except Exception as exc:
-                self._failures += 1
-                self._last_error = exc
-                backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self._failures - 1))
-                self._next_attempt_at = anyio.current_time() + backoff * random.uniform(0.5, 1.0)
-                raise
-            self._failures = 0
-            self._last_error = None
-            link = _Link(connection, self._settings.command_timeout)
-            self._link = link
-            self._task_group.start_soon(
-                link.run, name=f"beignet-redis link {self._settings.address}"
-            )
+        if self._closed:
+            raise ConnectionError("the client is closed")
+        if self._outage is not None:
+            raise _unavailable(self._settings.address, self._outage)
+        link = self._link
+        if link is not None and link.failed is None:
             return link
+        attempt = self._attempt
+        if attempt is None:
+            attempt = self._attempt = _Attempt()
+            self._task_group.start_soon(
+                self._connect, attempt, name=f"beignet-redis connect {self._settings.address}"
+            )
+        with anyio.move_on_after(self._settings.command_timeout):
+            await attempt.done.wait()
+        if attempt.link is not None:
+            return attempt.link
+        if attempt.error is not None:
+            raise type(attempt.error)(*attempt.error.args)
+        # Still connecting after a whole command timeout: callers after us
+        # fail at once instead of each waiting as long.
+        timeout = self._settings.command_timeout
+        if self._outage is None:
+            self._outage = ConnectTimeoutError(
+                f"connecting to {self._settings.address} took longer than "
+                f"the command timeout ({timeout:g}s)"
+            )
+        raise ConnectTimeoutError(
+            f"Timeout connecting to {self._settings.address}: no answer within "
+            f"the command timeout ({timeout:g}s); still trying in the background"
+        )
+
+    async def _connect(self, attempt: _Attempt) -> None:
+        """Connect, retrying with backoff until a link is up or we close.
+
+        Runs in the client's task group. Only the first attempt is awaited by
+        anyone; after it fails, callers fail fast on ``_outage`` until a
+        later attempt succeeds.
+        """
+        failures = 0
+        try:
+            with anyio.CancelScope() as self._connecting:
+                while not self._closed:
+                    self.attempts += 1
+                    try:
+                        settings = (
+                            self._settings if self._resolve is None else await self._resolve()
+                        )
+                        connection = await open_connection(settings, decode=self._decode)
+                    except Exception as exc:
+                        failures += 1
+                        self._outage = exc
+                        if not attempt.done.is_set():
+                            attempt.error = exc
+                            attempt.done.set()
+                        backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))
+                        await anyio.sleep(backoff * random.uniform(0.5, 1.0))
+                        continue
+                    link = self._link = _Link(connection, self._settings.command_timeout)
+                    self._task_group.start_soon(
+                        link.run, name=f"beignet-redis link {self._settings.address}"
+                    )
+                    self._outage = None
+                    attempt.link = link
+                    return
+        finally:
+            self._attempt = self._connecting = None
+            if not attempt.done.is_set():
+                attempt.error = ConnectionError("the client was closed")
+            attempt.done.set()
 
     def drop(self, reason: str) -> None:
         """Fail the current connection now (its server stopped being the one
@@ -495,9 +566,23 @@ class Multiplexer:
             link.fail(ConnectionError(reason))
 
     async def aclose(self) -> None:
-        """Fail what is in flight and close the connection (bounded, shielded)."""
+        """Fail what is in flight, stop reconnecting, close the connection."""
         self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
         link = self._link
         if link is not None:
             # The link's own task closes the socket as it stops.
             link.fail(ConnectionError("the client was closed"))
+
+
+def _unavailable(address: str, cause: Exception) -> Exception:
+    """The error a caller gets at once while Redis is unavailable: the last
+    failure's class (``AuthenticationError`` stays one), saying so."""
+    message = f"{address} is unavailable, reconnecting in the background: {cause}"
+    if isinstance(cause, ConnectionError):
+        try:
+            return type(cause)(message)
+        except Exception:  # a subclass with a constructor of its own
+            pass
+    return ConnectionError(message)

@@ -7,6 +7,7 @@ bad call fails with a clear ``TypeError``/``ValueError`` and writes nothing.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -24,6 +25,8 @@ from ._keys import sidecar_key
 from ._lease import Lease
 from ._notify import ReadyNotifications
 from ._single_flight import SingleFlight
+
+_log = logging.getLogger("beignet_redis_anyio")
 
 __all__ = ["CachePort", "RedisCachePort"]
 
@@ -376,6 +379,9 @@ class RedisCachePort:
         except UNAVAILABLE as exc:
             self._breaker.failed(exc)
             raise
+        except BaseException as exc:
+            self._breaker.settle(exc)
+            raise
         self._breaker.succeeded()
         return result
 
@@ -387,6 +393,9 @@ class RedisCachePort:
             result = await self._execute(*args)
         except UNAVAILABLE as exc:
             self._breaker.failed(exc)
+            raise
+        except BaseException as exc:
+            self._breaker.settle(exc)
             raise
         self._breaker.succeeded()
         return result
@@ -439,6 +448,18 @@ class RedisCachePort:
         return self._bypass and isinstance(exc, UNAVAILABLE)
 
     def _breaker_changed(self, status: Status, reason: str | None) -> None:
+        if status == "opened":
+            _log.warning(
+                "Redis circuit breaker opened: %s. For %gs every cache call %s; "
+                "then one call probes Redis.",
+                reason,
+                self.config.breaker_cooldown_seconds,
+                "bypasses Redis (factories run for every remember)"
+                if self._bypass
+                else "fails at once with CircuitOpenError",
+            )
+        else:
+            _log.info("Redis circuit breaker closed: Redis answers again")
         if self._observer is not None:
             notify(
                 self._observer,

@@ -207,20 +207,45 @@ async def test_sync_cannot_hijack_the_shared_connection(real_server: RedisServer
 _NOSCRIPT_BUT_SHARED_SAFE = {
     # server-wide administration: no effect on the connection it runs on
     **dict.fromkeys(
-        ["ACL", "BGREWRITEAOF", "BGSAVE", "SAVE", "SHUTDOWN", "CONFIG", "DEBUG", "LATENCY",
-         "MODULE", "FUNCTION", "SCRIPT", "FAILOVER", "REPLICAOF", "SLAVEOF", "CLUSTER"],
+        [
+            "ACL",
+            "BGREWRITEAOF",
+            "BGSAVE",
+            "SAVE",
+            "SHUTDOWN",
+            "CONFIG",
+            "DEBUG",
+            "LATENCY",
+            "MODULE",
+            "FUNCTION",
+            "SCRIPT",
+            "FAILOVER",
+            "REPLICAOF",
+            "SLAVEOF",
+            "CLUSTER",
+        ],
         "server-wide",
-    ),  # fmt: skip
+    ),
     # scripts: state lives in the server, not the connection
     **dict.fromkeys(["EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"], "scripts"),
     "ROLE": "read-only",
     # about connections, not changing this one's protocol
     **dict.fromkeys(
-        ["CLIENT GETNAME", "CLIENT GETREDIR", "CLIENT ID", "CLIENT INFO", "CLIENT KILL",
-         "CLIENT LIST", "CLIENT PAUSE", "CLIENT UNPAUSE", "CLIENT UNBLOCK",
-         "CLIENT TRACKINGINFO", "CLIENT SETINFO"],
+        [
+            "CLIENT GETNAME",
+            "CLIENT GETREDIR",
+            "CLIENT ID",
+            "CLIENT INFO",
+            "CLIENT KILL",
+            "CLIENT LIST",
+            "CLIENT PAUSE",
+            "CLIENT UNPAUSE",
+            "CLIENT UNBLOCK",
+            "CLIENT TRACKINGINFO",
+            "CLIENT SETINFO",
+        ],
         "inspects or acts on the server",
-    ),  # fmt: skip
+    ),
     "CLIENT SETNAME": "a name only; client_name= is sent again on every connect",
 }
 
@@ -251,9 +276,11 @@ async def test_every_connection_state_command_the_server_knows_is_refused(
             try:
                 await client.execute_command(*name.split(), "x")
             except DataError as exc:
-                assert "shared connection" in str(exc), name
-                continue
+                refused = "shared connection" in str(exc)
             except Exception:
-                pass
-        unreviewed.append(name)
+                refused = False  # the server's own error: it ran
+            else:
+                refused = False
+        if not refused:
+            unreviewed.append(name)
     assert unreviewed == []

@@ -98,24 +98,6 @@ async def test_server_restart_mid_run(own_server: RedisServer, key: str) -> None
             assert await client.get(key) == "after"
 
 
-async def test_concurrent_callers_share_one_failed_connect(own_server: RedisServer) -> None:
-    own_server.stop()
-    async with open_redis_client(own_server.url, connect_timeout=1) as client:
-        failures: list[BaseException] = []
-
-        async def attempt() -> None:
-            try:
-                await client.ping()
-            except ConnectionError as exc:
-                failures.append(exc)
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tasks:
-                for _ in range(20):
-                    tasks.start_soon(attempt)
-        assert len(failures) == 20
-
-
 async def _answers_the_handshake_only(command: list[bytes]) -> bytes:
     """CLIENT SETNAME → +OK, then never a word again: a hung server."""
     if command[0].upper() != b"CLIENT":

@@ -63,6 +63,30 @@ async def test_cancelled_before_sending_leaves_no_trace(server_url: str, key: st
         assert await client.echo("next") == "next"
 
 
+async def test_cancelled_before_sending_sends_nothing_on_a_busy_line_either(
+    real_server: RedisServer, key: str
+) -> None:
+    """Queued behind another caller, a command would leave with the writer
+    task's next write — which may run before the caller's wait notices its
+    scope is cancelled. A cancelled scope must stop it before it is queued."""
+    async with open_redis_client(real_server.url) as client:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(client.execute_command, "DEBUG", "SLEEP", "0.2")
+                await anyio.wait_all_tasks_blocked()  # the line is busy with it
+                for command in (("SET", key, "never"), ("INCR", f"{key}:n")):
+                    with anyio.CancelScope() as scope:
+                        scope.cancel()
+                        await client.execute_command(*command)
+                    pipe = client.pipeline(transaction=True)
+                    pipe.execute_command(*command)
+                    with anyio.CancelScope() as scope:
+                        scope.cancel()
+                        await pipe.execute()
+        assert await client.get(key) is None
+        assert await client.get(f"{key}:n") is None
+
+
 async def test_cancelled_while_waiting_its_reply_is_dropped(real_server: RedisServer) -> None:
     async with open_redis_client(real_server.url) as client:
         # DEBUG SLEEP holds the reply back; we give up waiting for it.
