@@ -487,10 +487,14 @@ class Multiplexer:
         return request.replies
 
     async def _connected_link(self) -> _Link:
-        if self._closed:
-            raise ConnectionError("the client is closed")
-        if self._outage is not None:
-            raise _unavailable(self._settings.address, self._outage)
+        if self._closed or self._outage is not None:
+            # Failing fast is still a checkpoint: a caller that retries in a
+            # loop must let the other tasks (and its own deadline) run.
+            await anyio.lowlevel.checkpoint()
+            if self._closed:
+                raise ConnectionError("the client is closed")
+            if self._outage is not None:
+                raise _unavailable(self._settings.address, self._outage)
         link = self._link
         if link is not None and link.failed is None:
             return link

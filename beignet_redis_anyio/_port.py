@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._breaker import UNAVAILABLE, CircuitBreaker
+from ._breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from ._client import RedisClient
 from ._config import RedisConfig
 from ._events import CacheEvent, Observer, Operation, Status, notify
@@ -373,7 +374,11 @@ class RedisCachePort:
 
     async def _guarded(self, send: Callable[[], Awaitable[Any]]) -> Any:
         """Anything that talks to Redis, through the circuit breaker."""
-        self._breaker.check()
+        try:
+            self._breaker.check()
+        except CircuitOpenError:
+            await anyio.lowlevel.checkpoint()  # failing fast still lets others run
+            raise
         try:
             result = await send()
         except UNAVAILABLE as exc:
@@ -388,7 +393,11 @@ class RedisCachePort:
     async def _call(self, *args: Any) -> Any:
         """One command, through the circuit breaker (``_guarded``, inlined:
         this is every operation's hot path)."""
-        self._breaker.check()
+        try:
+            self._breaker.check()
+        except CircuitOpenError:
+            await anyio.lowlevel.checkpoint()  # failing fast still lets others run
+            raise
         try:
             result = await self._execute(*args)
         except UNAVAILABLE as exc:

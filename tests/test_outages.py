@@ -279,3 +279,51 @@ async def test_wrong_credentials_still_fail_as_credentials(password_server: Redi
         with pytest.raises(AuthenticationError):
             async with open_redis_provider(RedisConfig(url=url, failure_policy="bypass")):
                 pass
+
+
+@pytest.mark.parametrize("policy", ["raise", "bypass"])
+async def test_failing_fast_is_still_a_checkpoint(own_server: RedisServer, policy: str) -> None:
+    """A caller that retries in a tight loop while Redis is down must not
+    starve every other task: each fast failure (or bypass) still yields."""
+    config = RedisConfig(
+        url=own_server.url,
+        failure_policy=policy,  # type: ignore[arg-type]
+        breaker_threshold=1,
+        breaker_cooldown_seconds=60,
+    )
+    async with open_redis_provider(config) as cache:
+        own_server.stop()
+        for _ in range(2):  # the first opens the breaker, the second meets it
+            try:
+                await cache.get("k")
+            except ConnectionError:
+                pass
+        assert cache.breaker_state == "open"
+        others_ran = False
+        loops = 0
+
+        async def retry_in_a_tight_loop() -> None:
+            nonlocal loops
+            while not others_ran and loops < 10_000:
+                loops += 1
+                try:
+                    await cache.get("k")
+                except ConnectionError:
+                    pass
+
+        async def another_task() -> None:
+            nonlocal others_ran
+            others_ran = True
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(retry_in_a_tight_loop)
+                tasks.start_soon(another_task)
+            assert others_ran and loops < 10_000
+            # The connection fails fast the same way, breaker or not.
+            others_ran, loops = False, 0
+            cache.get = cache.client.get  # type: ignore[method-assign]
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(retry_in_a_tight_loop)
+                tasks.start_soon(another_task)
+            assert others_ran and loops < 10_000
