@@ -3,20 +3,27 @@ and no password in any message, repr or chained exception."""
 
 from __future__ import annotations
 
+import itertools
 import random
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pytest
 
 from beignet_redis_anyio import (
+    ConfigError,
+    ConnectionSettings,
     RedisCachePort,
     RedisConfig,
     open_redis_provider,
 )
 from beignet_redis_anyio._keys import sidecar_key
 from beignet_redis_anyio._port import MAX_TTL_SECONDS, _ttl_milliseconds
+from beignet_redis_anyio._settings import parse_redis_url
+from beignet_redis_anyio._topology import parse_topology
 from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -112,3 +119,162 @@ def test_fractional_ttls_keep_millisecond_precision_up_to_the_limit() -> None:
     assert _ttl_milliseconds(MAX_TTL_SECONDS - 0.001) == 10**15 - 1
     assert _ttl_milliseconds(12.345) == 12_345
     assert _ttl_milliseconds(0.0001) == 1
+
+
+@pytest.mark.parametrize("field", ["connect_timeout", "command_timeout"])
+@pytest.mark.parametrize("value", [1e-320, 0.0005, 86400.5, 1e300, 10**400])
+def test_connection_settings_timeouts_have_limits(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        ConnectionSettings(**{field: value})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=field):
+        parse_redis_url("redis://h", **{field: value})
+
+
+# -- 11. ASCII digits only -----------------------------------------------------
+
+NOT_ASCII_INTEGERS = ["٣", "²", "３", "+3", "3_0", "-0", "3.0", "0x3", "3 3"]
+
+
+@pytest.mark.parametrize("text", NOT_ASCII_INTEGERS)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "redis://h/{}",
+        "redis://h?db={}",
+        "unix:///run/redis.sock?db={}",
+        "redis+sentinel://s1:26379/mymaster/{}",
+        "redis://h:{}",
+        "rediss://h:{}/0",
+        "redis+cluster://a:7000,b:{}",
+        "redis+sentinel://s1:{}/mymaster",
+        "redis+sentinel://[::1]:{}/mymaster",
+    ],
+)
+def test_urls_take_ascii_digits_only(template: str, text: str) -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        RedisConfig(url=template.format(text))
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        RedisConfig.from_env({"REDIS_URL": template.format(text)})
+
+
+def test_ascii_digits_still_work_everywhere() -> None:
+    settings = parse_topology("redis+sentinel://s1:26380,[::1]:26381/mymaster/07")
+    assert settings.sentinels == (("s1", 26380), ("::1", 26381))  # type: ignore[union-attr]
+    assert settings.node.db == 7  # type: ignore[union-attr]
+    config = RedisConfig.from_env(
+        {"REDIS_URL": "redis://h:6380/2", "REDIS_DB": " 3 ", "REDIS_BREAKER_THRESHOLD": "12"}
+    )
+    assert (config.db, config.breaker_threshold) == (3, 12)
+    assert config.connection_settings().db == 3  # REDIS_DB still wins
+
+
+# -- 12. No password anywhere ------------------------------------------------
+
+#: Two halves no message may show, around each character that URL parsers
+#: split on; raw and percent-encoded.
+HEAD, TAIL = "Zq8Secret", "Wx7Tail"
+PASSWORDS = [
+    password
+    for special in "@:/%#?"
+    for password in (f"{HEAD}{special}{TAIL}", quote(f"{HEAD}{special}{TAIL}", safe=""))
+]
+HOSTS = [
+    "good:6379",
+    "cache／host:6379",  # FULLWIDTH SOLIDUS
+    "host:６３７９",  # fullwidth digits
+    "host:99999",
+    "host:port",
+    "host:",
+    "[::1:6379",  # unclosed IPv6
+    "[::1]x",
+    "",
+]
+URL_SHAPES = [
+    "redis://{userinfo}{host}/0",
+    "rediss://{userinfo}{host}",
+    "redis+cluster://{userinfo}{host},other:7001",
+    "redis+sentinel://{userinfo}{host}/mymaster/0",
+    "rediss+sentinel://{userinfo}{host}/mymaster",
+]
+UNIX_SHAPES = [
+    "unix://{userinfo}/run/redis.sock",
+    "unix://{userinfo}/run/redis.sock?db=٣",
+    "unix://{userinfo}/run/redis.sock?db=x",
+    "unix://{userinfo}",
+]
+
+
+def _urls() -> list[str]:
+    urls = []
+    for password, username in itertools.product(PASSWORDS, ["", "alice"]):
+        userinfo = f"{username}:{password}@"
+        urls += [
+            shape.format(userinfo=userinfo, host=host) for shape in URL_SHAPES for host in HOSTS
+        ]
+        urls += [shape.format(userinfo=userinfo) for shape in UNIX_SHAPES]
+    return urls
+
+
+def _everything_said(exc: BaseException) -> str:
+    """Every message, repr and traceback line of ``exc`` and everything
+    chained to it (``__cause__`` and ``__context__``, suppressed or not)."""
+    said: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        said += [str(current), repr(current), repr(current.args)]
+        said += traceback.format_exception(type(current), current, current.__traceback__)
+        pending += [current.__cause__, current.__context__]
+    return "\n".join(said)
+
+
+def _what_each_entry_point_says(url: str) -> str:
+    said: list[str] = []
+    attempts: list[Callable[[], object]] = [
+        lambda: RedisConfig(url=url),
+        lambda: RedisConfig.from_env({"REDIS_URL": url}),
+        lambda: parse_topology(url),
+    ]
+    for attempt in attempts:
+        try:
+            result = attempt()
+        except ValueError as exc:
+            said.append(_everything_said(exc))
+        else:
+            said += [repr(result), str(result)]
+            settings: Any = result
+            if hasattr(settings, "redacted_url"):
+                said.append(settings.redacted_url())
+            if isinstance(result, RedisConfig):
+                said.append(repr(result.connection_settings()))
+    return "\n".join(said)
+
+
+@pytest.mark.parametrize("url", _urls())
+def test_no_password_in_any_message_repr_or_chained_exception(url: str) -> None:
+    said = _what_each_entry_point_says(url)
+    assert HEAD not in said
+    assert TAIL not in said
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "redis://alice:{}@good:6379/0",
+        "redis+cluster://alice:{}@good:6379",
+        "redis+sentinel://alice:{}@good:26379/mymaster",
+        "unix://alice:{}@/run/redis.sock",
+    ],
+)
+def test_a_password_with_url_delimiters_is_read_whole(shape: str, password: str) -> None:
+    """The credentials end at the last ``@``, so a raw ``@ : / # ?`` stays
+    in the password instead of spilling into the host or path."""
+    settings: Any = parse_topology(shape.format(password))
+    node: ConnectionSettings = getattr(settings, "node", settings)
+    # Raw ones decode to themselves ("%Wx" is no escape); encoded ones to the raw.
+    assert (node.username, node.password) == ("alice", unquote(password))
