@@ -121,6 +121,39 @@ def test_fractional_ttls_keep_millisecond_precision_up_to_the_limit() -> None:
     assert _ttl_milliseconds(0.0001) == 1
 
 
+#: variable, field, the smallest and largest accepted values.
+SECONDS_SETTINGS = [
+    ("REDIS_CONNECT_TIMEOUT", "connect_timeout", 0.001, 86400),
+    ("REDIS_COMMAND_TIMEOUT", "command_timeout", 0.001, 86400),
+    ("REDIS_LOCK_LEASE", "lock_lease_seconds", 0.1, 86400),
+    ("REDIS_LOCK_WAIT", "lock_wait_seconds", 0.001, 86400),
+    ("REDIS_BREAKER_COOLDOWN", "breaker_cooldown_seconds", 0.001, 86400),
+    ("REDIS_EARLY_REFRESH_BETA", "early_refresh_beta", 0.001, 1000),
+]
+
+
+@pytest.mark.parametrize(("variable", "field", "smallest", "largest"), SECONDS_SETTINGS)
+def test_number_settings_accept_their_limits(
+    variable: str, field: str, smallest: float, largest: float
+) -> None:
+    for value in (smallest, largest):
+        from_env = RedisConfig.from_env({"REDIS_URL": "redis://h", variable: str(value)})
+        assert getattr(from_env, field) == value
+        assert getattr(RedisConfig(url="redis://h", **{field: value}), field) == value
+
+
+@pytest.mark.parametrize(("variable", "field", "smallest", "largest"), SECONDS_SETTINGS)
+def test_number_settings_outside_their_limits_name_the_variable(
+    variable: str, field: str, smallest: float, largest: float
+) -> None:
+    for value in (1e-320, smallest / 2, largest * 2, 1e300, 10**400):
+        with pytest.raises(ConfigError, match=variable):
+            RedisConfig(url="redis://h", **{field: value})
+        text = f"{value:f}" if isinstance(value, float) else str(value)
+        with pytest.raises(ConfigError, match=variable):
+            RedisConfig.from_env({"REDIS_URL": "redis://h", variable: text})
+
+
 @pytest.mark.parametrize("field", ["connect_timeout", "command_timeout"])
 @pytest.mark.parametrize("value", [1e-320, 0.0005, 86400.5, 1e300, 10**400])
 def test_connection_settings_timeouts_have_limits(field: str, value: float) -> None:
@@ -133,6 +166,15 @@ def test_connection_settings_timeouts_have_limits(field: str, value: float) -> N
 # -- 11. ASCII digits only -----------------------------------------------------
 
 NOT_ASCII_INTEGERS = ["٣", "²", "３", "+3", "3_0", "-0", "3.0", "0x3", "3 3"]
+
+
+@pytest.mark.parametrize("text", NOT_ASCII_INTEGERS)
+@pytest.mark.parametrize(
+    "variable", ["REDIS_DB", "REDIS_MAX_BLOCKING_CONNECTIONS", "REDIS_BREAKER_THRESHOLD"]
+)
+def test_integer_variables_take_ascii_digits_only(variable: str, text: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        RedisConfig.from_env({"REDIS_URL": "redis://h", variable: text})
 
 
 @pytest.mark.parametrize("text", NOT_ASCII_INTEGERS)
@@ -166,6 +208,36 @@ def test_ascii_digits_still_work_everywhere() -> None:
     )
     assert (config.db, config.breaker_threshold) == (3, 12)
     assert config.connection_settings().db == 3  # REDIS_DB still wins
+
+
+NOT_PLAIN_DECIMALS = [
+    "١",
+    "１",
+    "1_0",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e3",
+    "-1",
+    "0x10",
+    "+1",
+    "1.2.3",
+]
+NUMBER_VARIABLES = [variable for variable, *_ in SECONDS_SETTINGS]
+
+
+@pytest.mark.parametrize("text", NOT_PLAIN_DECIMALS)
+@pytest.mark.parametrize("variable", [*NUMBER_VARIABLES, "REDIS_TTL_JITTER"])
+def test_number_variables_take_plain_ascii_decimals_only(variable: str, text: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        RedisConfig.from_env({"REDIS_URL": "redis://h", variable: text})
+
+
+@pytest.mark.parametrize(("text", "value"), [("2", 2.0), ("0.5", 0.5), (".5", 0.5), (" 5. ", 5.0)])
+def test_plain_decimals_are_read(text: str, value: float) -> None:
+    config = RedisConfig.from_env({"REDIS_URL": "redis://h", "REDIS_LOCK_WAIT": text})
+    assert config.lock_wait_seconds == value
 
 
 # -- 12. No password anywhere ------------------------------------------------
