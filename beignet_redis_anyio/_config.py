@@ -7,14 +7,20 @@ variable it comes from and what is wrong with it.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Literal
 
 import attrs
 
-from ._settings import ConnectionSettings, TLSOptions
+from ._numbers import ascii_decimal, ascii_integer, in_range
+from ._settings import (
+    MAX_TIMEOUT,
+    MIN_TIMEOUT,
+    ConnectionSettings,
+    TLSOptions,
+    redact_url,
+)
 from ._topology import Topology, parse_topology
 
 __all__ = ["ConfigError", "RedisConfig"]
@@ -24,11 +30,26 @@ class ConfigError(ValueError):
     """Missing or malformed configuration. The message names the variable."""
 
 
-def _redact_url(url: str) -> str:
-    try:
-        return repr(parse_topology(url).redacted_url())
-    except ValueError:
-        return "'<invalid URL>'"
+def _redact_url(url: object) -> str:
+    # No parsing here: repr must be safe on exactly the URLs that fail to parse.
+    return repr(redact_url(url)) if isinstance(url, str) else "'<not a string>'"
+
+
+#: (minimum, maximum) of each number-valued variable. Seconds have a floor
+#: of a millisecond (the server's resolution) or more, and a ceiling of a
+#: day: past that a value is a unit mistake, not a wish.
+_LIMITS: dict[str, tuple[float, float]] = {
+    "REDIS_CONNECT_TIMEOUT": (MIN_TIMEOUT, MAX_TIMEOUT),
+    "REDIS_COMMAND_TIMEOUT": (MIN_TIMEOUT, MAX_TIMEOUT),
+    # The lease is renewed every third of it, one round trip each time:
+    # below 0.1 s renewing would be most of what the leader does.
+    "REDIS_LOCK_LEASE": (0.1, 86_400.0),
+    "REDIS_LOCK_WAIT": (0.001, 86_400.0),
+    "REDIS_BREAKER_COOLDOWN": (0.001, 86_400.0),
+    # A factor, not seconds: XFetch's beta is around 1; far outside, early
+    # refresh would never (or always) happen.
+    "REDIS_EARLY_REFRESH_BETA": (0.001, 1000.0),
+}
 
 
 @attrs.frozen
@@ -70,8 +91,9 @@ class RedisConfig:
             raise ConfigError(f"REDIS_DB must be an integer >= 0, got {self.db!r}")
         if not isinstance(self.key_prefix, str):
             raise ConfigError(f"REDIS_KEY_PREFIX must be a string, got {self.key_prefix!r}")
-        _check_seconds("REDIS_CONNECT_TIMEOUT", self.connect_timeout, optional=False)
-        _check_seconds("REDIS_COMMAND_TIMEOUT", self.command_timeout, optional=True)
+        _check_number("REDIS_CONNECT_TIMEOUT", self.connect_timeout)
+        if self.command_timeout is not None:
+            _check_number("REDIS_COMMAND_TIMEOUT", self.command_timeout)
         if isinstance(self.max_blocking_connections, bool) or not (
             isinstance(self.max_blocking_connections, int) and self.max_blocking_connections >= 1
         ):
@@ -85,17 +107,11 @@ class RedisConfig:
         ):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{variable} must be true or false, got {flag!r}")
-        _check_seconds("REDIS_LOCK_LEASE", self.lock_lease_seconds, optional=False)
-        _check_seconds("REDIS_LOCK_WAIT", self.lock_wait_seconds, optional=False)
-        _check_seconds("REDIS_EARLY_REFRESH_BETA", self.early_refresh_beta, optional=False)
-        if (
-            isinstance(self.ttl_jitter, bool)
-            or not isinstance(self.ttl_jitter, (int, float))
-            or not 0 <= self.ttl_jitter < 1
-        ):
-            raise ConfigError(
-                f"REDIS_TTL_JITTER must be a fraction in [0, 1), e.g. 0.1, got {self.ttl_jitter!r}"
-            )
+        _check_number("REDIS_LOCK_LEASE", self.lock_lease_seconds)
+        _check_number("REDIS_LOCK_WAIT", self.lock_wait_seconds)
+        _check_number("REDIS_EARLY_REFRESH_BETA", self.early_refresh_beta)
+        if not in_range(self.ttl_jitter, 0, 1) or self.ttl_jitter == 1:
+            raise ConfigError(_JITTER_RULE + f", got {self.ttl_jitter!r}")
         if self.failure_policy not in ("raise", "bypass"):
             raise ConfigError(
                 f"REDIS_FAILURE_POLICY must be 'raise' or 'bypass', got {self.failure_policy!r}"
@@ -106,7 +122,7 @@ class RedisConfig:
             raise ConfigError(
                 f"REDIS_BREAKER_THRESHOLD must be an integer >= 1, got {self.breaker_threshold!r}"
             )
-        _check_seconds("REDIS_BREAKER_COOLDOWN", self.breaker_cooldown_seconds, optional=False)
+        _check_number("REDIS_BREAKER_COOLDOWN", self.breaker_cooldown_seconds)
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together")
         try:
@@ -168,10 +184,12 @@ class RedisConfig:
         if (prefix := env.get("REDIS_KEY_PREFIX")) is not None:
             fields["key_prefix"] = prefix
         if (connect := get("REDIS_CONNECT_TIMEOUT")) is not None:
-            fields["connect_timeout"] = _seconds("REDIS_CONNECT_TIMEOUT", connect)
+            fields["connect_timeout"] = _number("REDIS_CONNECT_TIMEOUT", connect)
         if (command := get("REDIS_COMMAND_TIMEOUT")) is not None:
             fields["command_timeout"] = (
-                None if command.lower() == "none" else _seconds("REDIS_COMMAND_TIMEOUT", command)
+                None
+                if command.strip().lower() == "none"
+                else _number("REDIS_COMMAND_TIMEOUT", command)
             )
         if (name := get("REDIS_CLIENT_NAME")) is not None:
             fields["client_name"] = None if name.lower() == "none" else name
@@ -198,13 +216,13 @@ class RedisConfig:
             ("REDIS_EARLY_REFRESH_BETA", "early_refresh_beta"),
             ("REDIS_BREAKER_COOLDOWN", "breaker_cooldown_seconds"),
         ):
-            if (seconds := get(variable)) is not None:
-                fields[field] = _seconds(variable, seconds)
+            if (number := get(variable)) is not None:
+                fields[field] = _number(variable, number)
         if (jitter := get("REDIS_TTL_JITTER")) is not None:
-            try:
-                fields["ttl_jitter"] = float(jitter)
-            except ValueError:
-                raise ConfigError(f"REDIS_TTL_JITTER must be a fraction, got {jitter!r}") from None
+            value = ascii_decimal(jitter.strip())
+            if value is None:
+                raise ConfigError(_JITTER_RULE + f", got {jitter!r}")
+            fields["ttl_jitter"] = value
         if (policy := get("REDIS_FAILURE_POLICY")) is not None:
             fields["failure_policy"] = policy.strip().lower()
         if (threshold := get("REDIS_BREAKER_THRESHOLD")) is not None:
@@ -225,28 +243,32 @@ def _boolean(variable: str, text: str) -> bool:
 
 
 def _integer(variable: str, text: str, *, minimum: int) -> int:
-    stripped = text.strip()
-    if not stripped.isdigit() or int(stripped) < minimum:
-        raise ConfigError(f"{variable} must be an integer >= {minimum}, got {text!r}")
-    return int(stripped)
-
-
-def _seconds(variable: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{variable} must be a number of seconds, got {text!r}") from None
-    _check_seconds(variable, value, optional=False)
+    value = ascii_integer(text.strip())
+    if value is None or value < minimum:
+        raise ConfigError(
+            f"{variable} must be an integer >= {minimum} in ASCII digits, got {text!r}"
+        )
     return value
 
 
-def _check_seconds(variable: str, value: object, *, optional: bool) -> None:
-    if value is None and optional:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigError(f"{variable} must be a positive, finite number of seconds, got {value!r}")
+_JITTER_RULE = "REDIS_TTL_JITTER must be a fraction in [0, 1) such as 0.1"
+
+
+def _rule(variable: str) -> str:
+    minimum, maximum = _LIMITS[variable]
+    unit = "a number" if variable == "REDIS_EARLY_REFRESH_BETA" else "a number of seconds"
+    return f"{variable} must be {unit} from {minimum:g} to {maximum:g}"
+
+
+def _number(variable: str, text: str) -> float:
+    """A variable's value: a plain ASCII decimal within its limits."""
+    value = ascii_decimal(text.strip())
+    if value is None:
+        raise ConfigError(f"{_rule(variable)}, written as a plain decimal, got {text!r}")
+    _check_number(variable, value)
+    return value
+
+
+def _check_number(variable: str, value: object) -> None:
+    if not in_range(value, *_LIMITS[variable]):
+        raise ConfigError(f"{_rule(variable)}, got {value!r}")

@@ -25,6 +25,7 @@ from ._events import CacheEvent, Observer, Operation, Status, notify
 from ._keys import sidecar_key
 from ._lease import Lease
 from ._notify import ReadyNotifications
+from ._numbers import in_range, is_number
 from ._single_flight import SingleFlight
 
 _log = logging.getLogger("beignet_redis_anyio")
@@ -67,15 +68,32 @@ def _check_value(value: object) -> None:
         )
 
 
+#: The longest TTL accepted, in seconds (about 31,700 years). Redis takes
+#: ``PX`` up to 2**63 - 1 ms minus the current time; ``ttl_jitter`` may
+#: stretch a TTL up to 2x; and the lease's store script reads the TTL as a
+#: Lua number, a double, exact for integers below 2**53 ms (~9e15). 10**12 s
+#: is 10**15 ms, at most 2 * 10**15 ms jittered: clear of all three, and
+#: every float below it still resolves a millisecond.
+MAX_TTL_SECONDS = 10**12
+
+
 def _ttl_milliseconds(ttl_seconds: object) -> int | None:
-    """``None`` (no expiry) or the TTL in whole milliseconds (at least 1)."""
+    """``None`` (no expiry) or the TTL in whole milliseconds (at least 1).
+
+    Every TTL the port takes comes through here before any I/O, so a TTL
+    the server could not store fails as ``ValueError`` before anything is
+    sent or any factory runs.
+    """
     if ttl_seconds is None:
         return None
-    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
+    if not is_number(ttl_seconds):
         raise TypeError(f"ttl_seconds must be a number, got {type(ttl_seconds).__name__}")
-    if not math.isfinite(ttl_seconds) or ttl_seconds <= 0:
-        raise ValueError(f"ttl_seconds must be a positive, finite number, got {ttl_seconds!r}")
-    return max(1, round(ttl_seconds * 1000))
+    if not in_range(ttl_seconds, 0, MAX_TTL_SECONDS) or ttl_seconds == 0:
+        raise ValueError(
+            f"ttl_seconds must be greater than 0 and at most {MAX_TTL_SECONDS:.0e} "
+            f"(use None for no expiry), got {ttl_seconds!r}"
+        )
+    return max(1, round(ttl_seconds * 1000))  # type: ignore[operator]
 
 
 class RedisCachePort:

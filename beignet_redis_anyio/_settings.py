@@ -8,14 +8,22 @@ the password back).
 from __future__ import annotations
 
 import codecs
-import math
 import ssl
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
-__all__ = ["ConnectionSettings", "TLSOptions", "parse_redis_url"]
+from ._numbers import ascii_integer, in_range, is_number
+
+__all__ = [
+    "ConnectionSettings",
+    "TLSOptions",
+    "parse_address",
+    "parse_redis_url",
+    "redact_url",
+    "split_credentials",
+]
 
 DEFAULT_PORT = 6379
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -23,6 +31,11 @@ DEFAULT_COMMAND_TIMEOUT = 5.0
 DEFAULT_CLIENT_NAME = "beignet-redis-anyio"
 DEFAULT_MAX_BLOCKING_CONNECTIONS = 8
 REDACTED = "***"
+#: Every timeout, in seconds: at least a millisecond (the resolution the
+#: server and our clocks work in; less is a typo, and zero would fail every
+#: call) and at most a day (anything longer is a unit mistake; "wait
+#: forever" is ``command_timeout=None``).
+MIN_TIMEOUT, MAX_TIMEOUT = 0.001, 86_400.0
 
 
 @attrs.frozen
@@ -59,10 +72,13 @@ def _redact(password: str | None) -> str:
 def _check_timeout(name: str, value: float | None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise ValueError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    if not in_range(value, MIN_TIMEOUT, MAX_TIMEOUT):
+        raise ValueError(
+            f"{name} must be a number of seconds from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}, "
+            f"got {value!r}"
+        )
 
 
 @attrs.frozen
@@ -138,6 +154,99 @@ class ConnectionSettings:
         return f"{self.scheme}://{userinfo}{self.address}/{self.db}"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with anything that could be a password replaced by ``***``.
+
+    Plain string search, no parsing, so it cannot fail on a malformed URL
+    — which is exactly when an error message wants to show one. A password
+    sits between the first ``:`` after ``scheme://`` and the last ``@``;
+    everything in between goes (over-redacting a path with an ``@`` in it
+    is harmless).
+    """
+    scheme, sep, after = url.partition("://")
+    if not sep:
+        scheme, after = "", url
+    userinfo, at, rest = after.rpartition("@")
+    username, colon, _ = userinfo.partition(":")
+    if not at or not colon:
+        return url
+    return f"{scheme}{sep}{username}:{REDACTED}@{rest}"
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None, str]:
+    """``(scheme, username, password, rest)``: the credentials taken off by
+    plain string search before anything else looks at the URL.
+
+    Everything parsed after this — and every error message about it — sees
+    only ``rest``, so no parser's complaint can quote a password. The
+    credentials end at the *last* ``@`` (for ``unix://``, the last ``@/``
+    if any, since a socket path starts with ``/`` and may hold an ``@``): a
+    password may hold raw ``@``, ``:``, ``/``, ``?`` or ``#``; an ``@`` after
+    the host must be written ``%40``.
+    """
+    scheme, sep, after = url.partition("://")
+    if not sep:
+        raise ValueError("a Redis URL starts with its scheme, e.g. redis://localhost:6379")
+    cut = _cut_userinfo(after, unix=scheme.lower() == "unix")
+    if cut is None:
+        return scheme, None, None, after
+    userinfo, rest = cut
+    username, colon, password = userinfo.partition(":")
+    return scheme, unquote(username) or None, unquote(password) if colon else None, rest
+
+
+def _cut_userinfo(after: str, *, unix: bool) -> tuple[str, str] | None:
+    """``(userinfo, rest)`` of what follows ``scheme://``, or None without credentials."""
+    if unix:
+        if after.startswith("/"):
+            return None
+        userinfo, at, rest = after.rpartition("@/")
+        if at:
+            return userinfo, "/" + rest
+    userinfo, at, rest = after.rpartition("@")
+    return (userinfo, rest) if at else None
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` or ``[ipv6][:port]``, strictly: the port in ASCII
+    digits from 1 to 65535, the host ASCII with no spaces or URL delimiters.
+
+    ``text`` comes from a URL with its credentials already taken off
+    (:func:`split_credentials`), so quoting it in a message is safe.
+    """
+    if text.startswith("["):
+        host, bracket, after = text[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"the IPv6 address in {text!r} is missing its closing ']'")
+        if after and not after.startswith(":"):
+            raise ValueError(f"expected [address]:port, got {text!r}")
+        port_text = after[1:] if after else None
+    else:
+        host, colon, port_text_or_empty = text.partition(":")
+        if ":" in port_text_or_empty:
+            raise ValueError(f"an IPv6 address needs brackets, e.g. [::1]:6379, got {text!r}")
+        port_text = port_text_or_empty if colon else None
+    if not host:
+        raise ValueError(f"the Redis URL has no host in {text!r}")
+    if not host.isascii() or not host.isprintable() or any(c in _NOT_IN_HOSTS for c in host):
+        raise ValueError(
+            f"the host {host!r} must be an ASCII name or address "
+            "(write an internationalised name in its xn-- form)"
+        )
+    if port_text is None:
+        return host, default_port
+    port = ascii_integer(port_text)
+    if port is None or not 0 < port < 65536:
+        raise ValueError(
+            f"malformed port {port_text!r} for {host!r}: "
+            "expected a number from 1 to 65535 in ASCII digits"
+        )
+    return host, port
+
+
+_NOT_IN_HOSTS = frozenset(" /?#@[]\\")
+
+
 def parse_redis_url(url: str, **overrides: object) -> ConnectionSettings:
     """Parse ``redis://``, ``rediss://`` or ``unix://`` into settings.
 
@@ -154,19 +263,18 @@ def parse_redis_url(url: str, **overrides: object) -> ConnectionSettings:
     """
     if not isinstance(url, str) or not url:
         raise ValueError("a Redis URL must be a non-empty string")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        # urllib's own message may quote the netloc, password included.
-        raise ValueError(f"malformed Redis URL: {_safe_reason(exc, _password_in(url))}") from None
-    scheme = parts.scheme.lower()
+    scheme_text, username, password, rest = split_credentials(url)
+    scheme = scheme_text.lower()
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
-            f"unsupported URL scheme {parts.scheme!r}: use redis://, rediss:// or unix://"
+            f"unsupported URL scheme {_shown_scheme(scheme_text)}: "
+            "use redis://, rediss:// or unix://"
         )
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+    except ValueError as exc:
+        # Safe to quote: ``rest`` holds no credentials.
+        raise ValueError(f"malformed Redis URL: {exc}") from None
     query = parse_qs(parts.query)
     fields: dict[str, object] = {
         "scheme": scheme,
@@ -182,21 +290,16 @@ def parse_redis_url(url: str, **overrides: object) -> ConnectionSettings:
         if "db" in query:
             db_text = query["db"][-1]
     else:
-        if not parts.hostname:
+        if not parts.netloc:
             raise ValueError(f"the Redis URL has no host (expected {scheme}://host:port)")
-        fields["host"] = parts.hostname
-        fields["port"] = port if port is not None else DEFAULT_PORT
+        fields["host"], fields["port"] = parse_address(parts.netloc, DEFAULT_PORT)
         path = parts.path.strip("/")
         if path:
             db_text = path
         elif "db" in query:
             db_text = query["db"][-1]
     if db_text is not None:
-        if not db_text.isdigit():
-            raise ValueError(
-                f"the database in a Redis URL must be an integer >= 0, got {db_text!r}"
-            )
-        fields["db"] = int(db_text)
+        fields["db"] = parse_db(db_text)
     fields.update({key: value for key, value in overrides.items() if value is not None})
     if scheme == "rediss":
         fields.setdefault("tls", TLSOptions())
@@ -205,17 +308,17 @@ def parse_redis_url(url: str, **overrides: object) -> ConnectionSettings:
     return ConnectionSettings(**fields)  # type: ignore[arg-type]
 
 
-def _password_in(url: str) -> str | None:
-    _, _, rest = url.partition("://")
-    userinfo, at, _ = rest.rpartition("@")
-    if not at:
-        return None
-    _, colon, password = userinfo.partition(":")
-    return password if colon else None
+def parse_db(text: str) -> int:
+    """A database number from a URL, in ASCII digits."""
+    db = ascii_integer(text)
+    if db is None:
+        raise ValueError(f"the database in a Redis URL must be an integer >= 0, got {text!r}")
+    return db
 
 
-def _safe_reason(exc: Exception, password: str | None) -> str:
-    text = str(exc)
-    if password:
-        text = text.replace(password, REDACTED)
-    return text
+def _shown_scheme(scheme: str) -> str:
+    """The scheme quoted, if it looks like one; text before ``://`` that
+    does not could be anything the user pasted."""
+    if scheme.isascii() and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        return repr(scheme)
+    return "(not a URL scheme)"

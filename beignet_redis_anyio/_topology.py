@@ -15,7 +15,15 @@ from urllib.parse import unquote
 
 import attrs
 
-from ._settings import DEFAULT_PORT, ConnectionSettings, TLSOptions, parse_redis_url
+from ._settings import (
+    DEFAULT_PORT,
+    ConnectionSettings,
+    TLSOptions,
+    parse_address,
+    parse_db,
+    parse_redis_url,
+    split_credentials,
+)
 
 __all__ = ["ClusterSettings", "SentinelSettings", "Topology", "parse_topology"]
 
@@ -84,19 +92,7 @@ def _hosts(text: str, default_port: int, scheme: str) -> tuple[tuple[str, int], 
         item = item.strip()
         if not item:
             raise ValueError(f"an empty host in the {scheme}:// host list")
-        if item.startswith("["):
-            host, _, rest = item[1:].partition("]")
-            port_text = rest[1:] if rest.startswith(":") else ""
-        else:
-            host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
-        if not host:
-            raise ValueError(f"a host is missing in the {scheme}:// host list")
-        if port_text and not port_text.isdigit():
-            raise ValueError(f"the port of {host!r} must be a number")
-        port = int(port_text) if port_text else default_port
-        if not 0 < port < 65536:
-            raise ValueError(f"the port of {host!r} must be between 1 and 65535")
-        hosts.append((host, port))
+        hosts.append(parse_address(item, default_port))
     return tuple(hosts)
 
 
@@ -111,7 +107,7 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
     """
     if not isinstance(url, str):
         raise ValueError("a Redis URL must be a string")
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in (
         "redis+cluster",
@@ -121,18 +117,15 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
     ):
         return parse_redis_url(url, **overrides)
     base, _, kind = scheme.partition("+")
-    netloc, _, path = rest.partition("/")
-    netloc, _, _query = netloc.partition("?")
-    userinfo, at, host_list = netloc.rpartition("@")
-    if not at:
-        host_list, userinfo = netloc, ""
-    username, colon, password = userinfo.partition(":")
+    _, username, password, rest = split_credentials(url)
+    host_list, _, path = rest.partition("/")
+    host_list, _, _query = host_list.partition("?")
     node_fields: dict[str, Any] = {
         "scheme": base,
         "host": "localhost",
         "port": DEFAULT_PORT,
-        "username": unquote(username) or None,
-        "password": unquote(password) if colon else None,
+        "username": username,
+        "password": password,
     }
     if base == "rediss":
         node_fields["tls"] = overrides.pop("tls", None) or TLSOptions()
@@ -156,11 +149,7 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
         raise ValueError(f"expected {scheme}://hosts/<master name>[/<db>], got extra path parts")
     service = unquote(parts[0])
     if len(parts) == 2:
-        if not parts[1].isdigit():
-            raise ValueError(
-                f"the database in a Redis URL must be an integer >= 0, got {parts[1]!r}"
-            )
-        node_fields["db"] = int(parts[1])
+        node_fields["db"] = parse_db(parts[1])
     node_fields.update({k: v for k, v in overrides.items() if v is not None})
     return SentinelSettings(
         sentinels=sentinels, service_name=service, node=ConnectionSettings(**node_fields)
