@@ -3,7 +3,10 @@
 The connection already fails fast while it is reconnecting; the breaker adds
 a pause for the port. After ``threshold`` consecutive failures it *opens*:
 calls fail at once with :class:`CircuitOpenError` (a ``ConnectionError``) for
-``cooldown`` seconds. Then it is *half-open*: exactly one call — the probe —
+``cooldown`` seconds, or until the server is heard from again (the
+connection reconnects in the background, and a frozen server's late replies
+still arrive), whichever comes first. Then it is
+*half-open*: exactly one call — the probe —
 goes to Redis while every other call still fails at once. The probe's answer
 closes the breaker (Redis answered, even with an error reply) or opens it for
 another cooldown; a probe that is cancelled before an answer hands the turn
@@ -40,6 +43,7 @@ class CircuitBreaker:
         cooldown: float,
         on_change: Callable[[Literal["opened", "closed"], str | None], None],
         clock: Callable[[], float] = time.monotonic,
+        last_heard: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
@@ -49,6 +53,8 @@ class CircuitBreaker:
         self._failures = 0
         self._reopen_at = 0.0
         self._probing = False
+        self._last_heard = last_heard
+        self._heard_when_opened = 0.0
 
     def check(self) -> None:
         """Allow the call, or raise :class:`CircuitOpenError` while open and
@@ -57,7 +63,7 @@ class CircuitBreaker:
             return
         if self.state == "open":
             remaining = self._reopen_at - self._clock()
-            if remaining > 0:
+            if remaining > 0 and self._last_heard() <= self._heard_when_opened:
                 raise CircuitOpenError(
                     f"Redis is unavailable ({self._failures} failures in a row); "
                     f"not trying again for {remaining:.1f}s"
@@ -85,6 +91,7 @@ class CircuitBreaker:
         ):
             self.state = "open"
             self._reopen_at = self._clock() + self.cooldown
+            self._heard_when_opened = self._last_heard()
             self._on_change("opened", f"{type(error).__name__}: {error}")
 
     def settle(self, error: BaseException) -> None:

@@ -214,6 +214,14 @@ class RedisClient(AsyncCoreCommands):
             if self._cluster is not None:
                 await self._cluster.aclose()
 
+    @property
+    def last_heard(self) -> float:
+        """When the server last sent anything on a shared connection
+        (``time.monotonic()``; 0.0 before the first)."""
+        if self._cluster is not None:
+            return self._cluster.last_heard
+        return self._mux.last_heard
+
     # -- topology plumbing ----------------------------------------------------
 
     async def node_settings(self) -> ConnectionSettings:

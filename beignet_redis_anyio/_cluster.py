@@ -151,6 +151,11 @@ class ClusterRouter:
 
     # -- topology -----------------------------------------------------------
 
+    @property
+    def last_heard(self) -> float:
+        """When any node last sent us anything."""
+        return max((mux.last_heard for mux in self._nodes.values()), default=0.0)
+
     def node(self, address: Address) -> Multiplexer:
         mux = self._nodes.get(address)
         if mux is None:

@@ -415,6 +415,8 @@ class Multiplexer:
       trying with a capped, jittered backoff. Nobody sleeps a backoff, and
       nobody queues behind the connect timeout.
     * The first attempt that succeeds ends the outage for everyone.
+    * A link that fails starts an attempt at once, caller or not: a circuit
+      breaker above may be holding every caller back.
     """
 
     def __init__(
@@ -439,6 +441,13 @@ class Multiplexer:
         #: group may be the user's, and outlive us).
         self._connecting: anyio.CancelScope | None = None
         self._closed = False
+
+    @property
+    def last_heard(self) -> float:
+        """When the server last sent us anything (monotonic seconds; a new
+        connection counts): a circuit breaker ends its pause early on news."""
+        link = self._link
+        return link.last_received if link is not None else 0.0
 
     @property
     def outage(self) -> Exception | None:
@@ -498,12 +507,7 @@ class Multiplexer:
         link = self._link
         if link is not None and link.failed is None:
             return link
-        attempt = self._attempt
-        if attempt is None:
-            attempt = self._attempt = _Attempt()
-            self._task_group.start_soon(
-                self._connect, attempt, name=f"beignet-redis connect {self._settings.address}"
-            )
+        attempt = self._attempt or self._start_connecting()
         with anyio.move_on_after(self._settings.command_timeout):
             await attempt.done.wait()
         if attempt.link is not None:
@@ -522,6 +526,21 @@ class Multiplexer:
             f"Timeout connecting to {self._settings.address}: no answer within "
             f"the command timeout ({timeout:g}s); still trying in the background"
         )
+
+    def _start_connecting(self) -> _Attempt:
+        attempt = self._attempt = _Attempt()
+        self._task_group.start_soon(
+            self._connect, attempt, name=f"beignet-redis connect {self._settings.address}"
+        )
+        return attempt
+
+    async def _serve(self, link: _Link) -> None:
+        """Run ``link``; when it fails, start reconnecting at once. Callers
+        held off by a circuit breaker would otherwise never try, and nobody
+        would learn that Redis is back."""
+        await link.run()
+        if not self._closed and self._link is link and self._attempt is None:
+            self._start_connecting()
 
     async def _connect(self, attempt: _Attempt) -> None:
         """Connect, retrying with backoff until a link is up or we close.
@@ -551,7 +570,7 @@ class Multiplexer:
                         continue
                     link = self._link = _Link(connection, self._settings.command_timeout)
                     self._task_group.start_soon(
-                        link.run, name=f"beignet-redis link {self._settings.address}"
+                        self._serve, link, name=f"beignet-redis link {self._settings.address}"
                     )
                     self._outage = None
                     attempt.link = link

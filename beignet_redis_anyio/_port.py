@@ -126,6 +126,7 @@ class RedisCachePort:
             threshold=config.breaker_threshold,
             cooldown=config.breaker_cooldown_seconds,
             on_change=self._breaker_changed,
+            last_heard=lambda: client.last_heard,
         )
         self._lease = Lease(
             client,

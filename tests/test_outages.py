@@ -327,3 +327,25 @@ async def test_failing_fast_is_still_a_checkpoint(own_server: RedisServer, polic
                 tasks.start_soon(retry_in_a_tight_loop)
                 tasks.start_soon(another_task)
             assert others_ran and loops < 10_000
+
+
+async def test_the_breaker_ends_its_pause_once_redis_is_heard_from_again(
+    own_server: RedisServer,
+) -> None:
+    """The breaker holds every caller back, so the connection reconnects by
+    itself; the first sign of life ends the pause, not the whole cooldown."""
+    config = RedisConfig(url=own_server.url, breaker_threshold=1, breaker_cooldown_seconds=3600)
+    async with open_redis_provider(config) as cache:
+        assert await cache.get("k") is None
+        own_server.stop()
+        with anyio.fail_after(10):
+            with pytest.raises(ConnectionError):
+                await cache.get("k")
+            assert cache.breaker_state == "open"
+            heard = cache.client.last_heard
+            own_server.start()
+            # Nobody calls Redis meanwhile: the breaker refuses them all.
+            while cache.client.last_heard == heard:  # noqa: ASYNC110 - an external process
+                await anyio.sleep(0.02)
+            assert await cache.get("k") is None  # the probe, long before the cooldown
+        assert cache.breaker_state == "closed"
