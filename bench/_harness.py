@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ from typing import Any
 __all__ = [
     "HOST",
     "ChildFailed",
+    "ServerProcess",
     "encode_command",
     "find_redis_server",
     "free_port",
@@ -66,44 +68,75 @@ def send_command(port: int, command: bytes, timeout: float = 1.0) -> bytes:
         return sock.recv(4096)
 
 
+class ServerProcess:
+    """A throw-away redis-server on a fixed loopback port that can be stopped,
+    started again, frozen (SIGSTOP) and thawed — what an outage looks like."""
+
+    def __init__(self, executable: str, port: int | None = None) -> None:
+        self.executable = executable
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives until close()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.executable, "--port", str(self.port), "--bind", HOST,
+             "--save", "", "--appendonly", "no"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + SERVER_START_DEADLINE_S
+        while True:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}:\n"
+                    + self.log.read().decode(errors="replace")[-2000:]
+                )
+            try:
+                if send_command(self.port, encode_command("PING")).startswith(b"+PONG"):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"redis-server did not answer PING within {SERVER_START_DEADLINE_S}s"
+                )
+            time.sleep(0.05)
+
+    def freeze(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+
+
 @contextmanager
 def redis_server(executable: str) -> Iterator[int]:
     """Run a throw-away redis-server on a free loopback port; yield the port."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + SERVER_START_DEADLINE_S
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(
-                        f"redis-server exited with {proc.returncode}:\n"
-                        + log.read().decode(errors="replace")[-2000:]
-                    )
-                try:
-                    if send_command(port, encode_command("PING")).startswith(b"+PONG"):
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"redis-server did not answer PING within {SERVER_START_DEADLINE_S}s"
-                    )
-                time.sleep(0.05)
-            yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    server = ServerProcess(executable)
+    try:
+        server.start()
+        yield server.port
+    finally:
+        server.close()
 
 
 def run_json_child(cmd: list[str]) -> dict[str, Any]:
