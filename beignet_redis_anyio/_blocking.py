@@ -5,6 +5,12 @@ On the shared connection that would stall every other task's replies behind
 it, so blocking commands each borrow a connection of their own from a small,
 bounded set (callers beyond the bound wait their turn).
 
+One deadline bounds a blocking command from the moment it is issued: its own
+block time plus the command timeout. Waiting for a free connection, opening a
+new one and waiting for the reply all count against it, so a full set or a
+frozen server can never stretch ``BLPOP q 1`` past that. A command that blocks
+forever (timeout 0) has no deadline, and may also wait forever for its turn.
+
 Cancelling a blocking command closes its connection: the server then drops
 the block, so a value pushed afterwards goes to the next reader instead of to
 a connection nobody reads any more.
@@ -19,9 +25,17 @@ import anyio
 from redis.exceptions import ConnectionError, TimeoutError
 
 from ._settings import ConnectionSettings
-from ._transport import RawConnection, connection_lost, open_connection
+from ._transport import (
+    ConnectTimeoutError,
+    RawConnection,
+    connection_lost,
+    open_connection,
+)
 
 __all__ = ["DedicatedConnections"]
+
+#: What a blocking command is doing, for the message when its deadline passes.
+_TURN, _CONNECT, _REPLY = "turn", "connect", "reply"
 
 
 class DedicatedConnections:
@@ -45,32 +59,38 @@ class DedicatedConnections:
     async def run(self, payload: bytes, wait: float | None, decode: bool) -> Any:
         """Send one blocking command and return its reply.
 
-        The deadline is the command's own block time plus the command timeout;
-        a command that blocks forever (timeout 0) has none.
+        The deadline is the command's own block time plus the command timeout,
+        counted from now; a command that blocks forever (timeout 0) has none.
+        Waiting for a free connection and connecting count against it: when it
+        passes, ``TimeoutError`` says which of them it was waiting for.
+
+        Cancelled while waiting, the command's connection is closed and never
+        reused (the server drops the block); cancelled while waiting for a
+        turn, it simply leaves the queue.
         """
-        async with self._limit:
-            generation = self._generation
-            connection = await self._take()
-            reusable = False
-            try:
-                deadline = _deadline(wait, self._settings.command_timeout)
-                with anyio.move_on_after(deadline) as scope:
+        deadline = _deadline(wait, self._settings.command_timeout)
+        stage = _TURN
+        with anyio.move_on_after(deadline) as timer:
+            async with self._limit:
+                generation = self._generation
+                stage = _CONNECT
+                connection = await self._take()
+                stage = _REPLY
+                reusable = False
+                try:
                     await connection.transport.send(payload)
                     reply = await connection.read_reply(decode)
                     reusable = True
-                if scope.cancelled_caught:
-                    raise TimeoutError(
-                        f"Timeout waiting for a blocking command on {self._settings.address} "
-                        f"after {deadline:g}s"
-                    )
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                raise connection_lost(self._settings, exc) from None
-            finally:
-                if reusable and not self._closed:
-                    self._idle.append((generation, connection))
-                else:
-                    await connection.aclose()
-            return reply
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    raise connection_lost(self._settings, exc) from None
+                finally:
+                    if reusable and not self._closed:
+                        self._idle.append((generation, connection))
+                    else:
+                        await connection.aclose()
+                return reply
+        assert timer.cancelled_caught
+        raise self._timeout_error(stage, deadline)
 
     async def _take(self) -> RawConnection:
         while self._idle:
@@ -93,6 +113,25 @@ class DedicatedConnections:
         idle, self._idle = self._idle, []
         for _, connection in idle:
             await connection.aclose()
+
+    def _timeout_error(self, stage: str, deadline: float) -> TimeoutError:
+        address = self._settings.address
+        if stage == _TURN:
+            limit = self._settings.max_blocking_connections
+            return TimeoutError(
+                f"Timeout waiting for a dedicated connection to {address} after "
+                f"{deadline:g}s: all {limit} dedicated connections for blocking commands "
+                "are busy (raise max_blocking_connections, or "
+                "REDIS_MAX_BLOCKING_CONNECTIONS, to allow more)"
+            )
+        if stage == _CONNECT:
+            return ConnectTimeoutError(
+                f"Timeout connecting to {address} for a blocking command: "
+                f"its deadline of {deadline:g}s passed"
+            )
+        return TimeoutError(
+            f"Timeout waiting for a blocking command on {address} after {deadline:g}s"
+        )
 
 
 def _deadline(wait: float | None, command_timeout: float | None) -> float:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import anyio
 import pytest
+from redis.exceptions import TimeoutError
 
-from beignet_redis_anyio import open_redis_client
+from beignet_redis_anyio import RedisClient, open_redis_client
 from beignet_redis_anyio._routing import NOT_BLOCKING, blocking_wait
-from servers import RedisServer
+from servers import RedisServer, serve_script
 
 pytestmark = pytest.mark.anyio
 
@@ -114,3 +117,73 @@ def test_blocking_wait_reads_each_commands_timeout(
     args: tuple[object, ...], expected: float | None
 ) -> None:
     assert blocking_wait(str(args[0]), args) == expected
+
+
+# -- helpers: our connections as the server sees them ---------------------------
+
+
+def _unique_name() -> str:
+    """A client name that tells this test's connections apart on the server."""
+    return f"blk-{uuid.uuid4().hex[:12]}"
+
+
+async def _ours(inspectors: list[RedisClient], name: str) -> list[dict[str, str]]:
+    found = []
+    for inspector in inspectors:
+        found += [c for c in await inspector.client_list() if c["name"] == name]
+    return found
+
+
+async def _until_blocked(inspectors: list[RedisClient], name: str, count: int = 1) -> None:
+    """Poll ``CLIENT LIST`` until the server shows ``count`` of ours blocked
+    (the caller bounds this with ``fail_after``)."""
+    # The server's state has no event to wait on: polling it is the only way.
+    while sum("b" in c["flags"] for c in await _ours(inspectors, name)) < count:  # noqa: ASYNC110
+        await anyio.sleep(0.01)
+
+
+# -- one deadline bounds a blocking command, its wait and its connect ----------
+
+
+async def test_a_timed_blocking_command_does_not_wait_past_its_deadline_for_a_turn(
+    real_server: RedisServer, key: str
+) -> None:
+    name = _unique_name()
+    async with open_redis_client(real_server.url) as inspector:
+        with anyio.fail_after(10):
+            async with (
+                anyio.create_task_group() as tasks,
+                open_redis_client(
+                    real_server.url,
+                    client_name=name,
+                    max_blocking_connections=2,
+                    command_timeout=0.2,
+                ) as client,
+            ):
+                for index in range(2):
+                    tasks.start_soon(client.blpop, [f"{key}:forever{index}"], 0)
+                await _until_blocked([inspector], name, count=2)
+                with pytest.raises(TimeoutError) as caught:
+                    await client.blpop([f"{key}:other"], timeout=0.1)
+                tasks.cancel_scope.cancel()
+    message = str(caught.value)
+    assert "all 2 dedicated connections" in message
+    assert "max_blocking_connections" in message
+    assert "REDIS_MAX_BLOCKING_CONNECTIONS" in message
+
+
+async def test_connecting_a_dedicated_connection_counts_against_the_deadline(key: str) -> None:
+    async def frozen(command: list[bytes]) -> bytes:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async with anyio.create_task_group() as tasks:
+        port = await tasks.start(serve_script, frozen)
+        async with open_redis_client(
+            f"redis://127.0.0.1:{port}", connect_timeout=60, command_timeout=0.2
+        ) as client:
+            with anyio.fail_after(10), pytest.raises(TimeoutError) as caught:
+                await client.blpop([f"{key}:q"], timeout=0.1)
+        tasks.cancel_scope.cancel()
+    assert "Timeout connecting to" in str(caught.value)
+    assert "deadline" in str(caught.value)
