@@ -14,6 +14,12 @@ forever (timeout 0) has no deadline, and may also wait forever for its turn.
 Cancelling a blocking command closes its connection: the server then drops
 the block, so a value pushed afterwards goes to the next reader instead of to
 a connection nobody reads any more.
+
+Closing (:meth:`DedicatedConnections.aclose`) ends every blocking command in
+flight, whatever it is waiting for — a turn, a connect, or the server's reply:
+each fails with ``ConnectionError("… the client was closed")`` in its own
+task, and its connection is closed, so the server holds no block of ours and
+a value pushed afterwards stays in the list.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 from redis.exceptions import ConnectionError, TimeoutError
 
 from ._settings import ConnectionSettings
 from ._transport import (
+    CLOSE_TIMEOUT,
     ConnectTimeoutError,
     RawConnection,
     connection_lost,
@@ -53,6 +61,12 @@ class DedicatedConnections:
         self._decode = decode
         self._limit = anyio.Semaphore(settings.max_blocking_connections)
         self._idle: list[tuple[int, RawConnection]] = []
+        #: Connections with a command on them: closing must close these too.
+        self._busy: set[RawConnection] = set()
+        #: One scope per command in flight, so closing can wake each in its
+        #: own task, whether it waits for a turn, a connect or a reply.
+        self._callers: set[anyio.CancelScope] = set()
+        self._all_left: anyio.Event | None = None
         self._generation = 0
         self._closed = False
 
@@ -64,18 +78,44 @@ class DedicatedConnections:
         Waiting for a free connection and connecting count against it: when it
         passes, ``TimeoutError`` says which of them it was waiting for.
 
-        Cancelled while waiting, the command's connection is closed and never
-        reused (the server drops the block); cancelled while waiting for a
-        turn, it simply leaves the queue.
+        Raises ``ConnectionError`` at once on a closed client, and when the
+        client is closed while this waits (this task is woken, never
+        cancelled). Cancelled while waiting, the command's connection is
+        closed and never reused (the server drops the block); cancelled while
+        waiting for a turn, it simply leaves the queue.
         """
+        if self._closed:
+            raise self._closed_error()
+        with anyio.CancelScope() as closing:
+            self._callers.add(closing)
+            try:
+                return await self._run(payload, wait, decode)
+            except (ConnectionError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                if self._closed:
+                    # Our socket was closed under us by aclose: say so.
+                    raise self._closed_error() from None
+                raise
+            finally:
+                self._callers.discard(closing)
+                if self._all_left is not None and not self._callers:
+                    self._all_left.set()
+        # Only aclose cancels ``closing``. A cancellation of the caller's own
+        # that arrived meanwhile wins over our error.
+        await checkpoint_if_cancelled()
+        raise self._closed_error()
+
+    async def _run(self, payload: bytes, wait: float | None, decode: bool) -> Any:
         deadline = _deadline(wait, self._settings.command_timeout)
         stage = _TURN
         with anyio.move_on_after(deadline) as timer:
             async with self._limit:
+                if self._closed:
+                    raise self._closed_error()
                 generation = self._generation
                 stage = _CONNECT
                 connection = await self._take()
                 stage = _REPLY
+                self._busy.add(connection)
                 reusable = False
                 try:
                     await connection.transport.send(payload)
@@ -84,6 +124,7 @@ class DedicatedConnections:
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                     raise connection_lost(self._settings, exc) from None
                 finally:
+                    self._busy.discard(connection)
                     if reusable and not self._closed:
                         self._idle.append((generation, connection))
                     else:
@@ -98,8 +139,6 @@ class DedicatedConnections:
             if generation == self._generation and connection.looks_alive():
                 return connection
             await connection.aclose()
-        if self._closed:
-            raise ConnectionError("the client is closed")
         settings = self._settings if self._resolve is None else await self._resolve()
         return await open_connection(settings, decode=self._decode)
 
@@ -109,10 +148,37 @@ class DedicatedConnections:
         self._generation += 1
 
     async def aclose(self) -> None:
+        """Close every connection and fail every blocking command in flight.
+
+        Each waiting command is woken in its own task (its socket's waiters
+        notified, its scope cancelled) and raises ``ConnectionError``; a
+        caller in a task group of its own is not cancelled. Busy connections
+        are closed here, before the callers even run, so the server drops
+        their blocks at once. Then we wait for the callers to leave (they
+        close connections still being opened). Shielded, and bounded by
+        ``CLOSE_TIMEOUT``: closing never hangs, and later commands fail at
+        once.
+        """
         self._closed = True
-        idle, self._idle = self._idle, []
-        for _, connection in idle:
-            await connection.aclose()
+        with anyio.CancelScope(shield=True):
+            for scope in list(self._callers):
+                scope.cancel()
+            doomed = [connection for _, connection in self._idle] + list(self._busy)
+            self._idle = []
+            for connection in self._busy:
+                connection.transport.notify_closing()
+            async with anyio.create_task_group() as closing:
+                for connection in doomed:
+                    closing.start_soon(connection.aclose)
+            if self._callers:
+                self._all_left = anyio.Event()
+                with anyio.move_on_after(CLOSE_TIMEOUT):
+                    await self._all_left.wait()
+
+    def _closed_error(self) -> ConnectionError:
+        return ConnectionError(
+            f"Blocking command on {self._settings.address} failed: the client was closed"
+        )
 
     def _timeout_error(self, stage: str, deadline: float) -> TimeoutError:
         address = self._settings.address
