@@ -308,3 +308,34 @@ async def test_connecting_a_dedicated_connection_counts_against_the_deadline(key
         tasks.cancel_scope.cancel()
     assert "Timeout connecting to" in str(caught.value)
     assert "deadline" in str(caught.value)
+
+
+async def test_closing_wakes_a_blocking_command_that_is_still_connecting(key: str) -> None:
+    handshaking = anyio.Event()
+
+    async def frozen(command: list[bytes]) -> bytes:
+        handshaking.set()  # our connection got this far, and no further
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    errors: list[ConnectionError] = []
+    async with anyio.create_task_group() as server:
+        port = await server.start(serve_script, frozen)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                client = RedisClient.from_url(
+                    f"redis://127.0.0.1:{port}", task_group=tasks, connect_timeout=60
+                )
+
+                async def consumer() -> None:
+                    try:
+                        await client.blpop([f"{key}:q"], timeout=0)
+                    except ConnectionError as exc:
+                        errors.append(exc)
+
+                tasks.start_soon(consumer)
+                await handshaking.wait()
+                await client.aclose()
+        server.cancel_scope.cancel()
+    [error] = errors
+    assert "client was closed" in str(error)
