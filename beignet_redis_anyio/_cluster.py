@@ -148,6 +148,7 @@ class ClusterRouter:
         self._stale = True
         self._epoch = 0
         self._refresh_lock = anyio.Lock()
+        self._closed = False
 
     # -- topology -----------------------------------------------------------
 
@@ -165,8 +166,13 @@ class ClusterRouter:
         return mux
 
     def dedicated(self, address: Address) -> DedicatedConnections:
+        """The node's dedicated connections for blocking commands. After
+        :meth:`aclose` no new set is made: a node first seen then would get
+        one nobody closes, so that command fails instead."""
         pool = self._dedicated.get(address)
         if pool is None:
+            if self._closed:
+                raise ConnectionError("the client was closed")
             pool = self._dedicated[address] = DedicatedConnections(
                 self.settings.for_node(*address), decode=self._decode
             )
@@ -368,8 +374,13 @@ class ClusterRouter:
         return results
 
     async def aclose(self) -> None:
+        """Close every node's connections; blocking commands in flight on
+        any node fail with ``ConnectionError`` (shielded, bounded)."""
+        self._closed = True
         with anyio.CancelScope(shield=True):
             for mux in self._nodes.values():
                 await mux.aclose()
-            for pool in self._dedicated.values():
-                await pool.aclose()
+            # Side by side: each pool's close is bounded, so all of them are.
+            async with anyio.create_task_group() as closing:
+                for pool in self._dedicated.values():
+                    closing.start_soon(pool.aclose)
