@@ -10,6 +10,8 @@ block time plus the command timeout. Waiting for a free connection, opening a
 new one and waiting for the reply all count against it, so a full set or a
 frozen server can never stretch ``BLPOP q 1`` past that. A command that blocks
 forever (timeout 0) has no deadline, and may also wait forever for its turn.
+While the node's shared connection finds Redis unavailable (it reconnects in
+the background), a command that needs a new connection fails at once.
 
 Cancelling a blocking command closes its connection: the server then drops
 the block, so a value pushed afterwards goes to the next reader instead of to
@@ -28,9 +30,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.lowlevel import checkpoint_if_cancelled
 from redis.exceptions import ConnectionError, TimeoutError
 
+from ._connection import unavailable
 from ._settings import ConnectionSettings
 from ._transport import (
     CLOSE_TIMEOUT,
@@ -55,9 +59,13 @@ class DedicatedConnections:
         *,
         decode: bool,
         resolve: Callable[[], Awaitable[ConnectionSettings]] | None = None,
+        outage: Callable[[], Exception | None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._resolve = resolve
+        #: Why the node's shared connection finds Redis unavailable, if it
+        #: does: then a new dedicated connection is not even tried.
+        self._outage = outage
         self._decode = decode
         self._limit = anyio.Semaphore(settings.max_blocking_connections)
         self._idle: list[tuple[int, RawConnection]] = []
@@ -139,6 +147,9 @@ class DedicatedConnections:
             if generation == self._generation and connection.looks_alive():
                 return connection
             await connection.aclose()
+        if (cause := self._outage()) is not None:
+            await anyio.lowlevel.checkpoint()  # failing fast is still a checkpoint
+            raise unavailable(self._settings.address, cause)
         settings = self._settings if self._resolve is None else await self._resolve()
         return await open_connection(settings, decode=self._decode)
 

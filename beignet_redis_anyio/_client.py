@@ -102,7 +102,7 @@ class RedisClient(AsyncCoreCommands):
                 settings.node, task_group, decode=decode_responses, resolve=resolver
             )
             self._dedicated = DedicatedConnections(
-                settings.node, decode=decode_responses, resolve=resolver
+                settings.node, decode=decode_responses, resolve=resolver, outage=self._outage
             )
             task_group.start_soon(
                 self._follow_master, settings, name="beignet-redis sentinel watch"
@@ -111,7 +111,12 @@ class RedisClient(AsyncCoreCommands):
         self.command_timeout = settings.command_timeout
         self.db = settings.db
         self._mux = Multiplexer(settings, task_group, decode=decode_responses)
-        self._dedicated = DedicatedConnections(settings, decode=decode_responses)
+        self._dedicated = DedicatedConnections(
+            settings, decode=decode_responses, outage=self._outage
+        )
+
+    def _outage(self) -> Exception | None:
+        return self._mux.outage
 
     @classmethod
     def from_url(

@@ -173,8 +173,9 @@ class ClusterRouter:
         if pool is None:
             if self._closed:
                 raise ConnectionError("the client was closed")
+            mux = self.node(address)
             pool = self._dedicated[address] = DedicatedConnections(
-                self.settings.for_node(*address), decode=self._decode
+                self.settings.for_node(*address), decode=self._decode, outage=lambda: mux.outage
             )
         return pool
 

@@ -55,7 +55,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from ._settings import ConnectionSettings
 from ._transport import ConnectTimeoutError, RawConnection, connection_lost, open_connection
 
-__all__ = ["Multiplexer"]
+__all__ = ["Multiplexer", "unavailable"]
 
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 1.0
@@ -503,7 +503,7 @@ class Multiplexer:
             if self._closed:
                 raise ConnectionError("the client is closed")
             if self._outage is not None:
-                raise _unavailable(self._settings.address, self._outage)
+                raise unavailable(self._settings.address, self._outage)
         link = self._link
         if link is not None and link.failed is None:
             return link
@@ -599,7 +599,7 @@ class Multiplexer:
             link.fail(ConnectionError("the client was closed"))
 
 
-def _unavailable(address: str, cause: Exception) -> Exception:
+def unavailable(address: str, cause: Exception) -> Exception:
     """The error a caller gets at once while Redis is unavailable: the last
     failure's class (``AuthenticationError`` stays one), saying so."""
     message = f"{address} is unavailable, reconnecting in the background: {cause}"

@@ -349,3 +349,16 @@ async def test_the_breaker_ends_its_pause_once_redis_is_heard_from_again(
                 await anyio.sleep(0.02)
             assert await cache.get("k") is None  # the probe, long before the cooldown
         assert cache.breaker_state == "closed"
+
+
+async def test_blocking_commands_fail_fast_during_a_known_outage_too(
+    own_server: RedisServer, frozen: Any, slow_backoff: None
+) -> None:
+    async with open_redis_client(own_server.url, command_timeout=0.3, connect_timeout=60) as c:
+        frozen()
+        with anyio.fail_after(5):  # far below connect_timeout
+            with pytest.raises(ConnectTimeoutError):
+                await c.ping()  # learns of the outage
+            # Even a block without a deadline does not queue behind a connect.
+            with pytest.raises(ConnectionError, match="reconnecting in the background"):
+                await c.blpop(["q"], timeout=0)
