@@ -53,3 +53,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/bench_port.py", *session.posargs)
     session.run("python", "bench/bench_stampede.py", *session.posargs)
     session.run("python", "bench/bench_topology.py", *session.posargs)
+    session.run("python", "bench/bench_outage.py", *session.posargs)
