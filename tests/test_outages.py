@@ -21,7 +21,7 @@ from beignet_redis_anyio import (
     open_redis_provider,
 )
 from beignet_redis_anyio import _connection as connection_module
-from servers import RedisServer
+from servers import FLAVOURS, RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -214,11 +214,12 @@ async def test_an_error_reply_counts_as_redis_answering(server_url: str, key: st
         assert cache.breaker_state == "closed"
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 async def test_the_breaker_logs_opening_and_closing_without_secrets(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, flavour: str
 ) -> None:
     password = "s3cr3t-P@ss:/%#"
-    server = RedisServer(password=password)
+    server = RedisServer(password=password, flavour=flavour)
     try:
         from urllib.parse import quote
 
@@ -251,8 +252,9 @@ async def test_the_breaker_logs_opening_and_closing_without_secrets(
         server.close()
 
 
-async def test_maxclients_is_an_outage_not_bad_credentials() -> None:
-    server = RedisServer("--maxclients", "1", password="pw")
+@pytest.mark.parametrize("flavour", FLAVOURS)
+async def test_maxclients_is_an_outage_not_bad_credentials(flavour: str) -> None:
+    server = RedisServer("--maxclients", "1", password="pw", flavour=flavour)
     hog = socket.create_connection(("127.0.0.1", server.port))  # the one slot
     try:
         hog.sendall(b"AUTH pw\r\n")

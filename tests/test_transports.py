@@ -14,34 +14,34 @@ from servers import RedisServer, TLSFiles, free_port
 pytestmark = pytest.mark.anyio
 
 
-async def test_tls_with_a_private_ca(real_server: RedisServer, tls_files: TLSFiles) -> None:
-    url = f"rediss://127.0.0.1:{real_server.tls_port}"
+async def test_tls_with_a_private_ca(tls_server: RedisServer, tls_files: TLSFiles) -> None:
+    url = f"rediss://127.0.0.1:{tls_server.tls_port}"
     async with open_redis_client(url, tls=TLSOptions(ca_file=tls_files.ca_cert)) as client:
         assert await client.ping() is True
         await client.set("tls:key", "over tls")
         assert await client.get("tls:key") == "over tls"
 
 
-async def test_tls_with_a_client_certificate(real_server: RedisServer, tls_files: TLSFiles) -> None:
+async def test_tls_with_a_client_certificate(tls_server: RedisServer, tls_files: TLSFiles) -> None:
     tls = TLSOptions(
         ca_file=tls_files.ca_cert, cert_file=tls_files.client_cert, key_file=tls_files.client_key
     )
-    async with open_redis_client(f"rediss://127.0.0.1:{real_server.tls_port}", tls=tls) as client:
+    async with open_redis_client(f"rediss://127.0.0.1:{tls_server.tls_port}", tls=tls) as client:
         assert await client.ping() is True
 
 
 async def test_tls_with_a_caller_built_ssl_context(
-    real_server: RedisServer, tls_files: TLSFiles
+    tls_server: RedisServer, tls_files: TLSFiles
 ) -> None:
     context = ssl.create_default_context(cafile=tls_files.ca_cert)
     tls = TLSOptions(ssl_context=context)
-    async with open_redis_client(f"rediss://127.0.0.1:{real_server.tls_port}", tls=tls) as client:
+    async with open_redis_client(f"rediss://127.0.0.1:{tls_server.tls_port}", tls=tls) as client:
         assert await client.ping() is True
 
 
-async def test_tls_rejects_an_untrusted_server(real_server: RedisServer) -> None:
+async def test_tls_rejects_an_untrusted_server(tls_server: RedisServer) -> None:
     # The system trust store does not know our throwaway CA.
-    async with open_redis_client(f"rediss://127.0.0.1:{real_server.tls_port}") as client:
+    async with open_redis_client(f"rediss://127.0.0.1:{tls_server.tls_port}") as client:
         with pytest.raises(ConnectionError, match=r"127\.0\.0\.1"):
             await client.ping()
 
