@@ -10,6 +10,8 @@ Layers, bottom up: the wire (RESP via hiredis) → one multiplexed connection
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 from ._breaker import CircuitOpenError
 from ._client import RedisClient, open_redis_client
 from ._config import ConfigError, RedisConfig
@@ -34,6 +36,7 @@ __all__ = [
     "RedisConfig",
     "RedisProvider",
     "TLSOptions",
+    "__version__",
     "open_redis_client",
     "open_redis_provider",
     "redis_provider",
