@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import anyio
 import pytest
@@ -57,12 +58,35 @@ async def test_values_expire_on_a_real_server(real_server: RedisServer) -> None:
 
 
 @pytest.mark.parametrize("key", ["", None, 5, b"bytes"])
-async def test_bad_keys_fail_before_any_io(cache: RedisCachePort, key: object) -> None:
+async def test_bad_keys_fail_before_any_io(
+    cache: RedisCachePort, key: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from beignet_redis_anyio._transport import SocketTransport
+
+    await cache.client.ping()  # connected: a send would find its way
+    sent: list[bytes] = []
+    for name in ("send_now", "send"):
+        original = getattr(SocketTransport, name)
+
+        def audited(self: SocketTransport, data: bytes, original: Any = original) -> Any:
+            sent.append(bytes(data))
+            return original(self, data)
+
+        monkeypatch.setattr(SocketTransport, name, audited)
+
+    async def factory() -> str:
+        raise AssertionError("the factory must not run for a bad key")
+
     for operation in (cache.get, cache.delete, cache.has):
         with pytest.raises((TypeError, ValueError), match="key"):
             await operation(key)  # type: ignore[arg-type]
     with pytest.raises((TypeError, ValueError), match="key"):
         await cache.set(key, "v")  # type: ignore[arg-type]
+    with pytest.raises((TypeError, ValueError), match="key"):
+        await cache.remember(key, factory)  # type: ignore[arg-type]
+    assert sent == []
+    await cache.client.ping()  # the audit sees real traffic
+    assert len(sent) == 1
 
 
 @pytest.mark.parametrize("value", [None, 5, b"bytes", {"a": 1}])

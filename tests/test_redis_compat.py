@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 
 from beignet_redis_anyio import _redis_compat
@@ -23,7 +26,29 @@ def test_error_replies_map_to_redis_py_classes() -> None:
     assert isinstance(parse("WRONGPASS invalid username-password pair"), AuthenticationError)
 
 
-def test_option_keys_and_encoder_exist() -> None:
-    assert _redis_compat.NEVER_DECODE and _redis_compat.EMPTY_RESPONSE
-    encoder = _redis_compat.Encoder("utf-8", "strict", True)
+@pytest.mark.anyio
+async def test_redis_py_commands_still_pass_the_option_keys_we_read() -> None:
+    """Our client honours NEVER_DECODE (DUMP's payload stays bytes) and
+    EMPTY_RESPONSE (what MGET of no keys returns instead of the server's
+    error); redis-py's command methods must still pass them by these names."""
+    from redis.commands import AsyncCoreCommands
+
+    seen: list[dict[str, Any]] = []
+
+    class Recorder(AsyncCoreCommands):  # type: ignore[misc]
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            seen.append(options)
+
+    recorder = Recorder()
+    await recorder.dump("k")
+    assert _redis_compat.NEVER_DECODE in seen[-1]
+    await recorder.mget([])
+    assert seen[-1][_redis_compat.EMPTY_RESPONSE] == []
+
+
+def test_the_encoder_encodes_and_decodes_as_redis_py_does() -> None:
+    encoder = _redis_compat.Encoder("utf-8", "replace", True)
     assert encoder.encode(5) == b"5"
+    assert encoder.encode("é") == "é".encode()
+    assert encoder.decode(b"\xff") == "\ufffd"
+    assert _redis_compat.Encoder("utf-8", "strict", False).decode(b"\xff") == b"\xff"
