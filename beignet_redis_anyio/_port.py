@@ -23,7 +23,7 @@ from ._events import CacheEvent, Observer, Operation, Status, notify
 from ._keys import sidecar_key
 from ._lease import Lease
 from ._notify import ReadyNotifications
-from ._single_flight import SingleFlight
+from ._single_flight import SingleFlight, cancelled_from_outside
 
 __all__ = ["CachePort", "RedisCachePort"]
 
@@ -304,8 +304,10 @@ class RedisCachePort:
             started = time.perf_counter()
             try:
                 value = await compute()
-            except Exception as exc:
-                if self._observer is not None:
+            except BaseException as exc:
+                # Any failure of the factory's, BaseExceptions included (the
+                # flight drops it: nobody waits); not the provider closing.
+                if self._observer is not None and not cancelled_from_outside(exc):
                     self._emit("cache.refresh", key, "error", None, started, _describe(exc))
                 raise
             if self._observer is not None:
