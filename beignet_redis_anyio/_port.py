@@ -63,6 +63,30 @@ def _check_value(value: object) -> None:
         )
 
 
+def _check_result(key: str, value: object) -> str:
+    """A factory's result, if Redis can store it: a ``str`` that encodes as UTF-8.
+
+    Checked in the flight, before any store — with or without the lease — so a
+    bad result fails every waiter with an error naming the key, nothing is
+    stored, and a lease is given up as after any other factory failure. Only
+    a lone surrogate (``"\\ud800"``) cannot be encoded; ASCII, the common
+    case, needs no second look.
+    """
+    if not isinstance(value, str):
+        raise TypeError(
+            f"the factory for {key!r} returned {type(value).__name__}, not str; nothing was stored"
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"the factory for {key!r} returned a str that cannot be encoded as UTF-8 "
+                f"({exc.reason} at index {exc.start}); nothing was stored"
+            ) from exc
+    return value
+
+
 def _ttl_milliseconds(ttl_seconds: object) -> int | None:
     """``None`` (no expiry) or the TTL in whole milliseconds (at least 1)."""
     if ttl_seconds is None:
@@ -179,7 +203,10 @@ class RedisCachePort:
 
         Concurrent misses on one key share one ``factory()`` run (see the
         README's single-flight guarantees). The factory must return ``str``;
-        anything else raises ``TypeError`` and nothing is stored.
+        anything else raises ``TypeError``, a ``str`` that cannot be encoded as
+        UTF-8 (a lone surrogate) ``ValueError``, and nothing is stored. Any
+        other exception the factory raises, ``BaseException`` included, fails
+        the callers waiting on that run — as itself — and nobody else.
 
         ``lock`` and ``early_refresh`` override the provider's settings for
         this call: ``lock=True`` makes one *process* compute while others wait
@@ -329,12 +356,7 @@ class RedisCachePort:
 
         async def produce() -> tuple[str, float]:
             began = time.perf_counter()
-            value = await factory()
-            if not isinstance(value, str):
-                raise TypeError(
-                    f"the factory for {key!r} returned {type(value).__name__}, not str; "
-                    "nothing was stored"
-                )
+            value = _check_result(key, await factory())
             return value, time.perf_counter() - began
 
         async def store(value: str, delta: float) -> None:

@@ -410,3 +410,17 @@ async def test_the_provider_closing_mid_computation_tells_its_waiters(
             await factory.started.wait()
     assert factory.cancelled.is_set()
     assert [str(exc) for exc in caught] == [f"the provider closed while computing {key!r}"]
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["local", "lock"])
+async def test_a_str_that_cannot_be_encoded_fails_naming_the_key_and_stores_nothing(
+    cache: RedisCachePort, lock: bool
+) -> None:
+    factory = Factory("fine, then \ud800")  # a lone surrogate: no UTF-8 for it
+    factory.release.set()
+    with pytest.raises(ValueError, match=r"'k'.*cannot be encoded as UTF-8.*nothing was stored"):
+        await cache.remember("k", factory, lock=lock)
+    full_key = cache.key_prefix + "k"
+    assert await cache.client.exists(full_key, sidecar_key(full_key, "lock")) == 0
+    factory.value = "fine"
+    assert await cache.remember("k", factory, lock=lock) == "fine"
