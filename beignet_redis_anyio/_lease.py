@@ -9,7 +9,9 @@ this makes one *process* compute. The protocol, per key:
    Then one script stores the value (and its metadata) *before* deleting the
    lease — only if it is still ours — and publishes the key. A lease found
    lost (expired, taken) is reported; the value is still stored and returned.
-   If the factory fails, the lease is released at once and the followers told.
+   If anything fails before the value is stored (the factory, the store
+   itself) or the leader is cancelled, the lease is released at once and the
+   followers told.
 3. A follower subscribes to the ready notifications and waits for its key,
    re-reading it when told or at a bounded, jittered poll. When the lease is
    free again without a value (the leader died or failed), the next poll's
@@ -117,25 +119,38 @@ class Lease:
         ttl_ms: int | None,
         meta: Callable[[float], str],
     ) -> str:
-        # The previous leader may have stored the value and let go between
-        # our first read and our SET NX: look once more before computing.
-        existing = await self._client.execute_command("GET", full_key)
-        if existing is not None:
-            await self._release(lock, token, full_key)
-            return str(existing)
-        lost: list[bool] = []
+        """Compute, store and let go, as the holder of the lease ``token``.
+
+        The lease is given up on every way out, never left for the followers
+        to wait out (``lock_wait_seconds``) or to expire: stored and released
+        in one script when all goes well; released at once — RELEASE
+        publishes, so the followers look again and one of them takes over —
+        when anything fails (the first read, the factory, the renewal group,
+        the store itself: a value or TTL the server refuses, a lost
+        connection) or we are cancelled. The release is shielded and bounded
+        by the lease's length, and safe when the store did run after all
+        (a cancelled reply): it deletes the lock only while it holds our
+        token.
+        """
         try:
+            # The previous leader may have stored the value and let go
+            # between our first read and our SET NX: look once more first.
+            existing = await self._client.execute_command("GET", full_key)
+            if existing is not None:
+                await self._release(lock, token, full_key)
+                return str(existing)
+            lost: list[bool] = []
             async with background_task_group() as renewals:
                 renewals.start_soon(self._keep_renewed, key, lock, token, lost)
                 value, delta = await produce()
+            ours = await STORE_AND_RELEASE(
+                self._client,
+                [full_key, sidecar_key(full_key, "meta"), lock],
+                [value, ttl_ms or 0, meta(delta), token, self._notifications.channel, full_key],
+            )
         except BaseException:
             await self._release(lock, token, full_key)
             raise
-        ours = await STORE_AND_RELEASE(
-            self._client,
-            [full_key, sidecar_key(full_key, "meta"), lock],
-            [value, ttl_ms or 0, meta(delta), token, self._notifications.channel, full_key],
-        )
         if not ours and not lost:
             self._report(
                 key, "lease_lost", "the lease expired or was taken before the value was stored"
@@ -156,7 +171,7 @@ class Lease:
                 return
 
     async def _release(self, lock: str, token: str, full_key: str) -> None:
-        """Give the lease up now (the factory failed or we were cancelled)."""
+        """Give the lease up now (something failed, or we were cancelled)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._lease_seconds):
             try:
                 await RELEASE(self._client, [lock], [token, self._notifications.channel, full_key])

@@ -26,7 +26,7 @@ from ._keys import sidecar_key
 from ._lease import Lease
 from ._notify import ReadyNotifications
 from ._numbers import in_range, is_number
-from ._single_flight import SingleFlight
+from ._single_flight import SingleFlight, cancelled_from_outside
 
 _log = logging.getLogger("beignet_redis_anyio")
 
@@ -75,6 +75,30 @@ def _check_value(value: object) -> None:
 #: is 10**15 ms, at most 2 * 10**15 ms jittered: clear of all three, and
 #: every float below it still resolves a millisecond.
 MAX_TTL_SECONDS = 10**12
+
+
+def _check_result(key: str, value: object) -> str:
+    """A factory's result, if Redis can store it: a ``str`` that encodes as UTF-8.
+
+    Checked in the flight, before any store — with or without the lease — so a
+    bad result fails every waiter with an error naming the key, nothing is
+    stored, and a lease is given up as after any other factory failure. Only
+    a lone surrogate (``"\\ud800"``) cannot be encoded; ASCII, the common
+    case, needs no second look.
+    """
+    if not isinstance(value, str):
+        raise TypeError(
+            f"the factory for {key!r} returned {type(value).__name__}, not str; nothing was stored"
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"the factory for {key!r} returned a str that cannot be encoded as UTF-8 "
+                f"({exc.reason} at index {exc.start}); nothing was stored"
+            ) from exc
+    return value
 
 
 def _ttl_milliseconds(ttl_seconds: object) -> int | None:
@@ -204,7 +228,10 @@ class RedisCachePort:
 
         Concurrent misses on one key share one ``factory()`` run (see the
         README's single-flight guarantees). The factory must return ``str``;
-        anything else raises ``TypeError`` and nothing is stored.
+        anything else raises ``TypeError``, a ``str`` that cannot be encoded as
+        UTF-8 (a lone surrogate) ``ValueError``, and nothing is stored. Any
+        other exception the factory raises, ``BaseException`` included, fails
+        the callers waiting on that run — as itself — and nobody else.
 
         ``lock`` and ``early_refresh`` override the provider's settings for
         this call: ``lock=True`` makes one *process* compute while others wait
@@ -331,8 +358,10 @@ class RedisCachePort:
             started = time.perf_counter()
             try:
                 value = await compute()
-            except Exception as exc:
-                if self._observer is not None:
+            except BaseException as exc:
+                # Any failure of the factory's, BaseExceptions included (the
+                # flight drops it: nobody waits); not the provider closing.
+                if self._observer is not None and not cancelled_from_outside(exc):
                     self._emit("cache.refresh", key, "error", None, started, _describe(exc))
                 raise
             if self._observer is not None:
@@ -354,12 +383,7 @@ class RedisCachePort:
 
         async def produce() -> tuple[str, float]:
             began = time.perf_counter()
-            value = await factory()
-            if not isinstance(value, str):
-                raise TypeError(
-                    f"the factory for {key!r} returned {type(value).__name__}, not str; "
-                    "nothing was stored"
-                )
+            value = _check_result(key, await factory())
             return value, time.perf_counter() - began
 
         async def store(value: str, delta: float) -> None:

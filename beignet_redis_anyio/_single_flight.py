@@ -4,7 +4,9 @@ The computation for a key runs in a task of the provider's task group — not
 in whichever caller came first — so its fate is decoupled from any one
 caller:
 
-* every caller waiting on a run gets its result, or its exception;
+* every caller waiting on a run gets its result, or its exception — any
+  ``BaseException`` the computation raises fails that run's waiters, never
+  the task group it runs in (so never the provider or unrelated tasks);
 * cancelling a caller (the first or any other) only stops that caller's
   waiting; the run goes on for the others;
 * when the last waiting caller is gone the run is cancelled: no orphaned
@@ -18,6 +20,7 @@ caller:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Generic, TypeVar
@@ -25,7 +28,7 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-__all__ = ["SingleFlight"]
+__all__ = ["SingleFlight", "cancelled_from_outside"]
 
 T = TypeVar("T")
 
@@ -33,6 +36,22 @@ T = TypeVar("T")
 _computing: ContextVar[frozenset[tuple[int, str]]] = ContextVar(
     "beignet_redis_anyio_computing", default=frozenset()
 )
+
+
+def cancelled_from_outside(exc: BaseException) -> bool:
+    """True when ``exc`` is a cancellation sent by a scope enclosing this code.
+
+    Call it where ``exc`` was caught, outside any scope that may have sent
+    it. A cancellation exception while no enclosing scope is cancelled was
+    not sent by us — on asyncio, a factory may raise a ``CancelledError``
+    that belongs to somebody else's future — and is an ordinary failure of
+    the code that raised it. (The effective deadline is ``-inf`` exactly when
+    an enclosing, unshielded scope has been cancelled.)
+    """
+    return (
+        isinstance(exc, anyio.get_cancelled_exc_class())
+        and anyio.current_effective_deadline() == -math.inf
+    )
 
 
 class _Flight(Generic[T]):
@@ -105,18 +124,36 @@ class SingleFlight(Generic[T]):
         self._task_group.start_soon(self._fly, key, flight, compute, name=f"refresh {key!r}")
 
     async def _fly(self, key: str, flight: _Flight[T], compute: Callable[[], Awaitable[T]]) -> None:
+        """Run ``compute`` for the flight's waiters; never fail the provider.
+
+        Whatever ``compute`` raises — an ``Exception``, a ``BaseException`` of
+        its own, ``GeneratorExit``, ``KeyboardInterrupt``/``SystemExit``, a
+        stray cancellation exception that no enclosing scope of ours sent — is
+        the computation's failure: it goes to the waiters as itself and this
+        task ends normally, so the provider's task group (and every unrelated
+        task in it) carries on. Only two cancellations are not failures:
+
+        * the flight's own scope, cancelled because the last waiter left: the
+          scope absorbs it, nobody is told (nobody waits);
+        * the provider's task group closing (an enclosing scope cancelled):
+          anyone still waiting gets a ``RuntimeError`` saying so, and the
+          cancellation goes on through, as cancellation must.
+
+        A failure with nobody waiting (a background refresh, or a run whose
+        last waiter has just left) is dropped like any other of that run's
+        results: that includes ``KeyboardInterrupt``/``SystemExit``, which
+        re-raised here would reach the user wrapped in an exception group.
+        """
         _computing.set(_computing.get() | {(id(self), key)})
         try:
             with flight.scope:
                 flight.result = await compute()
                 self.completed += 1
-        except Exception as exc:
+        except BaseException as exc:
+            if cancelled_from_outside(exc):
+                flight.error = RuntimeError(f"the provider closed while computing {key!r}")
+                raise
             flight.error = exc
-        except BaseException:
-            # Cancelled from outside (the provider is closing): tell anyone
-            # still waiting, then let the cancellation through.
-            flight.error = RuntimeError(f"the provider closed while computing {key!r}")
-            raise
         finally:
             flight.done.set()
             self._forget(key, flight)

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 import anyio
 import pytest
+from redis.exceptions import NoPermissionError
 
 from beignet_redis_anyio import (
     CacheEvent,
@@ -264,3 +266,74 @@ async def test_lock_can_be_chosen_per_call(server_url: str) -> None:
 
         assert await cache.remember(key, factory, lock=True) == "locked"
         assert await cache.client.exists(sidecar_key(key, "lock")) == 0
+
+
+async def _append(results: list[str], call: Awaitable[str]) -> None:
+    results.append(await call)
+
+
+@pytest.mark.parametrize("failure", ["unencodable", "refused"])
+async def test_a_failed_store_gives_the_lease_up_at_once(
+    real_server: RedisServer, key: str, failure: str
+) -> None:
+    """Provider A leads, but its value cannot be stored: a str with no UTF-8
+    form (caught before the store), or a store the server refuses (here: an
+    ACL user who may take the lease but not write the value). Its lease must
+    not outlive the failure: provider B, following, takes over and computes —
+    long before the lease (30 s) or B's wait bound (30 s) runs out."""
+    lock = sidecar_key(key, "lock")
+    leader_url, user = real_server.url, f"nowrite-{uuid.uuid4().hex[:8]}"
+    async with open_redis_client(real_server.url) as admin:
+        if failure == "refused":
+            await admin.execute_command(
+                "ACL", "SETUSER", user, "on", ">pw", "~*:beignet:lock", "%R~*", "&*", "+@all"
+            )  # fmt: skip
+            leader_url = f"redis://{user}:pw@127.0.0.1:{real_server.port}"
+        patient = {"remember_lock": True, "lock_lease_seconds": 30.0, "lock_wait_seconds": 30.0}
+        started, release = anyio.Event(), anyio.Event()
+
+        async def bad() -> str:
+            started.set()
+            await release.wait()
+            return "\ud800" if failure == "unencodable" else "from-a"
+
+        async def good() -> str:
+            return "from-b"
+
+        expected = ValueError if failure == "unencodable" else NoPermissionError
+        events: list[CacheEvent] = []
+        results: list[str] = []
+        try:
+            with anyio.fail_after(10):
+                async with (
+                    open_redis_provider(RedisConfig(url=leader_url, **patient)) as a,
+                    open_redis_provider(
+                        RedisConfig(url=real_server.url, **patient), observer=events.append
+                    ) as b,
+                    anyio.create_task_group() as tasks,
+                ):
+
+                    async def lead() -> None:
+                        with pytest.raises(expected):
+                            await a.remember(key, bad)
+                        # A's lease is gone the moment A has failed (B may
+                        # hold a lease of its own by now).
+                        assert await admin.get(lock) != a_token
+
+                    tasks.start_soon(lead)
+                    await started.wait()
+                    a_token = await admin.get(lock)
+                    assert a_token is not None
+                    tasks.start_soon(_append, results, b.remember(key, good))
+                    while True:  # until B follows (watches A's key): nothing to await
+                        if key in b._lease._notifications._watches:
+                            break
+                        await anyio.sleep(0.01)
+                    release.set()
+        finally:
+            if failure == "refused":
+                await admin.execute_command("ACL", "DELUSER", user)
+        assert results == ["from-b"]
+        assert not [e for e in events if e.status == "wait_expired"]  # B led; it did not give up
+        assert await admin.get(key) == "from-b"
+        assert await admin.exists(lock) == 0

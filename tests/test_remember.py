@@ -8,7 +8,8 @@ from collections.abc import Awaitable
 import anyio
 import pytest
 
-from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_provider
+from beignet_redis_anyio import CacheEvent, RedisCachePort, RedisConfig, open_redis_provider
+from beignet_redis_anyio._keys import sidecar_key
 from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -281,3 +282,145 @@ async def test_a_cancelled_first_reader_does_not_strand_the_others(
                 await anyio.wait_all_tasks_blocked()  # they wait for its answer
                 first_reader.cancel()
         assert results == ["cached"] * 5
+
+
+class Unusual(BaseException):
+    """A factory's own ``BaseException`` subclass."""
+
+
+def _base_exception(kind: str, backend: str) -> BaseException:
+    if kind == "stray-cancel":
+        if backend == "trio":
+            pytest.skip("trio.Cancelled cannot be constructed")
+        # On asyncio: as if the factory awaited a future someone else cancelled.
+        return anyio.get_cancelled_exc_class()()
+    return {
+        "custom": Unusual("the factory's own"),
+        "generator-exit": GeneratorExit(),
+        "system-exit": SystemExit(3),
+    }[kind]
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["local", "lock"])
+@pytest.mark.parametrize("kind", ["custom", "generator-exit", "system-exit", "stray-cancel"])
+async def test_a_factory_base_exception_fails_its_waiters_only(
+    cache: RedisCachePort, anyio_backend: str, kind: str, lock: bool
+) -> None:
+    error = _base_exception(kind, anyio_backend)
+    failing = Factory()
+    failing.error = error
+    unrelated = Factory("unrelated")
+    caught: list[BaseException] = []
+    unrelated_results: list[str] = []
+
+    async def waiter() -> None:
+        try:
+            await cache.remember("k", failing, lock=lock)
+        except BaseException as exc:  # whatever it is, it must be the factory's own
+            caught.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as outer:
+            # Another key's run is in flight meanwhile, in the same task group.
+            outer.start_soon(_append, unrelated_results, cache.remember("other", unrelated))
+            await unrelated.started.wait()
+            async with anyio.create_task_group() as waiters:
+                waiters.start_soon(waiter)
+                await failing.started.wait()
+                for _ in range(2):
+                    waiters.start_soon(waiter)
+                await anyio.wait_all_tasks_blocked()
+                failing.release.set()
+            assert len(caught) == 3
+            assert all(exc is error for exc in caught)  # as itself, never wrapped
+            assert not unrelated.cancelled.is_set()
+            unrelated.release.set()
+    assert unrelated_results == ["unrelated"]
+    assert await cache.has("k") is False
+    assert cache.in_flight == 0
+    # The provider carries on: a later call computes afresh, reads still work.
+    retry = Factory()
+    retry.release.set()
+    assert await cache.remember("k", retry, lock=lock) == "computed"
+    assert await cache.get("other") == "unrelated"
+
+
+@pytest.mark.parametrize("kind", ["custom", "generator-exit", "stray-cancel"])
+async def test_a_background_refresh_raising_a_base_exception_fails_only_itself(
+    server_url: str, key: str, anyio_backend: str, kind: str
+) -> None:
+    error = _base_exception(kind, anyio_backend)
+    events: list[CacheEvent] = []
+    refreshed = anyio.Event()
+
+    def observe(event: CacheEvent) -> None:
+        events.append(event)
+        if event.operation == "cache.refresh":
+            refreshed.set()
+
+    async def failing() -> str:
+        raise error
+
+    unrelated = Factory("unrelated")
+    results: list[str] = []
+    async with open_redis_provider(
+        RedisConfig(url=server_url, early_refresh=True), observer=observe
+    ) as cache:
+        await cache.set(key, "old", ttl_seconds=60)
+        # As if computing it last took far longer than the TTL left: a hit
+        # starts a background refresh (short of a one-in-ten-million draw).
+        await cache.client.set(sidecar_key(key, "meta"), "1e12", px=60_000)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_append, results, cache.remember(f"{key}:other", unrelated))
+                await unrelated.started.wait()
+                assert await cache.remember(key, failing, ttl_seconds=60) == "old"
+                await refreshed.wait()
+                assert not unrelated.cancelled.is_set()
+                unrelated.release.set()
+        assert results == ["unrelated"]
+        assert await cache.get(key) == "old"
+        assert cache.in_flight == 0
+    refreshes = [e for e in events if e.operation == "cache.refresh"]
+    assert [e.status for e in refreshes] == ["error"]
+    assert refreshes[0].error is not None
+    assert refreshes[0].error.startswith(type(error).__name__)
+
+
+async def test_the_provider_closing_mid_computation_tells_its_waiters(
+    server_url: str, key: str
+) -> None:
+    """The one cancellation that is not the factory's failure: the provider's
+    own task group closing. Waiters hear why; the provider exits cleanly."""
+    factory = Factory()
+    caught: list[BaseException] = []
+
+    async def waiter(cache: RedisCachePort) -> None:
+        try:
+            await cache.remember(key, factory)
+        except RuntimeError as exc:
+            caught.append(exc)
+
+    with anyio.fail_after(10):
+        async with (
+            anyio.create_task_group() as tasks,
+            open_redis_provider(RedisConfig(url=server_url)) as cache,
+        ):
+            tasks.start_soon(waiter, cache)
+            await factory.started.wait()
+    assert factory.cancelled.is_set()
+    assert [str(exc) for exc in caught] == [f"the provider closed while computing {key!r}"]
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["local", "lock"])
+async def test_a_str_that_cannot_be_encoded_fails_naming_the_key_and_stores_nothing(
+    cache: RedisCachePort, lock: bool
+) -> None:
+    factory = Factory("fine, then \ud800")  # a lone surrogate: no UTF-8 for it
+    factory.release.set()
+    with pytest.raises(ValueError, match=r"'k'.*cannot be encoded as UTF-8.*nothing was stored"):
+        await cache.remember("k", factory, lock=lock)
+    full_key = cache.key_prefix + "k"
+    assert await cache.client.exists(full_key, sidecar_key(full_key, "lock")) == 0
+    factory.value = "fine"
+    assert await cache.remember("k", factory, lock=lock) == "fine"
