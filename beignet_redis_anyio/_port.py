@@ -60,12 +60,27 @@ def _check_key(key: object) -> None:
         raise ValueError("a cache key must not be empty")
 
 
-def _check_value(value: object) -> None:
+def _check_value(key: str, value: object) -> None:
     if not isinstance(value, str):
         raise TypeError(
             f"a cached value must be a str, got {type(value).__name__} "
             "(encode it first, e.g. with json.dumps)"
         )
+    _check_encodable(value, f"the value for {key!r}")
+
+
+def _check_encodable(value: str, what: str) -> None:
+    """Redis stores bytes: a ``str`` must encode as UTF-8. Only a lone
+    surrogate (``"\\ud800"``) cannot; ASCII, the common case, needs no
+    second look."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{what} is a str that cannot be encoded as UTF-8 "
+                f"({exc.reason} at index {exc.start}); nothing was stored"
+            ) from None
 
 
 #: The longest TTL accepted, in seconds (about 31,700 years). Redis takes
@@ -82,22 +97,13 @@ def _check_result(key: str, value: object) -> str:
 
     Checked in the flight, before any store — with or without the lease — so a
     bad result fails every waiter with an error naming the key, nothing is
-    stored, and a lease is given up as after any other factory failure. Only
-    a lone surrogate (``"\\ud800"``) cannot be encoded; ASCII, the common
-    case, needs no second look.
+    stored, and a lease is given up as after any other factory failure.
     """
     if not isinstance(value, str):
         raise TypeError(
             f"the factory for {key!r} returned {type(value).__name__}, not str; nothing was stored"
         )
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(
-                f"the factory for {key!r} returned a str that cannot be encoded as UTF-8 "
-                f"({exc.reason} at index {exc.start}); nothing was stored"
-            ) from exc
+    _check_encodable(value, f"what the factory for {key!r} returned")
     return value
 
 
@@ -195,7 +201,7 @@ class RedisCachePort:
         """Store ``value`` at ``key``, expiring after ``ttl_seconds`` (fractions
         keep millisecond precision) or never."""
         _check_key(key)
-        _check_value(value)
+        _check_value(key, value)
         ttl_ms = _ttl_milliseconds(ttl_seconds)
         started = time.perf_counter()
         try:

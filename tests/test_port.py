@@ -193,3 +193,11 @@ async def test_a_failing_observer_never_breaks_an_operation(
         assert await c.get("k") == "v"
         await c.delete("k")
     assert "cache observer failed" in caplog.text
+
+
+async def test_a_str_with_no_utf8_form_is_refused_naming_the_key(cache: RedisCachePort) -> None:
+    with pytest.raises(ValueError, match=r"'lone'.*cannot be encoded as UTF-8.*nothing was stored"):
+        await cache.set("lone", "half a pair: \ud800")
+    assert await cache.get("lone") is None
+    await cache.set("lone", "héllo ✓")  # other non-ASCII text is fine
+    assert await cache.get("lone") == "héllo ✓"
