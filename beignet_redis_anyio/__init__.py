@@ -12,15 +12,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._breaker import CircuitOpenError
-from ._client import RedisClient, open_redis_client
-from ._config import ConfigError, RedisConfig
-from ._events import CacheEvent, Observer
-from ._pipeline import Pipeline
-from ._port import CachePort, RedisCachePort
-from ._provider import RedisProvider, open_redis_provider, redis_provider
-from ._settings import ConnectionSettings, TLSOptions
-from ._transport import ConnectTimeoutError
+from ._cache.breaker import CircuitOpenError
+from ._cache.config import ConfigError, RedisConfig
+from ._cache.events import CacheEvent, Observer
+from ._cache.port import CachePort, RedisCachePort
+from ._client.client import RedisClient, open_redis_client
+from ._client.pipeline import Pipeline
+from ._net.settings import ConnectionSettings, TLSOptions
+from ._net.transport import ConnectTimeoutError
+from ._provider.provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [
     "CacheEvent",

@@ -12,7 +12,7 @@ import pytest
 from redis.exceptions import ConnectionError, TimeoutError
 
 from beignet_redis_anyio import RedisClient, RedisConfig, open_redis_client, open_redis_provider
-from beignet_redis_anyio._routing import NOT_BLOCKING, blocking_wait
+from beignet_redis_anyio._net.commands import NOT_BLOCKING, blocking_wait
 from servers import RedisCluster, RedisServer, serve_script
 
 pytestmark = pytest.mark.anyio

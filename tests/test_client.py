@@ -253,7 +253,7 @@ _NOSCRIPT_BUT_SHARED_SAFE = {
 async def test_every_connection_state_command_the_server_knows_is_refused(
     real_server: RedisServer,
 ) -> None:
-    from beignet_redis_anyio._routing import BLOCKING, route
+    from beignet_redis_anyio._net.commands import BLOCKING, route
 
     async with open_redis_client(real_server.url) as client:
         commands = await client.command()  # redis-py's shape: {name: {"flags": …}}

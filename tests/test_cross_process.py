@@ -22,7 +22,7 @@ from beignet_redis_anyio import (
     open_redis_client,
     open_redis_provider,
 )
-from beignet_redis_anyio._keys import sidecar_key
+from beignet_redis_anyio._cache.keys import sidecar_key
 from servers import RedisServer
 
 pytestmark = pytest.mark.anyio

@@ -20,10 +20,10 @@ from beignet_redis_anyio import (
     RedisConfig,
     open_redis_provider,
 )
-from beignet_redis_anyio._keys import sidecar_key
-from beignet_redis_anyio._port import MAX_TTL_SECONDS, _ttl_milliseconds
-from beignet_redis_anyio._settings import parse_redis_url
-from beignet_redis_anyio._topology import parse_topology
+from beignet_redis_anyio._cache.keys import sidecar_key
+from beignet_redis_anyio._cache.port import MAX_TTL_SECONDS, _ttl_milliseconds
+from beignet_redis_anyio._net.settings import parse_redis_url
+from beignet_redis_anyio._topology.urls import parse_topology
 from servers import RedisServer
 
 pytestmark = pytest.mark.anyio

@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 from beignet_redis_anyio import open_redis_client
-from beignet_redis_anyio._connection import SPIN_GIVE_UP, SPIN_PROBE_EVERY, SPIN_TURNS, _Spin
-from beignet_redis_anyio._transport import SocketTransport
+from beignet_redis_anyio._net.multiplexer import SPIN_GIVE_UP, SPIN_PROBE_EVERY, SPIN_TURNS, _Spin
+from beignet_redis_anyio._net.transport import SocketTransport
 from servers import RedisServer, bulk, serve_script
 
 pytestmark = pytest.mark.anyio

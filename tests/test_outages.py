@@ -20,7 +20,7 @@ from beignet_redis_anyio import (
     open_redis_client,
     open_redis_provider,
 )
-from beignet_redis_anyio import _connection as connection_module
+from beignet_redis_anyio._net import multiplexer as connection_module
 from servers import FLAVOURS, RedisServer
 
 pytestmark = pytest.mark.anyio

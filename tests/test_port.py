@@ -61,7 +61,7 @@ async def test_values_expire_on_a_real_server(real_server: RedisServer) -> None:
 async def test_bad_keys_fail_before_any_io(
     cache: RedisCachePort, key: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from beignet_redis_anyio._transport import SocketTransport
+    from beignet_redis_anyio._net.transport import SocketTransport
 
     await cache.client.ping()  # connected: a send would find its way
     sent: list[bytes] = []

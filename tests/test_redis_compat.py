@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 
-from beignet_redis_anyio import _redis_compat
+from beignet_redis_anyio._net import redis_compat as _redis_compat
 
 
 def test_response_callbacks_are_found_and_shape_replies() -> None:

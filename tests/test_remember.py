@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from beignet_redis_anyio import CacheEvent, RedisCachePort, RedisConfig, open_redis_provider
-from beignet_redis_anyio._keys import sidecar_key
+from beignet_redis_anyio._cache.keys import sidecar_key
 from servers import RedisServer
 
 pytestmark = pytest.mark.anyio

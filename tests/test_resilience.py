@@ -7,8 +7,8 @@ import pytest
 from redis.exceptions import ConnectionError
 
 from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_provider
-from beignet_redis_anyio._breaker import CircuitBreaker, CircuitOpenError
-from beignet_redis_anyio._keys import has_hash_tag, sidecar_key
+from beignet_redis_anyio._cache.breaker import CircuitBreaker, CircuitOpenError
+from beignet_redis_anyio._cache.keys import has_hash_tag, sidecar_key
 from servers import RedisServer
 
 pytestmark = pytest.mark.anyio

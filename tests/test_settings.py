@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from beignet_redis_anyio import ConnectionSettings, TLSOptions
-from beignet_redis_anyio._settings import parse_redis_url
+from beignet_redis_anyio._net.settings import parse_redis_url
 
 SECRET = "hunter2-s3cret"
 

@@ -9,7 +9,7 @@ import pytest
 from redis.exceptions import ClusterCrossSlotError, ConnectionError
 
 from beignet_redis_anyio import ConfigError, RedisConfig, open_redis_client, open_redis_provider
-from beignet_redis_anyio._topology import ClusterSettings, SentinelSettings, parse_topology
+from beignet_redis_anyio._topology.urls import ClusterSettings, SentinelSettings, parse_topology
 from servers import RedisCluster, RedisSentinels, _command
 
 pytestmark = pytest.mark.anyio

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.exceptions import DataError
 
-from beignet_redis_anyio._wire import encode_command, new_reader
+from beignet_redis_anyio._net.wire import encode_command, new_reader
 
 
 def test_str_bytes_int_float_encode_like_redis_py() -> None:

@@ -20,8 +20,8 @@ import hiredis
 from anyio.abc import ByteStream, SocketAttribute
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
-from ._settings import ConnectionSettings
-from ._wire import encode_commands, new_reader
+from .settings import ConnectionSettings
+from .wire import encode_commands, new_reader
 
 __all__ = [
     "ConnectTimeoutError",

@@ -19,25 +19,25 @@ from anyio.abc import TaskGroup
 from redis.commands import AsyncCoreCommands
 from redis.exceptions import ConnectionError, ReadOnlyError
 
-from ._blocking import DedicatedConnections
-from ._cluster import ClusterRouter, command_slot
-from ._connection import Multiplexer
-from ._redis_compat import (
+from .._net.commands import BLOCKING, NOT_BLOCKING, PLAIN, blocking_wait, refuse_stateful, route
+from .._net.dedicated import DedicatedConnections
+from .._net.multiplexer import Multiplexer
+from .._net.redis_compat import (
     EMPTY_RESPONSE,
     EVENT_DISPATCHER,
     NEVER_DECODE,
     Encoder,
     resp2_response_callbacks,
 )
-from ._routing import BLOCKING, NOT_BLOCKING, PLAIN, blocking_wait, refuse_stateful, route
-from ._sentinel import SentinelResolver, watch_for_switches
-from ._settings import ConnectionSettings
-from ._task_group import background_task_group
-from ._topology import ClusterSettings, SentinelSettings, Topology, parse_topology
-from ._wire import encode_command, encode_commands
+from .._net.settings import ConnectionSettings
+from .._net.task_group import background_task_group
+from .._net.wire import encode_command, encode_commands
+from .._topology.cluster import ClusterRouter, command_slot
+from .._topology.sentinel import SentinelResolver, watch_for_switches
+from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
 
 if TYPE_CHECKING:
-    from ._pipeline import Pipeline
+    from .pipeline import Pipeline
 
 __all__ = ["RedisClient", "open_redis_client"]
 
@@ -204,7 +204,7 @@ class RedisClient(AsyncCoreCommands):
         """A batch of commands sent in one write; ``await pipe.execute()``
         returns their results in order. ``transaction=True`` wraps the batch
         in MULTI/EXEC so it applies atomically."""
-        from ._pipeline import Pipeline
+        from .pipeline import Pipeline
 
         del shard_hint  # accepted for redis-py compatibility; meaningless here
         return Pipeline(self, transaction=transaction)

@@ -19,10 +19,10 @@ from collections.abc import Callable
 import anyio
 from redis.exceptions import ConnectionError
 
-from ._settings import ConnectionSettings
-from ._topology import SentinelSettings
-from ._transport import RawConnection, open_connection
-from ._wire import encode_command
+from .._net.settings import ConnectionSettings
+from .._net.transport import RawConnection, open_connection
+from .._net.wire import encode_command
+from .urls import SentinelSettings
 
 __all__ = ["SentinelResolver", "watch_for_switches"]
 

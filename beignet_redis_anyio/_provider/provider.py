@@ -16,12 +16,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import attrs
 from redis.exceptions import AuthenticationError
 
-from ._breaker import UNAVAILABLE
-from ._client import RedisClient
-from ._config import RedisConfig
-from ._events import Observer
-from ._port import RedisCachePort
-from ._task_group import background_task_group
+from .._cache.breaker import UNAVAILABLE
+from .._cache.config import RedisConfig
+from .._cache.events import Observer
+from .._cache.port import RedisCachePort
+from .._client.client import RedisClient
+from .._net.task_group import background_task_group
 
 __all__ = ["RedisProvider", "open_redis_provider", "redis_provider"]
 

@@ -19,9 +19,9 @@ import anyio
 from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError
 
-from ._settings import ConnectionSettings
-from ._transport import open_connection
-from ._wire import encode_command
+from .._net.settings import ConnectionSettings
+from .._net.transport import open_connection
+from .._net.wire import encode_command
 
 __all__ = ["ReadyNotifications", "Watch"]
 

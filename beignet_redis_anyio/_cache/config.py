@@ -13,15 +13,15 @@ from typing import Literal
 
 import attrs
 
-from ._numbers import ascii_decimal, ascii_integer, in_range
-from ._settings import (
+from .._net.numbers import ascii_decimal, ascii_integer, in_range
+from .._net.settings import (
     MAX_TIMEOUT,
     MIN_TIMEOUT,
     ConnectionSettings,
     TLSOptions,
     redact_url,
 )
-from ._topology import Topology, parse_topology
+from .._topology.urls import Topology, parse_topology
 
 __all__ = ["ConfigError", "RedisConfig"]
 

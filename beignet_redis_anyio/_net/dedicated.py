@@ -34,9 +34,9 @@ import anyio.lowlevel
 from anyio.lowlevel import checkpoint_if_cancelled
 from redis.exceptions import ConnectionError, TimeoutError
 
-from ._connection import unavailable
-from ._settings import ConnectionSettings
-from ._transport import (
+from .multiplexer import unavailable
+from .settings import ConnectionSettings
+from .transport import (
     CLOSE_TIMEOUT,
     ConnectTimeoutError,
     RawConnection,

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
-from ._numbers import ascii_integer, in_range, is_number
+from .numbers import ascii_integer, in_range, is_number
 
 __all__ = [
     "ConnectionSettings",

@@ -14,7 +14,7 @@ from typing import Any
 import hiredis
 from redis.exceptions import DataError, InvalidResponse
 
-from ._redis_compat import parse_error_reply
+from .redis_compat import parse_error_reply
 
 __all__ = ["EncodableArg", "encode_command", "encode_commands", "new_reader"]
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import attrs
 
-from ._settings import (
+from .._net.settings import (
     DEFAULT_PORT,
     ConnectionSettings,
     TLSOptions,

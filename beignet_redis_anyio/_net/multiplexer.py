@@ -52,8 +52,8 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError, TimeoutError
 
-from ._settings import ConnectionSettings
-from ._transport import ConnectTimeoutError, RawConnection, connection_lost, open_connection
+from .settings import ConnectionSettings
+from .transport import ConnectTimeoutError, RawConnection, connection_lost, open_connection
 
 __all__ = ["Multiplexer", "unavailable"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from ._client import RedisClient
+from .._client.client import RedisClient
 
 __all__ = ["RELEASE", "RENEW", "STORE_AND_RELEASE", "Script"]
 

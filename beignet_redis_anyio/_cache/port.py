@@ -18,15 +18,15 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
-from ._client import RedisClient
-from ._config import RedisConfig
-from ._events import CacheEvent, Observer, Operation, Status, notify
-from ._keys import sidecar_key
-from ._lease import Lease
-from ._notify import ReadyNotifications
-from ._numbers import in_range, is_number
-from ._single_flight import SingleFlight, cancelled_from_outside
+from .._client.client import RedisClient
+from .._net.numbers import in_range, is_number
+from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
+from .config import RedisConfig
+from .events import CacheEvent, Observer, Operation, Status, notify
+from .keys import sidecar_key
+from .lease import Lease
+from .ready import ReadyNotifications
+from .single_flight import SingleFlight, cancelled_from_outside
 
 _log = logging.getLogger("beignet_redis_anyio")
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from redis.commands import AsyncCoreCommands
 from redis.exceptions import DataError, InvalidResponse, RedisError, WatchError
 
-from ._redis_compat import EMPTY_RESPONSE, EVENT_DISPATCHER
-from ._routing import BLOCKING, NOT_BLOCKING, blocking_wait, refuse_stateful, route
+from .._net.commands import BLOCKING, NOT_BLOCKING, blocking_wait, refuse_stateful, route
+from .._net.redis_compat import EMPTY_RESPONSE, EVENT_DISPATCHER
 
 if TYPE_CHECKING:
-    from ._client import RedisClient
+    from .client import RedisClient
 
 __all__ = ["Pipeline"]
 

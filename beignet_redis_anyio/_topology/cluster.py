@@ -37,10 +37,10 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from ._blocking import DedicatedConnections
-from ._connection import Multiplexer
-from ._topology import ClusterSettings
-from ._wire import encode_command, encode_commands
+from .._net.dedicated import DedicatedConnections
+from .._net.multiplexer import Multiplexer
+from .._net.wire import encode_command, encode_commands
+from .urls import ClusterSettings
 
 __all__ = ["ClusterRouter", "command_slot"]
 

@@ -29,11 +29,11 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from ._client import RedisClient
-from ._keys import sidecar_key
-from ._notify import ReadyNotifications
-from ._scripts import RELEASE, RENEW, STORE_AND_RELEASE
-from ._task_group import background_task_group
+from .._client.client import RedisClient
+from .._net.task_group import background_task_group
+from .keys import sidecar_key
+from .ready import ReadyNotifications
+from .scripts import RELEASE, RENEW, STORE_AND_RELEASE
 
 __all__ = ["Lease", "LeaseReport"]
 
