@@ -11,21 +11,16 @@ depends on it for correctness.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
 from anyio.abc import TaskGroup
-from redis.exceptions import ConnectionError
 
 from .._net.settings import ConnectionSettings
-from .._net.transport import open_connection
-from .._net.wire import encode_command
+from .._net.subscriber import stay_subscribed
 
 __all__ = ["ReadyNotifications", "Watch"]
-
-_RETRY_MIN, _RETRY_MAX = 0.1, 2.0
 
 
 class Watch:
@@ -100,32 +95,23 @@ class ReadyNotifications:
                 watch.event.set()
 
     async def _listen(self) -> None:
-        """Stay subscribed for the provider's life, reconnecting with backoff."""
-        delay = _RETRY_MIN
-        while True:
-            try:
-                connection = await open_connection(await self._resolve(), decode=True)
-            except (ConnectionError, OSError):
-                await anyio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(_RETRY_MAX, delay * 2)
-                continue
-            try:
-                await connection.transport.send(encode_command(("SUBSCRIBE", self.channel)))
-                while True:
-                    reply = await connection.read_reply()
-                    if not isinstance(reply, list) or len(reply) < 3:
-                        continue
-                    if reply[0] == "subscribe":
-                        self._live.set()
-                        delay = _RETRY_MIN
-                    elif reply[0] == "message" and isinstance(reply[2], str):
-                        self._notify(reply[2])
-            except (ConnectionError, OSError, anyio.BrokenResourceError, anyio.EndOfStream):
-                pass
-            finally:
-                if self._live.is_set():
-                    self._live = anyio.Event()
-                self._wake_everyone()
-                with anyio.CancelScope(shield=True):
-                    await connection.aclose()
-            await anyio.sleep(delay * random.uniform(0.5, 1.0))
+        """Stay subscribed for the provider's life (see ``stay_subscribed``)."""
+        await stay_subscribed(
+            self._resolve,
+            [self.channel],
+            self._message,
+            on_subscribed=self._subscribed,
+            on_lost=self._lost,
+        )
+
+    def _subscribed(self) -> None:
+        self._live.set()  # the current event: _lost replaces it
+
+    def _message(self, channel: str, data: object) -> None:
+        if isinstance(data, str):
+            self._notify(data)
+
+    def _lost(self) -> None:
+        if self._live.is_set():
+            self._live = anyio.Event()
+        self._wake_everyone()

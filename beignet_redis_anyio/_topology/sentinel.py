@@ -13,6 +13,7 @@ fail fast with ``ConnectionError`` — never replayed, never left hanging.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
@@ -20,13 +21,12 @@ import anyio
 from redis.exceptions import ConnectionError
 
 from .._net.settings import ConnectionSettings
-from .._net.transport import RawConnection, open_connection
+from .._net.subscriber import stay_subscribed
+from .._net.transport import open_connection
 from .._net.wire import encode_command
 from .urls import SentinelSettings
 
 __all__ = ["SentinelResolver", "watch_for_switches"]
-
-_RETRY_MIN, _RETRY_MAX = 0.1, 2.0
 
 
 class SentinelResolver:
@@ -77,30 +77,19 @@ class SentinelResolver:
 
 async def watch_for_switches(settings: SentinelSettings, on_switch: Callable[[str], None]) -> None:
     """Run for the client's life: call ``on_switch(reason)`` at each
-    ``+switch-master`` for our master, from whichever sentinel answers."""
-    delay = _RETRY_MIN
-    while True:
-        for host, port in random.sample(settings.sentinels, len(settings.sentinels)):
-            connection: RawConnection | None = None
-            try:
-                connection = await open_connection(settings.for_sentinel(host, port), decode=True)
-                await connection.transport.send(encode_command(("SUBSCRIBE", "+switch-master")))
-                while True:
-                    reply = await connection.read_reply()
-                    if not isinstance(reply, list) or len(reply) < 3 or reply[0] != "message":
-                        delay = _RETRY_MIN
-                        continue
-                    fields = str(reply[2]).split()
-                    if fields and fields[0] == settings.service_name:
-                        on_switch(
-                            f"master {settings.service_name!r} moved to "
-                            f"{' '.join(fields[3:5]).replace(' ', ':')}"
-                        )
-            except (ConnectionError, OSError, anyio.BrokenResourceError, anyio.EndOfStream):
-                pass
-            finally:
-                if connection is not None:
-                    with anyio.CancelScope(shield=True):
-                        await connection.aclose()
-        await anyio.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(_RETRY_MAX, delay * 2)
+    ``+switch-master`` for our master, from whichever sentinel answers
+    (each reconnect asks the next one, in a shuffled order)."""
+    order = itertools.cycle(random.sample(settings.sentinels, len(settings.sentinels)))
+
+    async def next_sentinel() -> ConnectionSettings:
+        return settings.for_sentinel(*next(order))
+
+    def message(channel: str, data: object) -> None:
+        fields = str(data).split()
+        if fields and fields[0] == settings.service_name:
+            on_switch(
+                f"master {settings.service_name!r} moved to "
+                f"{' '.join(fields[3:5]).replace(' ', ':')}"
+            )
+
+    await stay_subscribed(next_sentinel, ["+switch-master"], message)
