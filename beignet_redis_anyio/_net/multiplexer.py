@@ -177,6 +177,12 @@ class _Link:
         # class it returns is the same for the life of the link, so we keep
         # it and skip the lookup on the hot path.
         self.new_event: Callable[[], anyio.Event] = type(anyio.Event())
+        # Likewise anyio.lowlevel's checkpoints look the backend up on every
+        # call; its class (public: anyio.abc.AsyncBackend) is fixed for the
+        # life of the link. Every command pays for one of these.
+        backend = anyio.lowlevel.current_token().backend_class
+        self.checkpoint_if_cancelled = backend.checkpoint_if_cancelled
+        self.cancel_shielded_checkpoint = backend.cancel_shielded_checkpoint
 
     def idle_and_sound(self) -> bool:
         """Before reusing an idle link: has the server closed it meanwhile?
@@ -245,7 +251,7 @@ class _Link:
         try:
             turns = self.spin.turns()
             for _ in range(turns):
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                await self.cancel_shielded_checkpoint()
                 if request.finished:  # failed meanwhile
                     break
                 data = self.transport.receive_now()
@@ -476,7 +482,7 @@ class Multiplexer:
         # by the writer task, which may run before our wait below notices a
         # cancellation. So a scope cancelled already must stop us here, as
         # trio's own socket send does.
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await link.checkpoint_if_cancelled()
         timeout = self._settings.command_timeout
         request = _Request(expected, decode, now + timeout if timeout is not None else 0.0)
         if link.submit(payload, request):
