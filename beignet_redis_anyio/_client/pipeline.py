@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from redis.commands import AsyncCoreCommands
 from redis.exceptions import DataError, InvalidResponse, RedisError, WatchError
 
-from .._net.commands import BLOCKING, NOT_BLOCKING, blocking_wait, refuse_stateful, route
+from .._net.commands import DEDICATED, NOT_BLOCKING, command_for
 from .._net.redis_compat import EMPTY_RESPONSE, EVENT_DISPATCHER
 
 if TYPE_CHECKING:
@@ -68,15 +68,17 @@ class Pipeline(AsyncCoreCommands):
         self.command_stack.clear()
 
     def execute_command(self, *args: Any, **options: Any) -> Pipeline:
-        key, kind = route(args)
-        if kind == BLOCKING and not self.transaction:
-            base = key.split()[0]
-            if blocking_wait(base, args) != NOT_BLOCKING:
-                raise DataError(
-                    f"{base} blocks the connection it runs on; run it on its own "
-                    "(await client.…) or inside pipeline(transaction=True)"
-                )
-        refuse_stateful(key, kind, args)
+        command = command_for(args)
+        if (
+            not self.transaction
+            and command.path is DEDICATED
+            and command.block_time(args) != NOT_BLOCKING
+        ):
+            raise DataError(
+                f"{command.name} blocks the connection it runs on; run it on its own "
+                "(await client.…) or inside pipeline(transaction=True)"
+            )
+        command.refuse(args)
         self.command_stack.append((args, options))
         return self
 
@@ -122,7 +124,7 @@ class Pipeline(AsyncCoreCommands):
                 return options[EMPTY_RESPONSE]
             return reply
         try:
-            return self._client._shape_one(args, reply, dict(options))
+            return self._client._shape(command_for(args), reply, dict(options))
         except RedisError as exc:  # pragma: no cover - callbacks rarely raise
             return exc
 
