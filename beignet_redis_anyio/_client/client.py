@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -35,9 +35,7 @@ from .._net.wire import encode_command, encode_commands
 from .._topology.cluster import ClusterRouter, command_slot
 from .._topology.sentinel import SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
+from .pipeline import Pipeline
 
 __all__ = ["RedisClient", "open_redis_client"]
 
@@ -200,8 +198,6 @@ class RedisClient(AsyncCoreCommands):
         """A batch of commands sent in one write; ``await pipe.execute()``
         returns their results in order. ``transaction=True`` wraps the batch
         in MULTI/EXEC so it applies atomically."""
-        from .pipeline import Pipeline
-
         del shard_hint  # accepted for redis-py compatibility; meaningless here
         return Pipeline(self, transaction=transaction)
 
@@ -244,7 +240,7 @@ class RedisClient(AsyncCoreCommands):
         self._mux.drop(reason)
         self._dedicated.retire_idle()
 
-    # The pipeline needs the raw path.
+    # What the pipeline needs (PipelineClient): the raw path, and _shape.
     async def _execute_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
         if self._cluster is not None:
             described = [command_for(args) for args in commands]

@@ -9,18 +9,34 @@ connection that every task shares.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.commands import AsyncCoreCommands
 from redis.exceptions import DataError, InvalidResponse, RedisError, WatchError
 
-from .._net.commands import DEDICATED, NOT_BLOCKING, command_for
+from .._net.commands import DEDICATED, NOT_BLOCKING, Command, command_for
 from .._net.redis_compat import EMPTY_RESPONSE, EVENT_DISPATCHER
 
-if TYPE_CHECKING:
-    from .client import RedisClient
+__all__ = ["Pipeline", "PipelineClient"]
 
-__all__ = ["Pipeline"]
+
+class PipelineClient(Protocol):
+    """What a pipeline needs of its client (``RedisClient`` is one), so the
+    pipeline depends on this and not on the client module, which makes
+    pipelines."""
+
+    def get_encoder(self) -> Any: ...
+
+    def get_connection_kwargs(self) -> dict[str, Any]: ...
+
+    async def _execute_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
+        """The raw replies to ``commands``, sent in one write (error replies
+        as exception values; a transaction's wrapped in MULTI … EXEC)."""
+        ...
+
+    def _shape(self, command: Command, reply: Any, options: dict[str, Any]) -> Any:
+        """One reply as the client would return it; raises an error reply."""
+        ...
 
 
 class Pipeline(AsyncCoreCommands):
@@ -34,7 +50,7 @@ class Pipeline(AsyncCoreCommands):
 
     _event_dispatcher = EVENT_DISPATCHER
 
-    def __init__(self, client: RedisClient, *, transaction: bool) -> None:
+    def __init__(self, client: PipelineClient, *, transaction: bool) -> None:
         self._client = client
         self.transaction = transaction
         self.command_stack: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
