@@ -12,14 +12,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._cache.breaker import CircuitOpenError
-from ._cache.config import ConfigError, RedisConfig
+from ._cache.config import RedisConfig
 from ._cache.events import CacheEvent, Observer
 from ._cache.port import CachePort, RedisCachePort
 from ._client.client import RedisClient, open_redis_client
 from ._client.pipeline import Pipeline
+from ._net.errors import CircuitOpenError, ConfigError, ConnectTimeoutError
 from ._net.settings import ConnectionSettings, TLSOptions
-from ._net.transport import ConnectTimeoutError
 from ._provider.provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [

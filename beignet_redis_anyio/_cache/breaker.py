@@ -21,18 +21,14 @@ from typing import Literal
 
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
+from .._net.errors import CircuitOpenError
+
 __all__ = ["UNAVAILABLE", "CircuitBreaker", "CircuitOpenError"]
 
 #: Errors that mean "Redis is unavailable", as opposed to "you asked wrongly".
 UNAVAILABLE = (ConnectionError, TimeoutError)
 #: Errors that prove Redis answered: an error reply, a value we cannot decode.
 _ANSWERED = (ResponseError, UnicodeDecodeError)
-
-
-class CircuitOpenError(ConnectionError):
-    """Redis failed repeatedly; calls are refused without trying until the cooldown ends."""
-
-    __module__ = "beignet_redis_anyio"  # where users import it from
 
 
 class CircuitBreaker:

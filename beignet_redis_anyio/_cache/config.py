@@ -13,6 +13,7 @@ from typing import Literal
 
 import attrs
 
+from .._net.errors import ConfigError
 from .._net.numbers import ascii_decimal, ascii_integer, in_range
 from .._net.settings import (
     MAX_TIMEOUT,
@@ -24,10 +25,6 @@ from .._net.settings import (
 from .._topology.urls import Topology, parse_topology
 
 __all__ = ["ConfigError", "RedisConfig"]
-
-
-class ConfigError(ValueError):
-    """Missing or malformed configuration. The message names the variable."""
 
 
 def _redact_url(url: object) -> str:

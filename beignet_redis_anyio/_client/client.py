@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
 from redis.commands import AsyncCoreCommands
 from redis.exceptions import ConnectionError, ReadOnlyError
 
-from .._net.commands import BLOCKING, NOT_BLOCKING, PLAIN, blocking_wait, refuse_stateful, route
+from .._net.commands import DEDICATED, NOT_BLOCKING, SHARED, Command, command_for
 from .._net.dedicated import DedicatedConnections
 from .._net.multiplexer import Multiplexer
 from .._net.redis_compat import (
@@ -35,9 +35,7 @@ from .._net.wire import encode_command, encode_commands
 from .._topology.cluster import ClusterRouter, command_slot
 from .._topology.sentinel import SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
+from .pipeline import Pipeline
 
 __all__ = ["RedisClient", "open_redis_client"]
 
@@ -158,30 +156,26 @@ class RedisClient(AsyncCoreCommands):
         (``ResponseError``, ``NoScriptError`` …), ``ConnectionError`` when the
         connection fails, ``TimeoutError`` after ``command_timeout``.
         """
-        key, kind = route(args)
+        command = command_for(args)
         decode = self._decode and NEVER_DECODE not in options
-        if kind != PLAIN:
-            if kind == BLOCKING:
-                base = key.split()[0]
-                wait = blocking_wait(base, args)
+        if command.path is not SHARED:
+            if command.path is DEDICATED:
+                wait = command.block_time(args)
                 if wait != NOT_BLOCKING:
                     dedicated = self._dedicated
                     if self._cluster is not None:
-                        owner = await self._cluster.owner(command_slot(base, args))
+                        owner = await self._cluster.owner(command_slot(command, args))
                         dedicated = self._cluster.dedicated(owner)
                     reply = await dedicated.run(encode_command(args), wait, decode)
-                    return self._shape(key, reply, options)
-            refuse_stateful(key, kind, args)
+                    return self._shape(command, reply, options)
+            command.refuse(args)
         if self._cluster is None:
             replies = await self._mux.request(encode_command(args), 1, decode)
-            return self._shape(key, replies[0], options)
-        reply = await self._cluster.execute(key.split()[0], args, decode)
-        return self._shape(key, reply, options)
+            return self._shape(command, replies[0], options)
+        reply = await self._cluster.execute(command, args, decode)
+        return self._shape(command, reply, options)
 
-    def _shape_one(self, args: tuple[Any, ...], reply: Any, options: dict[str, Any]) -> Any:
-        return self._shape(route(args)[0], reply, options)
-
-    def _shape(self, key: str, reply: Any, options: dict[str, Any]) -> Any:
+    def _shape(self, command: Command, reply: Any, options: dict[str, Any]) -> Any:
         # Error replies arrive as exception values (see _wire.new_reader).
         if isinstance(reply, Exception):
             if EMPTY_RESPONSE in options:
@@ -192,7 +186,7 @@ class RedisClient(AsyncCoreCommands):
                     "the master was demoted by a failover; the next command goes to the new one"
                 ) from reply
             raise reply
-        callback = self._callbacks.get(key)
+        callback = self._callbacks.get(command.callback)
         if callback is None:
             return reply
         options.pop(EMPTY_RESPONSE, None)
@@ -204,8 +198,6 @@ class RedisClient(AsyncCoreCommands):
         """A batch of commands sent in one write; ``await pipe.execute()``
         returns their results in order. ``transaction=True`` wraps the batch
         in MULTI/EXEC so it applies atomically."""
-        from .pipeline import Pipeline
-
         del shard_hint  # accepted for redis-py compatibility; meaningless here
         return Pipeline(self, transaction=transaction)
 
@@ -248,11 +240,11 @@ class RedisClient(AsyncCoreCommands):
         self._mux.drop(reason)
         self._dedicated.retire_idle()
 
-    # The pipeline needs the raw path.
+    # What the pipeline needs (PipelineClient): the raw path, and _shape.
     async def _execute_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
         if self._cluster is not None:
-            names = [route(args)[0].split()[0] for args in commands]
-            return await self._cluster.execute_many(commands, names, transaction, self._decode)
+            described = [command_for(args) for args in commands]
+            return await self._cluster.execute_many(commands, described, transaction, self._decode)
         if transaction:
             commands = [("MULTI",), *commands, ("EXEC",)]
         return await self._mux.request(encode_commands(commands), len(commands), self._decode)

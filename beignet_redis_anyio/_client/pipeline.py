@@ -9,18 +9,34 @@ connection that every task shares.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.commands import AsyncCoreCommands
 from redis.exceptions import DataError, InvalidResponse, RedisError, WatchError
 
-from .._net.commands import BLOCKING, NOT_BLOCKING, blocking_wait, refuse_stateful, route
+from .._net.commands import DEDICATED, NOT_BLOCKING, Command, command_for
 from .._net.redis_compat import EMPTY_RESPONSE, EVENT_DISPATCHER
 
-if TYPE_CHECKING:
-    from .client import RedisClient
+__all__ = ["Pipeline", "PipelineClient"]
 
-__all__ = ["Pipeline"]
+
+class PipelineClient(Protocol):
+    """What a pipeline needs of its client (``RedisClient`` is one), so the
+    pipeline depends on this and not on the client module, which makes
+    pipelines."""
+
+    def get_encoder(self) -> Any: ...
+
+    def get_connection_kwargs(self) -> dict[str, Any]: ...
+
+    async def _execute_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
+        """The raw replies to ``commands``, sent in one write (error replies
+        as exception values; a transaction's wrapped in MULTI … EXEC)."""
+        ...
+
+    def _shape(self, command: Command, reply: Any, options: dict[str, Any]) -> Any:
+        """One reply as the client would return it; raises an error reply."""
+        ...
 
 
 class Pipeline(AsyncCoreCommands):
@@ -34,7 +50,7 @@ class Pipeline(AsyncCoreCommands):
 
     _event_dispatcher = EVENT_DISPATCHER
 
-    def __init__(self, client: RedisClient, *, transaction: bool) -> None:
+    def __init__(self, client: PipelineClient, *, transaction: bool) -> None:
         self._client = client
         self.transaction = transaction
         self.command_stack: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
@@ -68,15 +84,17 @@ class Pipeline(AsyncCoreCommands):
         self.command_stack.clear()
 
     def execute_command(self, *args: Any, **options: Any) -> Pipeline:
-        key, kind = route(args)
-        if kind == BLOCKING and not self.transaction:
-            base = key.split()[0]
-            if blocking_wait(base, args) != NOT_BLOCKING:
-                raise DataError(
-                    f"{base} blocks the connection it runs on; run it on its own "
-                    "(await client.…) or inside pipeline(transaction=True)"
-                )
-        refuse_stateful(key, kind, args)
+        command = command_for(args)
+        if (
+            not self.transaction
+            and command.path is DEDICATED
+            and command.block_time(args) != NOT_BLOCKING
+        ):
+            raise DataError(
+                f"{command.name} blocks the connection it runs on; run it on its own "
+                "(await client.…) or inside pipeline(transaction=True)"
+            )
+        command.refuse(args)
         self.command_stack.append((args, options))
         return self
 
@@ -122,7 +140,7 @@ class Pipeline(AsyncCoreCommands):
                 return options[EMPTY_RESPONSE]
             return reply
         try:
-            return self._client._shape_one(args, reply, dict(options))
+            return self._client._shape(command_for(args), reply, dict(options))
         except RedisError as exc:  # pragma: no cover - callbacks rarely raise
             return exc
 

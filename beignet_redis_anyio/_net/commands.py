@@ -1,38 +1,81 @@
-"""Which path a command takes, decided once per command name.
+"""The command table: what this client knows about each command, in one place.
 
-Most commands go on the shared connection. Blocking ones (``BLPOP``,
-``XREAD … BLOCK`` …) go on a dedicated connection, so they never stall the
-shared one. A few change the state of the connection they run on and are
-refused, because on a connection every task shares they would change it for
-everyone.
+Every command has a :class:`Command`: which path it takes, where its keys are
+(for the cluster), how long it may block, whether it changes the state of
+the connection it runs on. Most commands go on the shared connection.
+Blocking ones (``BLPOP``, ``XREAD … BLOCK`` …) go on a dedicated connection,
+so they never stall the shared one. A few change the state of the connection
+they run on and are refused, because on a connection every task shares they
+would change it for everyone.
+
+A command the table does not list takes the defaults: shared connection,
+its first argument is its key, never blocks. :func:`command_for` looks a
+command up once per name; this runs for every command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import enum
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 from redis.exceptions import DataError
 
 __all__ = [
     "BLOCKING",
+    "COMMANDS",
     "NOT_BLOCKING",
     "PLAIN",
+    "SHARED",
+    "BlockTime",
+    "Command",
+    "Path",
+    "Split",
     "blocking_wait",
-    "refuse_stateful",
+    "command_for",
     "route",
 ]
-
-_BLOCK_TIMEOUT_LAST = frozenset({"BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX"})
-_BLOCK_TIMEOUT_FIRST = frozenset({"BLMPOP", "BZMPOP"})
-BLOCKING_COMMANDS = _BLOCK_TIMEOUT_LAST | _BLOCK_TIMEOUT_FIRST | {"WAIT", "WAITAOF"}
-_STREAM_READS = frozenset({"XREAD", "XREADGROUP"})
 
 #: Sentinel for "this invocation does not block".
 NOT_BLOCKING = -1.0
 
 
-def _seconds(value: Any, scale: float = 1.0) -> float | None:
+class Path(enum.IntEnum):
+    """Which connection a command runs on."""
+
+    #: The multiplexed connection every task shares.
+    SHARED = 0
+    #: A connection of its own while it blocks (see :attr:`Command.block`).
+    DEDICATED = 1
+    #: None: it changes the connection's state (see :attr:`Command.refusal`).
+    REFUSED = 2
+    #: Decided by its subcommand (``CLIENT TRACKING`` is refused, ``CLIENT
+    #: LIST`` is not), which may be the next argument.
+    BY_SUBCOMMAND = 3
+
+
+SHARED = Path.SHARED
+DEDICATED = Path.DEDICATED
+REFUSED = Path.REFUSED
+BY_SUBCOMMAND = Path.BY_SUBCOMMAND
+#: Older names, which the tests and the noscript audit use.
+PLAIN, BLOCKING = SHARED, DEDICATED
+
+
+class Split(enum.Enum):
+    """How a multi-key command whose keys span cluster slots is sent per
+    slot and put back together (the ``response_policy`` of ``COMMAND DOCS``)."""
+
+    #: The replies are counts: add them up (``DEL``, ``EXISTS`` …).
+    AGG_SUM = "agg_sum"
+    #: ``OK`` when every part is (``MSET``).
+    ALL_SUCCEEDED = "all_succeeded"
+    #: One value per key, in the order of the keys (``MGET``).
+    BY_KEY = "by_key"
+
+
+def _seconds(value: Any, scale: float) -> float | None:
     try:
         seconds = float(value) * scale
     except (TypeError, ValueError):
@@ -40,23 +83,128 @@ def _seconds(value: Any, scale: float = 1.0) -> float | None:
     return None if seconds == 0 else seconds
 
 
-def blocking_wait(name: str, args: tuple[Any, ...]) -> float | None:
-    """How long the server may hold this command: seconds, ``None`` for
-    forever, or :data:`NOT_BLOCKING`."""
-    if name in _BLOCK_TIMEOUT_LAST:
-        return _seconds(args[-1]) if len(args) > 1 else None
-    if name in _BLOCK_TIMEOUT_FIRST:
-        return _seconds(args[1]) if len(args) > 1 else None
-    if name == "WAIT":
-        return _seconds(args[2], 0.001) if len(args) > 2 else None
-    if name == "WAITAOF":
-        return _seconds(args[3], 0.001) if len(args) > 3 else None
-    if name in _STREAM_READS:
-        for index, arg in enumerate(args[1:-1], start=1):
-            token = arg.decode() if isinstance(arg, bytes) else arg
-            if isinstance(token, str) and token.upper() == "BLOCK":
-                return _seconds(args[index + 1], 0.001)
-    return NOT_BLOCKING
+@attrs.frozen
+class BlockTime:
+    """Where a blocking command says how long the server may hold it: the
+    argument at ``at`` (``-1``: the last), or the one after the option word
+    ``after`` (``XREAD … BLOCK ms``; without the option it does not block).
+    A timeout of 0, or none given, is forever."""
+
+    at: int = 0
+    after: str | None = None
+    #: Seconds per unit: 1.0, or 0.001 for milliseconds.
+    unit: float = 1.0
+
+    def __call__(self, args: Sequence[Any]) -> float | None:
+        """Seconds, ``None`` for forever, or :data:`NOT_BLOCKING`."""
+        if self.after is not None:
+            for index, arg in enumerate(args[1:-1], start=1):
+                token = arg.decode() if isinstance(arg, bytes) else arg
+                if isinstance(token, str) and token.upper() == self.after:
+                    return _seconds(args[index + 1], self.unit)
+            return NOT_BLOCKING
+        return _seconds(args[self.at], self.unit) if len(args) > abs(self.at) else None
+
+
+#: Finds the keys of a command whose keys ``first``/``last``/``step`` cannot describe.
+KeyFinder = Callable[[Sequence[Any]], list[Any]]
+
+
+@attrs.frozen
+class Command:
+    """What the client knows about one command (or ``CLIENT`` subcommand).
+
+    Keys are where ``COMMAND INFO`` puts them: from argument ``first_key``
+    (0: it has none) to ``last_key`` (negative counts from the end, ``-1``
+    being the last argument), every ``key_step``-th; or ``find_keys`` finds
+    them, for the commands that count their keys (``EVAL``, ``LMPOP`` …) or
+    name them after a word (``XREAD … STREAMS``).
+    """
+
+    #: The name as the table knows it: ``"GET"``, ``"CLIENT TRACKING"``.
+    name: str
+    path: Path = SHARED
+    #: Why it is refused: what to use instead.
+    refusal: str | None = None
+    #: It changes the state of the connection it runs on.
+    changes_state: bool = False
+    first_key: int = 1
+    last_key: int = 1
+    key_step: int = 1
+    find_keys: KeyFinder | None = None
+    #: How long it may block; ``None``: it never does.
+    block: BlockTime | None = None
+    #: On a cluster, when its keys span slots.
+    split: Split | None = None
+    #: The subcommands with a path of their own (``CLIENT``'s refused ones).
+    subcommands: Mapping[str, Command] = attrs.field(factory=dict)
+    #: The name redis-py's response callbacks know this invocation by
+    #: (``"CONFIG GET"``); the name itself unless the caller said more.
+    callback: str = attrs.field()
+
+    @callback.default
+    def _callback(self) -> str:
+        return self.name
+
+    def __attrs_post_init__(self) -> None:
+        if (self.path is REFUSED) != (self.refusal is not None):
+            raise ValueError(f"{self.name}: a refused command says why, and only one does")
+
+    def block_time(self, args: Sequence[Any]) -> float | None:
+        """How long the server may hold this invocation: seconds, ``None``
+        for forever, or :data:`NOT_BLOCKING`."""
+        return NOT_BLOCKING if self.block is None else self.block(args)
+
+    def keys(self, args: Sequence[Any]) -> list[Any]:
+        """This invocation's keys, as far as routing needs them."""
+        if not self.first_key or len(args) < 2:
+            return []
+        if self.find_keys is not None:
+            return self.find_keys(args)
+        last = self.last_key
+        end = last + 1 if last >= 0 else len(args) + last + 1
+        return list(args[self.first_key : end : self.key_step])
+
+    def refuse(self, args: Sequence[Any]) -> None:
+        """Raise ``DataError`` if this invocation would change the shared connection."""
+        if self.path is REFUSED:
+            name, reason = self.callback, self.refusal
+        elif self.path is BY_SUBCOMMAND:
+            words = self.callback.split()[1:] or [
+                arg.decode(errors="replace").upper() if isinstance(arg, bytes) else str(arg).upper()
+                for arg in args[1:2]
+            ]
+            sub = self.subcommands.get(f"{self.name} {words[0]}") if words else None
+            if sub is None:
+                return
+            name, reason = sub.name, sub.refusal
+        else:
+            return
+        raise DataError(f"{name} cannot run on the shared connection: {reason}")
+
+
+# -- the table ----------------------------------------------------------------
+
+
+def _counted_keys(at: int, *, optional: bool = False) -> KeyFinder:
+    """Keys counted by the argument at ``at`` (``numkeys``) and following it.
+    ``optional``: a missing count means no keys (``EVAL script``)."""
+
+    def find(args: Sequence[Any]) -> list[Any]:
+        count = int(args[at]) if len(args) > at or not optional else 0
+        return list(args[at + 1 : at + 1 + count])
+
+    return find
+
+
+def _stream_keys(args: Sequence[Any]) -> list[Any]:
+    """``XREAD … STREAMS key… id…``: the first half of what follows."""
+    for index, arg in enumerate(args):
+        token = arg.decode() if isinstance(arg, bytes) else str(arg)
+        if token.upper() == "STREAMS":
+            rest = list(args[index + 1 :])
+            return rest[: len(rest) // 2]
+    return []
 
 
 #: Commands that change the state of the connection they run on. On a
@@ -65,7 +213,7 @@ def blocking_wait(name: str, args: tuple[Any, ...]) -> float | None:
 #: stream of something else (SUBSCRIBE, MONITOR, SYNC) — so they are refused
 #: with a pointer to what to use. Audited against the commands the server
 #: flags ``noscript`` (tests/test_client.py); ``CLIENT`` subcommands are
-#: keyed as ``"CLIENT <SUB>"``.
+#: named ``"CLIENT <SUB>"``.
 _PUBSUB = "pub/sub needs a connection of its own, which this client does not offer yet"
 _WATCH = "WATCH needs a connection of its own, which this client does not offer yet"
 _REPLICATION = "it turns the connection into a replication stream"
@@ -105,20 +253,93 @@ _STATEFUL: Mapping[str, str] = {
     "CLIENT IMPORT-SOURCE": _PER_CONNECTION,
 }
 
+#: Commands with no key: on a cluster, sent to any primary.
+_KEYLESS = (
+    "PING", "ECHO", "INFO", "TIME", "DBSIZE", "CLUSTER", "CLIENT", "CONFIG", "COMMAND",
+    "SCRIPT", "FUNCTION", "PUBLISH", "PUBSUB", "RANDOMKEY", "SCAN", "KEYS", "FLUSHDB",
+    "FLUSHALL", "LASTSAVE", "MEMORY", "SLOWLOG", "LATENCY", "ACL", "WAIT", "WAITAOF",
+    "READONLY", "READWRITE", "ROLE", "LOLWUT", "SAVE", "BGSAVE", "BGREWRITEAOF", "DEBUG",
+)  # fmt: skip
 
-PLAIN, BLOCKING, _REFUSED, _CLIENT = range(4)
-_ROUTES: dict[str | bytes, tuple[str, int]] = {}
+_EVAL_KEYS = _counted_keys(2, optional=True)
+_ALL_KEYS = {"last_key": -1}
+_MS_AFTER_BLOCK = BlockTime(after="BLOCK", unit=0.001)
+
+#: What differs from the defaults (shared, first argument is the key, never
+#: blocks), by group of commands; a command in several groups has all their
+#: traits.
+_TRAITS: list[tuple[Sequence[str], dict[str, Any]]] = [
+    (_KEYLESS, {"first_key": 0}),
+    (("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"), {"find_keys": _EVAL_KEYS}),
+    (
+        ("LMPOP", "ZMPOP", "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION"),
+        {"find_keys": _counted_keys(1)},
+    ),
+    (("DEL", "UNLINK", "EXISTS", "TOUCH"), {**_ALL_KEYS, "split": Split.AGG_SUM}),
+    (("MGET",), {**_ALL_KEYS, "split": Split.BY_KEY}),
+    (("MSET",), {**_ALL_KEYS, "key_step": 2, "split": Split.ALL_SUCCEEDED}),
+    (("MSETNX",), {**_ALL_KEYS, "key_step": 2}),
+    # Blocking: the timeout in seconds is the last argument …
+    (
+        ("BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX"),
+        {"path": DEDICATED, "block": BlockTime(at=-1)},
+    ),
+    # … or the first, before the counted keys …
+    (
+        ("BLMPOP", "BZMPOP"),
+        {"path": DEDICATED, "block": BlockTime(at=1), "find_keys": _counted_keys(2)},
+    ),
+    # … or a number of milliseconds …
+    (("WAIT",), {"path": DEDICATED, "block": BlockTime(at=2, unit=0.001)}),
+    (("WAITAOF",), {"path": DEDICATED, "block": BlockTime(at=3, unit=0.001)}),
+    # … or given by an option, without which they do not block.
+    (
+        ("XREAD", "XREADGROUP"),
+        {"path": DEDICATED, "block": _MS_AFTER_BLOCK, "find_keys": _stream_keys},
+    ),
+    *(
+        ((name,), {"path": REFUSED, "refusal": reason, "changes_state": True})
+        for name, reason in _STATEFUL.items()
+        if " " not in name
+    ),
+    (
+        ("CLIENT",),
+        {
+            "path": BY_SUBCOMMAND,
+            "subcommands": {
+                name: Command(name, path=REFUSED, refusal=reason, changes_state=True, first_key=0)
+                for name, reason in _STATEFUL.items()
+                if name.startswith("CLIENT ")
+            },
+        },
+    ),
+]
+
+
+def _table() -> dict[str, Command]:
+    traits: dict[str, dict[str, Any]] = {}
+    for names, group in _TRAITS:
+        for name in names:
+            traits.setdefault(name, {}).update(group)
+    return {name: Command(name, **spec) for name, spec in traits.items()}
+
+
+#: Every command this client knows something particular about, by name.
+COMMANDS: Mapping[str, Command] = _table()
+
+_ROUTES: dict[Any, Command] = {}
 _ROUTES_MAX = 2048  # command names come from code, but never grow without bound
 
 
-def route(args: tuple[Any, ...]) -> tuple[str, int]:
-    """The callback key (``"GET"``, ``"CONFIG GET"``) and how to send it.
+def command_for(args: Sequence[Any]) -> Command:
+    """The command ``args`` invoke, its :attr:`Command.callback` being the
+    name as given (``"CONFIG GET"``).
 
     Cached per command name: this runs for every command.
     """
     name = args[0] if args else None
     try:
-        return _ROUTES[name]  # type: ignore[index]
+        return _ROUTES[name]
     except (KeyError, TypeError):
         pass
     if isinstance(name, bytes):
@@ -131,32 +352,26 @@ def route(args: tuple[Any, ...]) -> tuple[str, int]:
     if not key.strip():
         raise DataError("a command name must be a non-empty str")
     base = key.split()[0]
-    if base in BLOCKING_COMMANDS or base in _STREAM_READS:
-        kind = BLOCKING
-    elif base == "CLIENT":
-        kind = _CLIENT
-    elif base in _STATEFUL:
-        kind = _REFUSED
+    known = COMMANDS.get(base)
+    if known is None:
+        command = Command(base, callback=key)
+    elif known.callback == key:
+        command = known
     else:
-        kind = PLAIN
+        command = attrs.evolve(known, callback=key)
     if len(_ROUTES) < _ROUTES_MAX:
-        _ROUTES[name] = (key, kind)
-    return key, kind
+        _ROUTES[name] = command
+    return command
 
 
-def refuse_stateful(key: str, kind: int, args: tuple[Any, ...]) -> None:
-    """Raise ``DataError`` for commands that would change the shared connection."""
-    if kind == _REFUSED:
-        reason = _STATEFUL[key.split()[0]]
-    elif kind == _CLIENT:
-        words = key.split()[1:] or [
-            arg.decode(errors="replace").upper() if isinstance(arg, bytes) else str(arg).upper()
-            for arg in args[1:2]
-        ]
-        key = f"CLIENT {words[0]}" if words else "CLIENT"
-        if key not in _STATEFUL:
-            return
-        reason = _STATEFUL[key]
-    else:
-        return
-    raise DataError(f"{key} cannot run on the shared connection: {reason}")
+def route(args: Sequence[Any]) -> tuple[str, Path]:
+    """The callback name (``"GET"``, ``"CONFIG GET"``) and path of ``args``."""
+    command = command_for(args)
+    return command.callback, command.path
+
+
+def blocking_wait(name: str, args: Sequence[Any]) -> float | None:
+    """How long the server may hold command ``name``: seconds, ``None`` for
+    forever, or :data:`NOT_BLOCKING`."""
+    command = COMMANDS.get(name)
+    return NOT_BLOCKING if command is None else command.block_time(args)

@@ -34,15 +34,9 @@ import anyio.lowlevel
 from anyio.lowlevel import checkpoint_if_cancelled
 from redis.exceptions import ConnectionError, TimeoutError
 
-from .multiplexer import unavailable
+from .errors import ConnectTimeoutError, connection_lost, unavailable
 from .settings import ConnectionSettings
-from .transport import (
-    CLOSE_TIMEOUT,
-    ConnectTimeoutError,
-    RawConnection,
-    connection_lost,
-    open_connection,
-)
+from .transport import CLOSE_TIMEOUT, RawConnection, open_connection
 
 __all__ = ["DedicatedConnections"]
 
@@ -130,7 +124,7 @@ class DedicatedConnections:
                     reply = await connection.read_reply(decode)
                     reusable = True
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                    raise connection_lost(self._settings, exc) from None
+                    raise connection_lost(self._settings.address, exc) from None
                 finally:
                     self._busy.discard(connection)
                     if reusable and not self._closed:

@@ -52,10 +52,11 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError, TimeoutError
 
+from .errors import ConnectTimeoutError, connection_lost, unavailable
 from .settings import ConnectionSettings
-from .transport import ConnectTimeoutError, RawConnection, connection_lost, open_connection
+from .transport import RawConnection, open_connection
 
-__all__ = ["Multiplexer", "unavailable"]
+__all__ = ["Multiplexer"]
 
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 1.0
@@ -211,7 +212,7 @@ class _Link:
             try:
                 sent = self.transport.send_now(payload)
             except OSError as exc:
-                self.fail(connection_lost(self.connection.settings, exc))
+                self.fail(connection_lost(self.connection.settings.address, exc))
                 return False
             if sent < len(payload):
                 self.outbox.append(payload[sent:])
@@ -263,7 +264,7 @@ class _Link:
             while not request.finished:
                 self._dispatch(await self.transport.receive())
         except _STREAM_ERRORS as exc:
-            self.fail(connection_lost(self.connection.settings, exc))
+            self.fail(connection_lost(self.connection.settings.address, exc))
         except Exception as exc:  # a protocol error: the stream is unreadable
             self.fail(ConnectionError(f"Connection to {self.address} broke: {exc}"))
         finally:
@@ -338,7 +339,7 @@ class _Link:
                 await self.transport.send(data)
                 self.writing = False
         except _STREAM_ERRORS as exc:
-            self.fail(connection_lost(self.connection.settings, exc))
+            self.fail(connection_lost(self.connection.settings.address, exc))
 
     async def _read_loop(self) -> None:
         try:
@@ -352,7 +353,7 @@ class _Link:
                     continue
                 self._dispatch(await self.transport.receive())
         except _STREAM_ERRORS as exc:
-            self.fail(connection_lost(self.connection.settings, exc))
+            self.fail(connection_lost(self.connection.settings.address, exc))
         except Exception as exc:  # a protocol error: the stream is unreadable
             self.fail(ConnectionError(f"Connection to {self.address} broke: {exc}"))
 
@@ -603,15 +604,3 @@ class Multiplexer:
         if link is not None:
             # The link's own task closes the socket as it stops.
             link.fail(ConnectionError("the client was closed"))
-
-
-def unavailable(address: str, cause: Exception) -> Exception:
-    """The error a caller gets at once while Redis is unavailable: the last
-    failure's class (``AuthenticationError`` stays one), saying so."""
-    message = f"{address} is unavailable, reconnecting in the background: {cause}"
-    if isinstance(cause, ConnectionError):
-        try:
-            return type(cause)(message)
-        except Exception:  # a subclass with a constructor of its own
-            pass
-    return ConnectionError(message)

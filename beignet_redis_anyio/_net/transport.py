@@ -18,8 +18,9 @@ from typing import Any
 import anyio
 import hiredis
 from anyio.abc import ByteStream, SocketAttribute
-from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
+from .errors import ConnectTimeoutError, connection_lost, describe
 from .settings import ConnectionSettings
 from .wire import encode_commands, new_reader
 
@@ -30,22 +31,12 @@ __all__ = [
     "StreamTransport",
     "Transport",
     "close_quietly",
-    "connection_lost",
     "open_connection",
 ]
 
 #: How long closing a stream may take. Closing a TLS stream sends close_notify,
 #: which a hung peer may never accept; we give up rather than hang an exit.
 CLOSE_TIMEOUT = 1.0
-
-
-class ConnectTimeoutError(TimeoutError, ConnectionError):
-    """The server did not accept and answer a new connection in time.
-
-    Both a ``TimeoutError`` (redis-py raises that for connect timeouts) and a
-    ``ConnectionError`` (the server is, for practical purposes, unreachable),
-    so either ``except`` clause catches it.
-    """
 
 
 class SocketTransport:
@@ -198,7 +189,7 @@ class RawConnection:
             try:
                 data = await self.transport.receive()
             except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
-                raise connection_lost(self.settings, exc) from None
+                raise connection_lost(self.settings.address, exc) from None
             self.reader.feed(data)
 
     def looks_alive(self) -> bool:
@@ -216,18 +207,6 @@ async def close_quietly(stream: ByteStream) -> None:
             await stream.aclose()
         except Exception:  # the peer may already be gone; that is fine
             pass
-
-
-def connection_lost(settings: ConnectionSettings, cause: BaseException) -> ConnectionError:
-    reason = _describe(cause)
-    return ConnectionError(f"Connection to {settings.address} lost: {reason}")
-
-
-def _describe(cause: BaseException) -> str:
-    if isinstance(cause, anyio.EndOfStream):
-        return "the server closed the connection"
-    text = str(cause)
-    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
 def handshake_commands(settings: ConnectionSettings) -> list[Sequence[Any]]:
@@ -335,7 +314,7 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
             ) from None
         if isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream)):
             raise ConnectionError(
-                f"Error connecting to {settings.address}: {_describe(exc)}"
+                f"Error connecting to {settings.address}: {describe(exc)}"
             ) from None
         raise
 

@@ -13,10 +13,12 @@ one multiplexed connection of its own, exactly like a single server does.
 * A connection that fails to a node fails its commands (never replayed: they
   may have applied) and marks the topology stale, so the next command
   re-reads it — that is how a primary replaced by failover is found.
-* ``MGET``, ``MSET``, ``DEL``, ``UNLINK``, ``EXISTS`` and ``TOUCH`` across
-  slots are split per slot and put back together, as redis-py's cluster client
-  does. Other commands whose keys span slots get the server's ``CROSSSLOT``
-  error (``redis.exceptions.ClusterCrossSlotError``).
+* A command's keys, and whether it can be split, come from the command
+  table (``_net/commands.py``). Those it marks ``split`` (``MGET``, ``MSET``,
+  ``DEL``, ``UNLINK``, ``EXISTS``, ``TOUCH``) are split per slot when their
+  keys span slots and put back together, as redis-py's cluster client does.
+  Other commands whose keys span slots get ``CROSSSLOT``
+  (``redis.exceptions.ClusterCrossSlotError``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from .._net.commands import Command, Split
 from .._net.dedicated import DedicatedConnections
 from .._net.multiplexer import Multiplexer
 from .._net.wire import encode_command, encode_commands
@@ -49,17 +52,6 @@ _MAX_REDIRECTS = 5
 
 Address = tuple[str, int]
 
-#: Commands with no key: sent to any primary.
-_KEYLESS = frozenset(
-    {
-        "PING", "ECHO", "INFO", "TIME", "DBSIZE", "CLUSTER", "CLIENT", "CONFIG", "COMMAND",
-        "SCRIPT", "FUNCTION", "PUBLISH", "PUBSUB", "RANDOMKEY", "SCAN", "KEYS", "FLUSHDB",
-        "FLUSHALL", "LASTSAVE", "MEMORY", "SLOWLOG", "LATENCY", "ACL", "WAIT", "WAITAOF",
-        "READONLY", "READWRITE", "ROLE", "LOLWUT", "SAVE", "BGSAVE", "BGREWRITEAOF", "DEBUG",
-    }
-)  # fmt: skip
-_SPLIT_SUM = frozenset({"DEL", "UNLINK", "EXISTS", "TOUCH"})
-
 
 def _key_bytes(key: Any) -> bytes:
     if isinstance(key, bytes):
@@ -69,45 +61,18 @@ def _key_bytes(key: Any) -> bytes:
     return str(key).encode()
 
 
-def command_keys(name: str, args: Sequence[Any]) -> list[Any]:
-    """The keys of a command, as far as routing needs them."""
-    if name in _KEYLESS or len(args) < 2:
-        return []
-    if name in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"):
-        count = int(args[2]) if len(args) > 2 else 0
-        return list(args[3 : 3 + count])
-    if name in ("XREAD", "XREADGROUP"):
-        for index, arg in enumerate(args):
-            token = arg.decode() if isinstance(arg, bytes) else str(arg)
-            if token.upper() == "STREAMS":
-                rest = list(args[index + 1 :])
-                return rest[: len(rest) // 2]
-        return []
-    if name in _SPLIT_SUM or name == "MGET":
-        return list(args[1:])
-    if name in ("MSET", "MSETNX"):
-        return list(args[1::2])
-    if name in ("BLMPOP", "BZMPOP"):
-        count = int(args[2])
-        return list(args[3 : 3 + count])
-    if name in ("LMPOP", "ZMPOP", "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION"):
-        count = int(args[1])
-        return list(args[2 : 2 + count])
-    return [args[1]]
-
-
-def command_slot(name: str, args: Sequence[Any]) -> int | None:
+def command_slot(command: Command, args: Sequence[Any]) -> int | None:
     """The slot a command must go to; ``None`` for keyless commands.
 
     Raises ``ClusterCrossSlotError`` when its keys span slots.
     """
-    keys = command_keys(name, args)
+    keys = command.keys(args)
     if not keys:
         return None
     slots = {key_slot(_key_bytes(key)) for key in keys}
     if len(slots) > 1:
         raise ClusterCrossSlotError(
-            f"{name}'s keys are in {len(slots)} different cluster slots; give them a "
+            f"{command.name}'s keys are in {len(slots)} different cluster slots; give them a "
             "shared hash tag ({tag}) to keep them together"
         )
     return slots.pop()
@@ -261,14 +226,13 @@ class ClusterRouter:
 
     # -- commands -----------------------------------------------------------
 
-    async def execute(self, name: str, args: tuple[Any, ...], decode: bool) -> Any:
+    async def execute(self, command: Command, args: tuple[Any, ...], decode: bool) -> Any:
         """One command's raw reply (error replies as exception values)."""
-        if name in _SPLIT_SUM or name == "MGET" or name == "MSET":
-            keys = command_keys(name, args)
-            slots = {key_slot(_key_bytes(key)) for key in keys}
+        if command.split is not None:
+            slots = {key_slot(_key_bytes(key)) for key in command.keys(args)}
             if len(slots) > 1:
-                return await self._split(name, args, decode)
-        slot = command_slot(name, args)
+                return await self._split(command, command.split, args, decode)
+        slot = command_slot(command, args)
         return await self._send(slot, [args], decode)
 
     async def _send(self, slot: int | None, commands: list[tuple[Any, ...]], decode: bool) -> Any:
@@ -303,50 +267,52 @@ class ClusterRouter:
             return reply if len(commands) == 1 else replies
         return reply
 
-    async def _split(self, name: str, args: tuple[Any, ...], decode: bool) -> Any:
-        """A multi-key command across slots: one per slot, put back together."""
+    async def _split(
+        self, command: Command, split: Split, args: tuple[Any, ...], decode: bool
+    ) -> Any:
+        """A multi-key command across slots: one per slot, put back together.
+
+        Its arguments from the first key on are groups of ``key_step`` (a
+        key, or a key and its value), each sent to its key's slot."""
+        first, step = command.first_key, command.key_step
+        items = list(zip(*(args[first + offset :: step] for offset in range(step)), strict=True))
         groups: dict[int, list[int]] = {}
-        if name == "MSET":
-            pairs = list(zip(args[1::2], args[2::2], strict=True))
-            for index, (key, _) in enumerate(pairs):
-                groups.setdefault(key_slot(_key_bytes(key)), []).append(index)
-        else:
-            for index, key in enumerate(args[1:]):
-                groups.setdefault(key_slot(_key_bytes(key)), []).append(index)
+        for index, item in enumerate(items):
+            groups.setdefault(key_slot(_key_bytes(item[0])), []).append(index)
         results: dict[int, Any] = {}
 
         async def run(slot: int, indexes: list[int]) -> None:
-            if name == "MSET":
-                part: tuple[Any, ...] = (
-                    name,
-                    *[item for i in indexes for item in (args[1 + 2 * i], args[2 + 2 * i])],
-                )
-            else:
-                part = (name, *[args[1 + i] for i in indexes])
+            part = (command.name, *[arg for i in indexes for arg in items[i]])
             results[slot] = await self._send(slot, [part], decode)
 
         await _all(run(slot, indexes) for slot, indexes in groups.items())
         for reply in results.values():
             if isinstance(reply, Exception):
                 return reply
-        if name == "MGET":
-            values: list[Any] = [None] * (len(args) - 1)
+        if split is Split.BY_KEY:
+            values: list[Any] = [None] * len(items)
             for slot, indexes in groups.items():
                 for index, value in zip(indexes, results[slot], strict=True):
                     values[index] = value
             return values
-        if name == "MSET":
+        if split is Split.ALL_SUCCEEDED:
             return next(iter(results.values()))
         return sum(int(reply) for reply in results.values())
 
     async def execute_many(
-        self, commands: list[tuple[Any, ...]], names: list[str], transaction: bool, decode: bool
+        self,
+        commands: list[tuple[Any, ...]],
+        described: list[Command],
+        transaction: bool,
+        decode: bool,
     ) -> list[Any]:
         """A pipeline: grouped by node, each group one write; replies in order.
 
         A transaction must stay in one slot (MULTI/EXEC cannot span nodes).
         """
-        slots = [command_slot(name, args) for name, args in zip(names, commands, strict=True)]
+        slots = [
+            command_slot(command, args) for command, args in zip(described, commands, strict=True)
+        ]
         if transaction:
             keyed = {slot for slot in slots if slot is not None}
             if len(keyed) > 1:
