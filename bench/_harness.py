@@ -1,150 +1,66 @@
-"""What every benchmark here shares: a throw-away ``redis-server``, one
-measurement per subprocess, and the command line.
+"""What every benchmark here shares: the command line, one measurement per
+subprocess, the report's header, tables and target lines, and JSON.
 
 Each ``bench_*.py`` script runs on its own (``python bench/bench_client.py``)
-and imports this module from its own folder. Nothing here measures anything.
+and imports this module from its own folder. Nothing here measures anything;
+the servers come from ``beignet_redis_anyio.testing.servers``, as the tests'
+do.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import platform
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# A benchmark measures the checkout it sits in, not whichever copy of the
+# package is installed (this also reaches every child: they import us too).
+sys.path.insert(0, str(REPO_ROOT))
+
+from beignet_redis_anyio.testing.servers import HOST, find_server  # noqa: E402
+
 __all__ = [
     "HOST",
+    "REPO_ROOT",
     "ChildFailed",
-    "ServerProcess",
-    "encode_command",
-    "find_redis_server",
-    "free_port",
-    "redis_server",
+    "bench_main",
+    "exit_status",
+    "print_header",
+    "print_table",
     "report_parser",
-    "run_json_child",
-    "send_command",
+    "run_child",
+    "status",
+    "target_line",
     "write_json",
 ]
 
-HOST = "127.0.0.1"
 CHILD_TIMEOUT_S = 600.0
-SERVER_START_DEADLINE_S = 10.0
 
 
-def encode_command(*args: str) -> bytes:
-    """RESP-encode a command (array of bulk strings)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+class ChildFailed(Exception):
+    def __init__(self, reason: str, stderr: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stderr = stderr
 
 
-def find_redis_server() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    return "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+def run_child(script: str, **options: object) -> dict[str, Any]:
+    """Run ``script`` again as a child (``--run`` and the other options, as
+    ``--name value``) for one measurement; its last stdout line is JSON.
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def send_command(port: int, command: bytes, timeout: float = 1.0) -> bytes:
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
-        sock.sendall(command)
-        return sock.recv(4096)
-
-
-class ServerProcess:
-    """A throw-away redis-server on a fixed loopback port that can be stopped,
-    started again, frozen (SIGSTOP) and thawed — what an outage looks like."""
-
-    def __init__(self, executable: str, port: int | None = None) -> None:
-        self.executable = executable
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives until close()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--bind", HOST,
-             "--save", "", "--appendonly", "no"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + SERVER_START_DEADLINE_S
-        while True:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(
-                    f"redis-server exited with {self.proc.returncode}:\n"
-                    + self.log.read().decode(errors="replace")[-2000:]
-                )
-            try:
-                if send_command(self.port, encode_command("PING")).startswith(b"+PONG"):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"redis-server did not answer PING within {SERVER_START_DEADLINE_S}s"
-                )
-            time.sleep(0.05)
-
-    def freeze(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        self.log.close()
-
-
-@contextmanager
-def redis_server(executable: str) -> Iterator[int]:
-    """Run a throw-away redis-server on a free loopback port; yield the port."""
-    server = ServerProcess(executable)
-    try:
-        server.start()
-        yield server.port
-    finally:
-        server.close()
-
-
-def run_json_child(cmd: list[str]) -> dict[str, Any]:
-    """Run one measurement in a subprocess; its last stdout line is JSON.
-
-    Shared by every bench script: a crash or a hang becomes ChildFailed with
-    the child's last error line, never a traceback in the report.
+    A crash or a hang becomes ChildFailed with the child's last error line,
+    never a traceback in the report.
     """
+    cmd = [sys.executable, str(Path(script).resolve())]
+    for name, value in options.items():
+        cmd += [f"--{name.replace('_', '-')}", str(value)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
@@ -157,20 +73,98 @@ def run_json_child(cmd: list[str]) -> dict[str, Any]:
     return result
 
 
-class ChildFailed(Exception):
-    def __init__(self, reason: str, stderr: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.stderr = stderr
-
-
 def report_parser(doc: str | None, *, quick: str) -> argparse.ArgumentParser:
     """The options every script takes: ``--quick`` (described by ``quick``)
-    and ``--json PATH``. Scripts add their own child-mode options."""
+    and ``--json PATH``."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
     parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return parser
+
+
+def bench_main(
+    doc: str | None,
+    argv: Sequence[str] | None,
+    quick: str,
+    child: Mapping[str, Mapping[str, Any]],
+    child_main: Callable[[argparse.Namespace], None],
+    parent_main: Callable[[argparse.Namespace], int],
+) -> int:
+    """A script's ``main``: the report (``parent_main``), or with ``--run``
+    one measurement (``child_main``). ``child`` names the child-mode options
+    (``--run`` first) and their ``add_argument`` keywords; those without a
+    default must be given with ``--run``."""
+    parser = report_parser(doc, quick=quick)
+    group = parser.add_argument_group("child mode (internal)")
+    for flag, options in child.items():
+        group.add_argument(flag, **options)
+    args = parser.parse_args(argv)
+    if not args.run:
+        return parent_main(args)
+    needed = [flag for flag, options in child.items() if "default" not in options][1:]
+    if not all(getattr(args, flag[2:].replace("-", "_")) for flag in needed):
+        listed = ", ".join(needed[:-1]) + " and " + needed[-1] if len(needed) > 1 else needed[0]
+        print(f"error: --run needs {listed}", file=sys.stderr)
+        return 2
+    child_main(args)
+    return 0
+
+
+def print_header(*, cluster: bool = False) -> tuple[str, str] | None:
+    """Find ``redis-server`` (and ``redis-cli`` for a ``cluster``) and print
+    what the numbers were measured with; ``None`` (said on stderr) if missing.
+    Returns the server's path and its ``--version`` line."""
+    executable = find_server("redis")
+    if executable is None:
+        print("error: redis-server not found on PATH (nor /usr/bin/redis-server)", file=sys.stderr)
+        return None
+    if cluster and shutil.which("redis-cli") is None:
+        print("error: redis-cli not found on PATH (needed to create the cluster)", file=sys.stderr)
+        return None
+    version = subprocess.run(
+        [executable, "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    print(f"python {platform.python_version()} ({sys.executable})")
+    print(version)
+    return executable, version
+
+
+def print_table(rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> None:
+    """A Markdown table, the first row its header; columns are right-aligned
+    where ``right`` says (default: all but the first)."""
+    columns = len(rows[0])
+    aligned = right if right is not None else [False] + [True] * (columns - 1)
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
+    for i, row in enumerate(rows):
+        cells = [
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, aligned, strict=True)
+        ]
+        print("| " + " | ".join(cells) + " |")
+        if i == 0:
+            rules = [
+                "-" * (w + 1) + (":" if r else "-") for w, r in zip(widths, aligned, strict=True)
+            ]
+            print("|" + "|".join(rules) + "|")
+
+
+def status(passed: bool | None) -> str:
+    """A target's verdict: ``None`` when it could not be measured."""
+    return "N/A" if passed is None else "PASS" if passed else "FAIL"
+
+
+def target_line(
+    lead: str, name: str, measured: str, wanted: str, verdict: str, note: str = "", *, width: int
+) -> str:
+    """``lead name = measured  (target …)  PASS  note``, aligned for a column of them."""
+    return f"{lead} {name:<{width}} = {measured:>6}  {wanted:<18}  {verdict:<4}  {note}".rstrip()
+
+
+def exit_status(crashed: Sequence[str], what: str = "child(ren)") -> int:
+    """1, said on stderr, if anything crashed; else 0 (a FAIL is a result, not an error)."""
+    if not crashed:
+        return 0
+    print(f"\nerror: {what} crashed:\n  " + "\n  ".join(crashed), file=sys.stderr)
+    return 1
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:

@@ -61,29 +61,26 @@ import collections
 import gc
 import json
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-
-from _harness import (  # noqa: E402
+from _harness import (
     HOST,
     ChildFailed,
-    encode_command,
-    find_redis_server,
-    redis_server,
-    report_parser,
-    run_json_child,
-    send_command,
+    bench_main,
+    exit_status,
+    print_header,
+    print_table,
+    run_child,
+    status,
+    target_line,
     write_json,
 )
+
+from beignet_redis_anyio.testing.servers import RedisServer, command, encode_command
 
 KEY = "bench:key"
 VALUE = "hello"
@@ -127,74 +124,64 @@ class Workload:
 
 
 Get = Callable[[], Awaitable[object]]
+#: Runs ``get`` from ``tasks`` concurrent tasks, each ``per_task`` times in a row.
+Spread = Callable[[Callable[[], Awaitable[object]], int], Awaitable[list[object]]]
+
+
+async def _workload(get: Get, workload: Workload, spread: Spread) -> float:
+    """Warm up, then time the workload; return the timed seconds."""
+
+    async def run_sequential(n: int) -> object:
+        reply: object = None
+        for _ in range(n):
+            reply = await get()
+        return reply
+
+    async def run_concurrent(per_task: int) -> None:
+        for reply in await spread(lambda: run_sequential(per_task), workload.tasks):
+            check_reply(reply)
+
+    if workload.scenario == "sequential":
+        check_reply(await run_sequential(workload.warmup))
+        gc.collect()
+        start = time.perf_counter()
+        last = await run_sequential(workload.ops)
+        elapsed = time.perf_counter() - start
+        check_reply(last)
+    else:
+        await run_concurrent(workload.warmup)
+        gc.collect()
+        start = time.perf_counter()
+        await run_concurrent(workload.ops)
+        elapsed = time.perf_counter() - start
+    return elapsed
 
 
 async def _anyio_workload(get: Get, workload: Workload) -> float:
-    """Run the workload with anyio tasks; return the timed seconds."""
+    """The workload with anyio tasks."""
     import anyio
 
-    async def run_sequential(n: int) -> object:
-        reply: object = None
-        for _ in range(n):
-            reply = await get()
-        return reply
-
-    async def run_concurrent(per_task: int) -> None:
+    async def spread(run: Callable[[], Awaitable[object]], tasks: int) -> list[object]:
         replies: list[object] = []
 
         async def worker() -> None:
-            replies.append(await run_sequential(per_task))
+            replies.append(await run())
 
         async with anyio.create_task_group() as tg:
-            for _ in range(workload.tasks):
+            for _ in range(tasks):
                 tg.start_soon(worker)
-        for reply in replies:
-            check_reply(reply)
+        return replies
 
-    if workload.scenario == "sequential":
-        check_reply(await run_sequential(workload.warmup))
-        gc.collect()
-        start = time.perf_counter()
-        last = await run_sequential(workload.ops)
-        elapsed = time.perf_counter() - start
-        check_reply(last)
-    else:
-        await run_concurrent(workload.warmup)
-        gc.collect()
-        start = time.perf_counter()
-        await run_concurrent(workload.ops)
-        elapsed = time.perf_counter() - start
-    return elapsed
+    return await _workload(get, workload, spread)
 
 
 async def _asyncio_workload(get: Get, workload: Workload) -> float:
-    """Same as :func:`_anyio_workload`, with plain asyncio tasks (for redis-py)."""
+    """The workload with plain asyncio tasks (for redis-py)."""
 
-    async def run_sequential(n: int) -> object:
-        reply: object = None
-        for _ in range(n):
-            reply = await get()
-        return reply
+    async def spread(run: Callable[[], Awaitable[object]], tasks: int) -> list[object]:
+        return list(await asyncio.gather(*(run() for _ in range(tasks))))
 
-    async def run_concurrent(per_task: int) -> None:
-        replies = await asyncio.gather(*(run_sequential(per_task) for _ in range(workload.tasks)))
-        for reply in replies:
-            check_reply(reply)
-
-    if workload.scenario == "sequential":
-        check_reply(await run_sequential(workload.warmup))
-        gc.collect()
-        start = time.perf_counter()
-        last = await run_sequential(workload.ops)
-        elapsed = time.perf_counter() - start
-        check_reply(last)
-    else:
-        await run_concurrent(workload.warmup)
-        gc.collect()
-        start = time.perf_counter()
-        await run_concurrent(workload.ops)
-        elapsed = time.perf_counter() - start
-    return elapsed
+    return await _workload(get, workload, spread)
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -209,7 +196,6 @@ def _host_port(url: str) -> tuple[str, int]:
 def run_ours(url: str, backend: str, workload: Workload) -> tuple[float, dict[str, Any]]:
     import anyio
 
-    sys.path.insert(0, str(REPO_ROOT))
     from beignet_redis_anyio import open_redis_client
 
     async def main() -> float:
@@ -335,7 +321,9 @@ def run_bare(url: str, backend: str, workload: Workload) -> tuple[float, dict[st
     return anyio.run(main, backend=backend), {"hiredis": hiredis.__version__}
 
 
-def child_main(contender: str, url: str, workload: Workload) -> None:
+def child_main(args: argparse.Namespace) -> None:
+    contender, url = args.run, args.url
+    workload = Workload(args.scenario, args.ops, args.tasks, args.warmup)
     family, _, backend = contender.rpartition("-")
     runners: dict[str, Callable[[], tuple[float, dict[str, Any]]]] = {
         "ours": lambda: run_ours(url, backend, workload),
@@ -370,20 +358,6 @@ class ContenderResult:
     def best(self, scenario: str) -> float | None:
         runs = self.runs[scenario]
         return max(runs) if runs and not (self.unavailable or self.crashed) else None
-
-
-def run_child(contender: str, url: str, workload: Workload) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--run", contender,
-        "--url", url,
-        "--scenario", workload.scenario,
-        "--ops", str(workload.ops),
-        "--tasks", str(workload.tasks),
-        "--warmup", str(workload.warmup),
-    ]  # fmt: skip
-    return run_json_child(cmd)
 
 
 def fmt_ops(value: float | None, result: ContenderResult) -> str:
@@ -427,11 +401,9 @@ def evaluate(target: Target, results: dict[str, ContenderResult]) -> dict[str, A
         else []
     )
     if target.minimum is None:
-        status = "INFO"
-    elif ratio is None:
-        status = "N/A"
+        verdict = "INFO"
     else:
-        status = "PASS" if ratio >= target.minimum else "FAIL"
+        verdict = status(None if ratio is None else ratio >= target.minimum)
     return {
         "scenario": target.scenario,
         "ours": target.ours,
@@ -439,7 +411,7 @@ def evaluate(target: Target, results: dict[str, ContenderResult]) -> dict[str, A
         "ratio": ratio,
         "per_round": per_round,
         "minimum": target.minimum,
-        "status": status,
+        "status": verdict,
     }
 
 
@@ -447,18 +419,9 @@ def print_report(
     results: dict[str, ContenderResult], evaluations: Sequence[dict[str, Any]]
 ) -> None:
     rows = [("contender", "sequential ops/s", "concurrent ops/s")]
-    for name, result in results.items():
-        rows.append(
-            (name, *(fmt_ops(result.best(s), result) for s in SCENARIOS))  # type: ignore[arg-type]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows += [(name, *(fmt_ops(r.best(s), r) for s in SCENARIOS)) for name, r in results.items()]
     print()
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2])]
-        print("| " + " | ".join(cells) + " |")
-        if i == 0:
-            print("|" + "|".join(["-" * (widths[0] + 2), "-" * (widths[1] + 1) + ":",
-                                  "-" * (widths[2] + 1) + ":"]) + "|")  # fmt: skip
+    print_table(rows)
     print()
     for ev in evaluations:
         pair = f"{ev['ours']} / {ev['other']}"
@@ -466,17 +429,15 @@ def print_report(
         target = "(info only)" if ev["minimum"] is None else f"(target >= {ev['minimum']:.2f}x)"
         rounds = ev["per_round"]
         spread = f"rounds {min(rounds):.2f}-{max(rounds):.2f}x" if len(rounds) > 1 else ""
-        print(
-            f"{ev['scenario']:<10}  {pair:<32} = {ratio:>6}  {target:<18}  {ev['status']:<4}"
-            f"  {spread}".rstrip()
-        )
+        lead = f"{ev['scenario']:<10} "
+        print(target_line(lead, pair, ratio, target, ev["status"], spread, width=32))
 
 
 def parent_main(args: argparse.Namespace) -> int:
-    executable = find_redis_server()
-    if executable is None:
-        print("error: redis-server not found on PATH (nor /usr/bin/redis-server)", file=sys.stderr)
+    found = print_header()
+    if found is None:
         return 2
+    executable, server_version = found
 
     if args.quick:
         seq = Workload("sequential", ops=3000, tasks=1, warmup=500)
@@ -493,11 +454,6 @@ def parent_main(args: argparse.Namespace) -> int:
         repeats = 10
     workloads = {"sequential": seq, "concurrent": conc}
 
-    server_version = subprocess.run(
-        [executable, "--version"], capture_output=True, text=True
-    ).stdout.strip()
-    print(f"python {platform.python_version()} ({sys.executable})")
-    print(f"{server_version}")
     print(
         f"sequential: {seq.ops} GETs after {seq.warmup} warm-up; "
         f"concurrent: {conc.tasks} tasks x {conc.ops} GETs after a "
@@ -505,9 +461,9 @@ def parent_main(args: argparse.Namespace) -> int:
     )
 
     results = {name: ContenderResult() for name in CONTENDERS}
-    with redis_server(executable) as port:
-        url = f"redis://{HOST}:{port}/0"
-        reply = send_command(port, encode_command("SET", KEY, VALUE))
+    with RedisServer(binary=executable) as server:
+        url = f"redis://{HOST}:{server.port}/0"
+        reply = command(server.port, "SET", KEY, VALUE)
         if not reply.startswith(b"+OK"):
             raise RuntimeError(f"SET failed: {reply!r}")
         print(f"redis-server on {url}")
@@ -518,7 +474,11 @@ def parent_main(args: argparse.Namespace) -> int:
                     if result.unavailable or result.crashed:
                         continue
                     try:
-                        out = run_child(name, url, workloads[scenario])
+                        w = workloads[scenario]
+                        out = run_child(
+                            __file__, run=name, url=url, scenario=scenario,
+                            ops=w.ops, tasks=w.tasks, warmup=w.warmup,
+                        )  # fmt: skip
                     except ChildFailed as exc:
                         if name in OPTIONAL_CONTENDERS:
                             result.unavailable = exc.reason
@@ -568,34 +528,19 @@ def parent_main(args: argparse.Namespace) -> int:
         }
         write_json(args.json, payload)
 
-    crashed = [name for name, r in results.items() if r.crashed]
-    if crashed:
-        print(f"\nerror: contender(s) crashed: {', '.join(crashed)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = report_parser(__doc__, quick="small sizes, one repetition")
-    child = parser.add_argument_group("child mode (internal)")
-    child.add_argument("--run", metavar="CONTENDER", choices=CONTENDERS)
-    child.add_argument("--url")
-    child.add_argument("--scenario", choices=SCENARIOS)
-    child.add_argument("--ops", type=int)
-    child.add_argument("--tasks", type=int, default=1)
-    child.add_argument("--warmup", type=int, default=500)
-    return parser.parse_args(argv)
+    return exit_status([name for name, r in results.items() if r.crashed], "contender(s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.run:
-        if not (args.url and args.scenario and args.ops):
-            print("error: --run needs --url, --scenario and --ops", file=sys.stderr)
-            return 2
-        child_main(args.run, args.url, Workload(args.scenario, args.ops, args.tasks, args.warmup))
-        return 0
-    return parent_main(args)
+    child = {
+        "--run": {"metavar": "CONTENDER", "choices": CONTENDERS},
+        "--url": {},
+        "--scenario": {"choices": SCENARIOS},
+        "--ops": {"type": int},
+        "--tasks": {"type": int, "default": 1},
+        "--warmup": {"type": int, "default": 500},
+    }
+    return bench_main(__doc__, argv, "small sizes, one repetition", child, child_main, parent_main)
 
 
 if __name__ == "__main__":

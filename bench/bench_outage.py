@@ -23,24 +23,17 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
 import platform
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import ChildFailed, bench_main, print_table, run_child, status, write_json
 
-from _harness import (
-    ChildFailed,
-    ServerProcess,
-    find_redis_server,
-    report_parser,
-    run_json_child,
-    write_json,
-)
+from beignet_redis_anyio.testing.servers import RedisServer, find_server
 
 CALLERS = 100
 KEYS = 50
@@ -48,7 +41,7 @@ COMMAND_TIMEOUT = 0.5
 PHASES = ("up", "stopped", "frozen", "back")
 
 
-async def _timeline(server: ServerProcess, policy: str, phase_seconds: float) -> dict[str, Any]:
+async def _timeline(server: RedisServer, policy: str, phase_seconds: float) -> dict[str, Any]:
     import anyio
 
     from beignet_redis_anyio import RedisConfig, open_redis_provider
@@ -124,87 +117,76 @@ async def _timeline(server: ServerProcess, policy: str, phase_seconds: float) ->
     }
 
 
-def child_main(backend: str, policy: str, phase_seconds: float) -> None:
+def child_main(args: argparse.Namespace) -> None:
     import json
 
     import anyio
 
-    executable = find_redis_server()
-    assert executable is not None
-    server = ServerProcess(executable)
-    server.start()
-    try:
-        result = anyio.run(_timeline, server, policy, phase_seconds, backend=backend)
-    finally:
-        server.close()
+    with RedisServer() as server:
+        timeline = (_timeline, server, args.policy, args.phase_seconds)
+        result = anyio.run(*timeline, backend=args.run)
     print(json.dumps(result))
 
 
-def parent_main(quick: bool, json_path: str | None) -> int:
-    if find_redis_server() is None:
+def parent_main(args: argparse.Namespace) -> int:
+    if find_server("redis") is None:
         print("redis-server is not installed (Debian: apt-get install redis-server)")
         return 2
-    phase_seconds = 1.0 if quick else 3.0
+    phase_seconds = 1.0 if args.quick else 3.0
     print(f"python {platform.python_version()}; {CALLERS} callers, command_timeout=0.5 s,")
     print(f"timeline: up 1 s, stopped {phase_seconds:g} s, frozen {phase_seconds:g} s, back")
     results: dict[str, Any] = {}
-    rows = []
+    rows = [
+        [
+            "backend/policy",
+            "longest call",
+            *(f"longest ms: {p}" for p in PHASES),
+            *(f"ok/failed: {p}" for p in PHASES),
+            "factory runs",
+            "first success after back",
+        ]
+    ]
     for backend in ("asyncio", "trio"):
         for policy in ("raise", "bypass"):
             name = f"{backend}/{policy}"
-            cmd = [sys.executable, __file__, "--run", backend, "--policy", policy]
-            cmd += ["--phase-seconds", str(phase_seconds)]
             try:
-                result = results[name] = run_json_child(cmd)
+                result = results[name] = run_child(
+                    __file__, run=backend, policy=policy, phase_seconds=phase_seconds
+                )
             except ChildFailed as exc:
                 print(f"{name}: FAILED ({exc.reason})")
                 return 1
             by_phase = result["longest_by_phase_s"]
             first = result["first_success_after_back_s"]
             rows.append(
-                f"| {name} | {result['longest_call_s'] * 1000:.0f} ms | "
-                + " | ".join(f"{by_phase[p] * 1000:.0f}" for p in PHASES)
-                + " | "
-                + " | ".join(
-                    f"{result['ok_by_phase'][p]}/{result['failed_by_phase'][p]}" for p in PHASES
-                )
-                + f" | {result['factory_calls']} | "
-                + ("never" if first is None else f"{first * 1000:.0f} ms")
-                + " |"
+                [
+                    name,
+                    f"{result['longest_call_s'] * 1000:.0f} ms",
+                    *(f"{by_phase[p] * 1000:.0f}" for p in PHASES),
+                    *(f"{result['ok_by_phase'][p]}/{result['failed_by_phase'][p]}" for p in PHASES),
+                    str(result["factory_calls"]),
+                    "never" if first is None else f"{first * 1000:.0f} ms",
+                ]
             )
     print()
-    print(
-        "| backend/policy | longest call | longest ms: "
-        + " / ".join(PHASES)
-        + " | ok/failed: "
-        + " / ".join(PHASES)
-        + " | factory runs | first success after back |"
-    )
-    print("|---|---:|" + "---:|" * len(PHASES) + "---:|" * len(PHASES) + "---:|---:|")
-    for row in rows:
-        print(row)
+    print_table(rows)
     verdict = all(r["longest_call_s"] <= COMMAND_TIMEOUT * 1.5 for r in results.values())
     print(
         f"\ntarget: no call waits much longer than one command timeout "
-        f"({COMMAND_TIMEOUT:g} s, +50% for scheduling on this noisy machine): "
-        + ("PASS" if verdict else "FAIL")
+        f"({COMMAND_TIMEOUT:g} s, +50% for scheduling on this noisy machine): " + status(verdict)
     )
-    if json_path:
-        write_json(json_path, results)
+    if args.json:
+        write_json(args.json, results)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = report_parser(__doc__, quick="1 s phases instead of 3 s")
-    child = parser.add_argument_group("child mode (internal)")
-    child.add_argument("--run", choices=("asyncio", "trio"))
-    child.add_argument("--policy", choices=("raise", "bypass"))
-    child.add_argument("--phase-seconds", type=float, default=3.0)
-    args = parser.parse_args(argv)
-    if args.run:
-        child_main(args.run, args.policy, args.phase_seconds)
-        return 0
-    return parent_main(args.quick, args.json)
+    child = {
+        "--run": {"choices": ("asyncio", "trio")},
+        "--policy": {"choices": ("raise", "bypass")},
+        "--phase-seconds": {"type": float, "default": 3.0},
+    }
+    return bench_main(__doc__, argv, "1 s phases instead of 3 s", child, child_main, parent_main)
 
 
 if __name__ == "__main__":

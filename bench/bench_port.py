@@ -54,29 +54,27 @@ import json
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(REPO_ROOT))
-
-from _harness import (  # noqa: E402
+from _harness import (
     HOST,
     ChildFailed,
-    find_redis_server,
-    redis_server,
-    report_parser,
-    run_json_child,
+    bench_main,
+    exit_status,
+    print_header,
+    print_table,
+    run_child,
+    status,
+    target_line,
     write_json,
 )
+
+from beignet_redis_anyio.testing.servers import RedisServer
 
 if TYPE_CHECKING:
     from beignet_redis_anyio import RedisCachePort
@@ -292,11 +290,12 @@ async def bench_state(cache: RedisCachePort, n: int) -> dict[str, Any]:
     }
 
 
-def child_main(backend: str, scenario: str, url: str, n: int) -> None:
+def child_main(args: argparse.Namespace) -> None:
     import anyio
 
     from beignet_redis_anyio import RedisConfig, open_redis_provider
 
+    backend, scenario, url, n = args.run, args.scenario, args.url, args.n
     scenarios: dict[str, Callable[[RedisCachePort], Awaitable[dict[str, Any]]]] = {
         "hit": lambda cache: bench_hit(cache, n),
         "stampede": lambda cache: bench_stampede(cache, STAMPEDE_TASKS),
@@ -316,18 +315,6 @@ def child_main(backend: str, scenario: str, url: str, n: int) -> None:
 # --------------------------------------------------------------------------
 
 
-def run_child(backend: str, scenario: str, url: str, n: int) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--run", backend,
-        "--scenario", scenario,
-        "--url", url,
-        "--n", str(n),
-    ]  # fmt: skip
-    return run_json_child(cmd)
-
-
 @dataclass(frozen=True)
 class Evaluation:
     backend: str
@@ -339,44 +326,40 @@ class Evaluation:
 
 def evaluate(backend: str, results: dict[str, dict[str, Any] | None]) -> list[Evaluation]:
     hit, stampede, state = (results.get(s) for s in SCENARIOS)
-    evaluations = []
-    if hit is None:
-        evaluations.append(Evaluation(backend, "remember / get (hit)", "n/a", "", "N/A"))
-    else:
-        ratio = hit["ratio"]
-        status = "PASS" if ratio >= HIT_MIN_RATIO else "FAIL"
-        evaluations.append(
-            Evaluation(
-                backend, "remember / get (hit)", f"{ratio:.2f}x", f">= {HIT_MIN_RATIO:.2f}x", status
-            )
-        )
-    if stampede is None:
-        evaluations.append(Evaluation(backend, "stampede factory calls", "n/a", "", "N/A"))
-    else:
-        worst = stampede["worst_factory_calls"]
-        evaluations.append(
-            Evaluation(
-                backend,
-                f"stampede factory calls (worst of {stampede['repeats']})",
-                str(worst),
-                "== 1",
-                "PASS" if worst == 1 else "FAIL",
-            )
-        )
-    if state is None:
-        evaluations.append(Evaluation(backend, "in_flight after distinct keys", "n/a", "", "N/A"))
-    else:
-        after = state["in_flight_after"]
-        evaluations.append(
-            Evaluation(
-                backend,
-                f"in_flight after {state['keys']:,} keys",
-                str(after),
-                "== 0",
-                "PASS" if after == 0 else "FAIL",
-            )
-        )
-    return evaluations
+
+    def judged(target: str, measured: object, wanted: str, passed: bool) -> Evaluation:
+        return Evaluation(backend, target, str(measured), wanted, status(passed))
+
+    def crashed(target: str) -> Evaluation:
+        return Evaluation(backend, target, "n/a", "", "N/A")
+
+    hit_wanted = f">= {HIT_MIN_RATIO:.2f}x"
+    return [
+        crashed("remember / get (hit)")
+        if hit is None
+        else judged(
+            "remember / get (hit)",
+            f"{hit['ratio']:.2f}x",
+            hit_wanted,
+            hit["ratio"] >= HIT_MIN_RATIO,
+        ),
+        crashed("stampede factory calls")
+        if stampede is None
+        else judged(
+            f"stampede factory calls (worst of {stampede['repeats']})",
+            stampede["worst_factory_calls"],
+            "== 1",
+            stampede["worst_factory_calls"] == 1,
+        ),
+        crashed("in_flight after distinct keys")
+        if state is None
+        else judged(
+            f"in_flight after {state['keys']:,} keys",
+            state["in_flight_after"],
+            "== 0",
+            state["in_flight_after"] == 0,
+        ),
+    ]
 
 
 def report_rows(results: dict[str, dict[str, Any] | None]) -> list[tuple[str, str]]:
@@ -441,40 +424,29 @@ def print_report(
                 metrics.append(metric)
     rows = [("metric", *BACKENDS)]
     rows += [(m, *(per_backend[b].get(m, "n/a") for b in BACKENDS)) for m in metrics]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print()
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        print("| " + " | ".join(cells) + " |")
-        if i == 0:
-            rules = ["-" * (widths[0] + 2)] + ["-" * (width + 1) + ":" for width in widths[1:]]
-            print("|" + "|".join(rules) + "|")
+    print_table(rows)
     print()
     name_width = max(len(ev.target) for ev in evaluations)
     for ev in evaluations:
         wanted = f"(target {ev.wanted})" if ev.wanted else ""
         print(
-            f"{ev.backend:<8} {ev.target:<{name_width}} = {ev.measured:>6}"
-            f"  {wanted:<18}  {ev.status}"
+            target_line(
+                f"{ev.backend:<8}", ev.target, ev.measured, wanted, ev.status, width=name_width
+            )
         )
 
 
 def parent_main(args: argparse.Namespace) -> int:
-    executable = find_redis_server()
-    if executable is None:
-        print("error: redis-server not found on PATH (nor /usr/bin/redis-server)", file=sys.stderr)
+    found = print_header()
+    if found is None:
         return 2
+    executable, server_version = found
 
     hit_n = 3000 if args.quick else 20000
     state_n = 10_000 if args.quick else 100_000
     sizes = {"hit": hit_n, "stampede": STAMPEDE_TASKS, "state": state_n}
 
-    server_version = subprocess.run(
-        [executable, "--version"], capture_output=True, text=True
-    ).stdout.strip()
-    print(f"python {platform.python_version()} ({sys.executable})")
-    print(server_version)
     print(
         f"hit: {hit_n} get + {hit_n} remember in {HIT_ROUNDS} alternating rounds "
         f"after {HIT_WARMUP} of each; stampede: {STAMPEDE_TASKS} tasks x "
@@ -484,13 +456,15 @@ def parent_main(args: argparse.Namespace) -> int:
 
     results: dict[str, dict[str, dict[str, Any] | None]] = {b: {} for b in BACKENDS}
     crashed: list[str] = []
-    with redis_server(executable) as port:
-        url = f"redis://{HOST}:{port}/0"
+    with RedisServer(binary=executable) as server:
+        url = f"redis://{HOST}:{server.port}/0"
         print(f"redis-server on {url}")
         for scenario in SCENARIOS:
             for backend in BACKENDS:
                 try:
-                    out = run_child(backend, scenario, url, sizes[scenario])
+                    out = run_child(
+                        __file__, run=backend, scenario=scenario, url=url, n=sizes[scenario]
+                    )
                 except ChildFailed as exc:
                     results[backend][scenario] = None
                     crashed.append(f"{backend}/{scenario}: {exc.reason}")
@@ -520,31 +494,17 @@ def parent_main(args: argparse.Namespace) -> int:
         }
         write_json(args.json, payload)
 
-    if crashed:
-        print("\nerror: child(ren) crashed:\n  " + "\n  ".join(crashed), file=sys.stderr)
-        return 1
-    return 0
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = report_parser(__doc__, quick="smaller sizes")
-    child = parser.add_argument_group("child mode (internal)")
-    child.add_argument("--run", metavar="BACKEND", choices=BACKENDS)
-    child.add_argument("--scenario", choices=SCENARIOS)
-    child.add_argument("--url")
-    child.add_argument("--n", type=int)
-    return parser.parse_args(argv)
+    return exit_status(crashed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.run:
-        if not (args.scenario and args.url and args.n):
-            print("error: --run needs --scenario, --url and --n", file=sys.stderr)
-            return 2
-        child_main(args.run, args.scenario, args.url, args.n)
-        return 0
-    return parent_main(args)
+    child = {
+        "--run": {"metavar": "BACKEND", "choices": BACKENDS},
+        "--scenario": {"choices": SCENARIOS},
+        "--url": {},
+        "--n": {"type": int},
+    }
+    return bench_main(__doc__, argv, "smaller sizes", child, child_main, parent_main)
 
 
 if __name__ == "__main__":

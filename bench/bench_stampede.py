@@ -93,21 +93,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-
-from _harness import (  # noqa: E402
+from _harness import (
     HOST,
-    encode_command,
-    find_redis_server,
-    redis_server,
+    exit_status,
+    print_header,
+    print_table,
     report_parser,
+    status,
     write_json,
 )
-from stampede_worker import CONTENDERS, FACTORY_MS, HARNESS_NAME  # noqa: E402
+from stampede_worker import CONTENDERS, FACTORY_MS, HARNESS_NAME
 
-WORKER = BENCH_DIR / "stampede_worker.py"
+from beignet_redis_anyio.testing.servers import RedisServer, encode_command
+
+WORKER = Path(__file__).resolve().parent / "stampede_worker.py"
 #: A failure of these is a crash (exit status 1); the others are "n/a (reason)".
 OURS: tuple[str, ...] = ("beignet-asyncio", "beignet-trio")
 #: The one compared against every peer.
@@ -330,8 +329,6 @@ def start_workers(
 ) -> tuple[list[Worker], queue.Queue[dict[str, Any]]]:
     """One worker per log file (its stderr); result lines arrive on the queue."""
     results: queue.Queue[dict[str, Any]] = queue.Queue()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     workers: list[Worker] = []
     for stderr in logs:
         cmd = [
@@ -339,7 +336,7 @@ def start_workers(
             "--contender", contender, "--url", url, "--key", key, "--callers", str(callers),
         ]  # fmt: skip
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True, env=env
+            cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True
         )
         workers.append(Worker(proc, stderr))
 
@@ -556,30 +553,14 @@ def table_row(name: str, result: ContenderResult) -> tuple[str, ...]:
     )
 
 
-def print_table(rows: Sequence[tuple[str, ...]]) -> None:
-    header = (
-        "contender",
-        "factory calls (worst)",
-        "Redis commands while waiting (median)",
-        "time to serve all (ms, median)",
-        "all same value",
-    )
-    body = [header, *rows]
-    widths = [max(len(row[i]) for row in body) for i in range(len(header))]
-    right = (False, True, False, True, False)
-    for i, row in enumerate(body):
-        cells = [
-            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)
-        ]
-        print("| " + " | ".join(cells) + " |")
-        if i == 0:
-            print(
-                "|"
-                + "|".join(
-                    "-" * (w + 1) + (":" if r else "-") for w, r in zip(widths, right, strict=True)
-                )
-                + "|"
-            )
+TABLE_HEADER = (
+    "contender",
+    "factory calls (worst)",
+    "Redis commands while waiting (median)",
+    "time to serve all (ms, median)",
+    "all same value",
+)
+TABLE_RIGHT = (False, True, False, True, False)
 
 
 def evaluate(results: dict[str, ContenderResult]) -> list[dict[str, Any]]:
@@ -591,7 +572,7 @@ def evaluate(results: dict[str, ContenderResult]) -> list[dict[str, Any]]:
             {
                 "target": f"{name}: exactly 1 factory call (worst of runs)",
                 "value": calls,
-                "status": "N/A" if s is None else "PASS" if calls == 1 else "FAIL",
+                "status": status(None if s is None else calls == 1),
             }
         )
         if s is None:
@@ -609,7 +590,7 @@ def evaluate(results: dict[str, ContenderResult]) -> list[dict[str, Any]]:
             {
                 "target": f"{name}: <= {MAX_COMMANDS_PER_WAITING_PROCESS} Redis commands {basis}",
                 "value": value,
-                "status": "PASS" if value <= MAX_COMMANDS_PER_WAITING_PROCESS else "FAIL",
+                "status": status(value <= MAX_COMMANDS_PER_WAITING_PROCESS),
             }
         )
     ref = results[REFERENCE].summary()
@@ -629,7 +610,7 @@ def evaluate(results: dict[str, ContenderResult]) -> list[dict[str, Any]]:
             {
                 "target": target,
                 "value": {"ours": ours, "peer": theirs},
-                "status": "FAIL" if better else "PASS",
+                "status": status(not better),
             }
         )
     return checks
@@ -670,17 +651,12 @@ def print_details(results: dict[str, ContenderResult]) -> None:
 
 
 def parent_main(args: argparse.Namespace) -> int:
-    executable = find_redis_server()
-    if executable is None:
-        print("error: redis-server not found on PATH (nor /usr/bin/redis-server)", file=sys.stderr)
+    found = print_header()
+    if found is None:
         return 2
+    executable, server_version = found
     contenders = list(CONTENDERS)
     repeats = 1 if args.quick else 3
-    server_version = subprocess.run(
-        [executable, "--version"], capture_output=True, text=True
-    ).stdout.strip()
-    print(f"python {platform.python_version()} ({sys.executable})")
-    print(server_version)
     versions = []
     for package in ("cashews", "aiocache", "redis", "anyio", "trio"):
         try:
@@ -694,7 +670,8 @@ def parent_main(args: argparse.Namespace) -> int:
     )
 
     results = {name: ContenderResult() for name in contenders}
-    with redis_server(executable) as port:
+    with RedisServer(binary=executable) as server:
+        port = server.port
         print(f"redis-server on redis://{HOST}:{port}/0")
         for rep in range(repeats):
             for name in contenders:
@@ -723,7 +700,7 @@ def parent_main(args: argparse.Namespace) -> int:
                 )
 
     print()
-    print_table([table_row(name, result) for name, result in results.items()])
+    print_table([TABLE_HEADER, *(table_row(n, r) for n, r in results.items())], TABLE_RIGHT)
     checks = evaluate(results)
     print()
     for check in checks:
@@ -757,11 +734,7 @@ def parent_main(args: argparse.Namespace) -> int:
         }
         write_json(args.json, payload)
 
-    crashed = [name for name, r in results.items() if r.crashed]
-    if crashed:
-        print(f"\nerror: contender(s) crashed: {', '.join(crashed)}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status([name for name, r in results.items() if r.crashed], "contender(s)")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

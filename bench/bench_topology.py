@@ -6,11 +6,12 @@ against two topologies started side by side in ONE run, so their ratio is
 meaningful even on a noisy machine:
 
 ``single``
-    One throw-away ``redis-server`` on a free loopback port (``_harness``'s
-    ``redis_server`` helper), URL ``redis://127.0.0.1:PORT/0``.
+    One throw-away ``redis-server`` on a free loopback port
+    (``beignet_redis_anyio.testing.servers.RedisServer``), URL
+    ``redis://127.0.0.1:PORT/0``.
 ``cluster``
-    A real Redis Cluster on loopback, 3 primaries + 3 replicas (the test
-    suite's ``servers.RedisCluster``), URL ``redis+cluster://…``. Every
+    A real Redis Cluster on loopback, 3 primaries + 3 replicas (``RedisCluster``
+    from the same module, as the tests use), URL ``redis+cluster://…``. Every
     command is routed by key slot to the primary that owns it.
 
 Both are always torn down again, whatever happens.
@@ -55,34 +56,29 @@ import argparse
 import gc
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-TESTS_DIR = REPO_ROOT / "tests"
-sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(REPO_ROOT))
-
-from _harness import (  # noqa: E402
+from _harness import (
     HOST,
     ChildFailed,
-    find_redis_server,
-    redis_server,
-    report_parser,
-    run_json_child,
+    bench_main,
+    exit_status,
+    print_header,
+    print_table,
+    run_child,
+    status,
     write_json,
 )
 
+from beignet_redis_anyio.testing.servers import RedisCluster, RedisServer, command
+
 if TYPE_CHECKING:
     from beignet_redis_anyio import RedisCachePort
-    from servers import RedisCluster
 
 BACKENDS: tuple[str, ...] = ("asyncio", "trio")
 TOPOLOGIES: tuple[str, ...] = ("single", "cluster")
@@ -193,10 +189,12 @@ async def bench_concurrent(cache: RedisCachePort) -> dict[str, Any]:
     }
 
 
-def child_main(backend: str, operation: str, url: str, n: int) -> None:
+def child_main(args: argparse.Namespace) -> None:
     import anyio
 
     from beignet_redis_anyio import RedisConfig, open_redis_provider
+
+    backend, operation, url, n = args.run, args.operation, args.url, args.n
 
     async def main() -> dict[str, Any]:
         async with open_redis_provider(RedisConfig(url=url)) as cache:
@@ -215,45 +213,10 @@ def child_main(backend: str, operation: str, url: str, n: int) -> None:
 # --------------------------------------------------------------------------
 
 
-def run_child(backend: str, operation: str, url: str, n: int) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--run", backend,
-        "--operation", operation,
-        "--url", url,
-        "--n", str(n),
-    ]  # fmt: skip
-    return run_json_child(cmd)
-
-
-@contextmanager
-def redis_cluster() -> Iterator[RedisCluster]:
-    """The test suite's 3 primaries + 3 replicas; every node is stopped on exit.
-
-    ``RedisCluster()`` starts its nodes before it runs ``redis-cli --cluster
-    create``; should that (or the wait for the cluster to be ready) fail,
-    the constructor raises and the caller never gets the object that knows
-    the nodes. So the object is made first and initialised inside ``try``.
-    """
-    sys.path.insert(0, str(TESTS_DIR))
-    from servers import RedisCluster
-
-    cluster = RedisCluster.__new__(RedisCluster)
-    try:
-        RedisCluster.__init__(cluster)
-        yield cluster
-    finally:
-        for node in getattr(cluster, "nodes", ()):
-            node.close()
-
-
 def keys_per_primary(cluster: RedisCluster) -> dict[int, int]:
     """DBSIZE of each primary (the cluster is fresh: only the bench keys live there)."""
-    from servers import _command
-
     return {
-        node.port: int(_command(node.port, "DBSIZE").strip()[1:]) for node in cluster.primaries()
+        node.port: int(command(node.port, "DBSIZE").strip()[1:]) for node in cluster.primaries()
     }
 
 
@@ -307,15 +270,8 @@ def print_report(comparisons: dict[str, dict[str, dict[str, float | None]]], n: 
             c = comparisons[operation][backend]
             cells += [fmt_ops(c["single"]), fmt_ops(c["cluster"]), fmt_ratio(c["ratio"])]
         rows.append(tuple(cells))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print()
-    for i, row in enumerate(rows):
-        line = [row[0].ljust(widths[0])]
-        line += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        print("| " + " | ".join(line) + " |")
-        if i == 0:
-            rules = ["-" * (widths[0] + 2)] + ["-" * (width + 1) + ":" for width in widths[1:]]
-            print("|" + "|".join(rules) + "|")
+    print_table(rows)
     print("\nratio = cluster / single ops/s; overhead = 1/cluster - 1/single per operation\n")
     for operation in OPERATIONS:
         parts = []
@@ -326,21 +282,13 @@ def print_report(comparisons: dict[str, dict[str, dict[str, float | None]]], n: 
 
 
 def parent_main(args: argparse.Namespace) -> int:
-    executable = find_redis_server()
-    if executable is None:
-        print("error: redis-server not found on PATH (nor /usr/bin/redis-server)", file=sys.stderr)
+    found = print_header(cluster=True)
+    if found is None:
         return 2
-    if shutil.which("redis-cli") is None:
-        print("error: redis-cli not found on PATH (needed to create the cluster)", file=sys.stderr)
-        return 2
+    executable, server_version = found
 
     n = 2000 if args.quick else 10000
     repeats = 1 if args.quick else 3
-    server_version = subprocess.run(
-        [executable, "--version"], capture_output=True, text=True
-    ).stdout.strip()
-    print(f"python {platform.python_version()} ({sys.executable})")
-    print(server_version)
     print(
         f"sequential get/set/remember: {n:,} ops over {KEY_COUNT} keys after "
         f"{SEQUENTIAL_WARMUP} warm-up; concurrent: {CONCURRENT_TASKS} tasks x "
@@ -352,8 +300,11 @@ def parent_main(args: argparse.Namespace) -> int:
     crashed: list[str] = []
     spread: dict[int, int] = {}
     try:
-        with redis_server(executable) as port, redis_cluster() as cluster:
-            urls = {"single": f"redis://{HOST}:{port}/0", "cluster": cluster.url}
+        with (
+            RedisServer(binary=executable) as server,
+            closing(RedisCluster(binary=executable)) as cluster,
+        ):
+            urls = {"single": f"redis://{HOST}:{server.port}/0", "cluster": cluster.url}
             for topology in TOPOLOGIES:
                 print(f"{topology}: {urls[topology]}")
             for rep in range(repeats):
@@ -364,7 +315,10 @@ def parent_main(args: argparse.Namespace) -> int:
                             if runs is None:
                                 continue  # crashed before: do not retry
                             try:
-                                out = run_child(backend, operation, urls[topology], n)
+                                out = run_child(
+                                    __file__, run=backend, operation=operation,
+                                    url=urls[topology], n=n,
+                                )  # fmt: skip
                             except ChildFailed as exc:
                                 results[topology][backend][operation] = None
                                 crashed.append(f"{topology}/{backend}/{operation}: {exc.reason}")
@@ -390,8 +344,7 @@ def parent_main(args: argparse.Namespace) -> int:
     spread_ok = len(counts) == CLUSTER_PRIMARIES and all(count > 0 for count in counts)
     print(
         f"{'keys':<10}  per cluster primary: {' / '.join(map(str, counts)) or 'n/a'}"
-        f" of {KEY_COUNT} (target: all {CLUSTER_PRIMARIES} primaries > 0)  "
-        + ("PASS" if spread_ok else "FAIL")
+        f" of {KEY_COUNT} (target: all {CLUSTER_PRIMARIES} primaries > 0)  " + status(spread_ok)
     )
 
     if args.json:
@@ -416,31 +369,19 @@ def parent_main(args: argparse.Namespace) -> int:
         }
         write_json(args.json, payload)
 
-    if crashed:
-        print("\nerror: child(ren) crashed:\n  " + "\n  ".join(crashed), file=sys.stderr)
-        return 1
-    return 0
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = report_parser(__doc__, quick="smaller sizes, one repetition")
-    child = parser.add_argument_group("child mode (internal)")
-    child.add_argument("--run", metavar="BACKEND", choices=BACKENDS)
-    child.add_argument("--operation", choices=OPERATIONS)
-    child.add_argument("--url")
-    child.add_argument("--n", type=int)
-    return parser.parse_args(argv)
+    return exit_status(crashed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.run:
-        if not (args.operation and args.url and args.n):
-            print("error: --run needs --operation, --url and --n", file=sys.stderr)
-            return 2
-        child_main(args.run, args.operation, args.url, args.n)
-        return 0
-    return parent_main(args)
+    child = {
+        "--run": {"metavar": "BACKEND", "choices": BACKENDS},
+        "--operation": {"choices": OPERATIONS},
+        "--url": {},
+        "--n": {"type": int},
+    }
+    return bench_main(
+        __doc__, argv, "smaller sizes, one repetition", child, child_main, parent_main
+    )
 
 
 if __name__ == "__main__":

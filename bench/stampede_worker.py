@@ -29,13 +29,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import _harness  # noqa: F401 - first, so the checkout's package is the one imported
 import anyio
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from beignet_redis_anyio.testing.servers import encode_command
 
 #: Contender name -> (event-loop backend, how its stampede protection is used).
 CONTENDERS: dict[str, tuple[str, str]] = {
@@ -96,7 +96,6 @@ class Factory:
 
 @asynccontextmanager
 async def open_beignet(url: str, factory: Factory) -> AsyncIterator[Get]:
-    sys.path.insert(0, str(REPO_ROOT))
     from beignet_redis_anyio import RedisConfig, open_redis_provider
 
     config = RedisConfig(url=url, remember_lock=True)
@@ -191,11 +190,7 @@ class Harness:
         return harness
 
     async def command(self, *args: str) -> object:
-        payload = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            data = arg.encode()
-            payload.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        await self._stream.send(b"".join(payload))
+        await self._stream.send(encode_command(*args))
         while (reply := self._reader.gets()) is False:
             self._reader.feed(await self._stream.receive())
         if isinstance(reply, Exception):

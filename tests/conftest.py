@@ -14,6 +14,7 @@ from servers import (
     RedisSentinels,
     RedisServer,
     TLSFiles,
+    command,
     redis_server_binary,
 )
 
@@ -40,11 +41,10 @@ def tls_files() -> TLSFiles:
 def _shared_server(flavour: str, tls: TLSFiles | None) -> Iterator[RedisServer]:
     server = RedisServer(tls=tls, flavour=flavour)
     try:
-        import socket
-
-        with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.sendall(b"ACL SETUSER alice on >wonderland ~* &* +@all\r\n")
-            assert sock.recv(64).startswith(b"+OK")
+        reply = command(
+            server.port, "ACL", "SETUSER", "alice", "on", ">wonderland", "~*", "&*", "+@all"
+        )
+        assert reply.startswith(b"+OK")
         yield server
     finally:
         server.close()

