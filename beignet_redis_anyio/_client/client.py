@@ -20,8 +20,7 @@ from redis.commands import AsyncCoreCommands
 from redis.exceptions import ConnectionError, ReadOnlyError
 
 from .._net.commands import DEDICATED, NOT_BLOCKING, SHARED, Command, command_for
-from .._net.dedicated import DedicatedConnections
-from .._net.multiplexer import Multiplexer
+from .._net.node import Node
 from .._net.redis_compat import (
     EMPTY_RESPONSE,
     EVENT_DISPATCHER,
@@ -83,38 +82,27 @@ class RedisClient(AsyncCoreCommands):
         self.command_timeout: float | None
         self.db: int
         self._watcher = anyio.CancelScope()
+        #: The one server's connections; a cluster has a node per primary instead.
+        self._node: Node | None = None
         if isinstance(settings, ClusterSettings):
             self._cluster = ClusterRouter(settings, task_group, decode=decode_responses)
-            node = settings.for_node(*settings.seeds[0])
-            self.command_timeout = node.command_timeout
+            self.command_timeout = settings.node.command_timeout
             self.db = 0
-            # Unused on a cluster (each node has its own), but always present.
-            self._mux = Multiplexer(node, task_group, decode=decode_responses)
-            self._dedicated = DedicatedConnections(node, decode=decode_responses)
             return
         if isinstance(settings, SentinelSettings):
             resolver = self._sentinel = SentinelResolver(settings)
             self.command_timeout = settings.node.command_timeout
             self.db = settings.node.db
-            self._mux = Multiplexer(
-                settings.node, task_group, decode=decode_responses, resolve=resolver
-            )
-            self._dedicated = DedicatedConnections(
-                settings.node, decode=decode_responses, resolve=resolver, outage=self._outage
-            )
+            self._node = Node(settings.node, task_group, decode=decode_responses, resolve=resolver)
             task_group.start_soon(
                 self._follow_master, settings, name="beignet-redis sentinel watch"
             )
-            return
-        self.command_timeout = settings.command_timeout
-        self.db = settings.db
-        self._mux = Multiplexer(settings, task_group, decode=decode_responses)
-        self._dedicated = DedicatedConnections(
-            settings, decode=decode_responses, outage=self._outage
-        )
-
-    def _outage(self) -> Exception | None:
-        return self._mux.outage
+        else:
+            self.command_timeout = settings.command_timeout
+            self.db = settings.db
+            self._node = Node(settings, task_group, decode=decode_responses)
+        # The hot path reaches the shared connection without a lookup.
+        self._mux = self._node.shared
 
     @classmethod
     def from_url(
@@ -162,8 +150,10 @@ class RedisClient(AsyncCoreCommands):
             if command.path is DEDICATED:
                 wait = command.block_time(args)
                 if wait != NOT_BLOCKING:
-                    dedicated = self._dedicated
-                    if self._cluster is not None:
+                    if self._node is not None:
+                        dedicated = self._node.dedicated
+                    else:
+                        assert self._cluster is not None
                         owner = await self._cluster.owner(command_slot(command, args))
                         dedicated = self._cluster.dedicated(owner)
                     reply = await dedicated.run(encode_command(args), wait, decode)
@@ -206,8 +196,8 @@ class RedisClient(AsyncCoreCommands):
         ``ConnectionError``; the close is shielded and bounded."""
         self._watcher.cancel()
         with anyio.CancelScope(shield=True):
-            await self._mux.aclose()
-            await self._dedicated.aclose()
+            if self._node is not None:
+                await self._node.aclose()
             if self._cluster is not None:
                 await self._cluster.aclose()
 
@@ -237,8 +227,8 @@ class RedisClient(AsyncCoreCommands):
             await watch_for_switches(settings, self._left_master)
 
     def _left_master(self, reason: str) -> None:
-        self._mux.drop(reason)
-        self._dedicated.retire_idle()
+        if self._node is not None:
+            self._node.left(reason)
 
     # What the pipeline needs (PipelineClient): the raw path, and _shape.
     async def _execute_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:

@@ -42,6 +42,7 @@ from redis.exceptions import (
 from .._net.commands import Command, Split
 from .._net.dedicated import DedicatedConnections
 from .._net.multiplexer import Multiplexer
+from .._net.node import Node
 from .._net.wire import encode_command, encode_commands
 from .urls import ClusterSettings
 
@@ -100,14 +101,13 @@ async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
 
 
 class ClusterRouter:
-    """One multiplexer per node; commands sent to the owner of their slot."""
+    """One :class:`Node` per server; commands sent to the owner of their slot."""
 
     def __init__(self, settings: ClusterSettings, task_group: TaskGroup, *, decode: bool) -> None:
         self.settings = settings
         self._task_group = task_group
         self._decode = decode
-        self._nodes: dict[Address, Multiplexer] = {}
-        self._dedicated: dict[Address, DedicatedConnections] = {}
+        self._nodes: dict[Address, Node] = {}
         self._owners: list[Address | None] = [None] * SLOTS
         self._primaries: list[Address] = []
         self._stale = True
@@ -120,29 +120,28 @@ class ClusterRouter:
     @property
     def last_heard(self) -> float:
         """When any node last sent us anything."""
-        return max((mux.last_heard for mux in self._nodes.values()), default=0.0)
+        return max((node.shared.last_heard for node in self._nodes.values()), default=0.0)
 
-    def node(self, address: Address) -> Multiplexer:
-        mux = self._nodes.get(address)
-        if mux is None:
-            mux = self._nodes[address] = Multiplexer(
-                self.settings.for_node(*address), self._task_group, decode=self._decode
-            )
-        return mux
-
-    def dedicated(self, address: Address) -> DedicatedConnections:
-        """The node's dedicated connections for blocking commands. After
-        :meth:`aclose` no new set is made: a node first seen then would get
-        one nobody closes, so that command fails instead."""
-        pool = self._dedicated.get(address)
-        if pool is None:
+    def _node(self, address: Address) -> Node:
+        """The server at ``address``. After :meth:`aclose` no new one is
+        made: a node first seen then would have connections nobody closes,
+        so that command fails instead."""
+        node = self._nodes.get(address)
+        if node is None:
             if self._closed:
                 raise ConnectionError("the client was closed")
-            mux = self.node(address)
-            pool = self._dedicated[address] = DedicatedConnections(
-                self.settings.for_node(*address), decode=self._decode, outage=lambda: mux.outage
+            node = self._nodes[address] = Node(
+                self.settings.for_node(*address), self._task_group, decode=self._decode
             )
-        return pool
+        return node
+
+    def node(self, address: Address) -> Multiplexer:
+        """The shared connection to the server at ``address``."""
+        return self._node(address).shared
+
+    def dedicated(self, address: Address) -> DedicatedConnections:
+        """The dedicated connections (blocking commands) to ``address``."""
+        return self._node(address).dedicated
 
     @property
     def primaries(self) -> list[Address]:
@@ -345,9 +344,7 @@ class ClusterRouter:
         any node fail with ``ConnectionError`` (shielded, bounded)."""
         self._closed = True
         with anyio.CancelScope(shield=True):
-            for mux in self._nodes.values():
-                await mux.aclose()
-            # Side by side: each pool's close is bounded, so all of them are.
+            # Side by side: each node's close is bounded, so all of them are.
             async with anyio.create_task_group() as closing:
-                for pool in self._dedicated.values():
-                    closing.start_soon(pool.aclose)
+                for node in self._nodes.values():
+                    closing.start_soon(node.aclose)
