@@ -1,7 +1,7 @@
-"""The cache port: five operations an application types against.
+"""``RedisCachePort``: the five operations, on Redis.
 
-``CachePort`` is the protocol (swap in any implementation in tests);
-``RedisCachePort`` is the Redis one. Inputs are checked before any I/O, so a
+``CachePort`` (``protocol.py``) is the shape an application types against;
+this is the Redis implementation of it. Inputs are checked before any I/O, so a
 bad call fails with a clear ``TypeError``/``ValueError`` and writes nothing.
 """
 
@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -25,32 +25,13 @@ from .config import RedisConfig
 from .events import CacheEvent, Observer, Operation, Status, notify
 from .keys import sidecar_key
 from .lease import Lease
+from .protocol import Factory
 from .ready import ReadyNotifications
 from .single_flight import SingleFlight, cancelled_from_outside
 
 _log = logging.getLogger("beignet_redis_anyio")
 
-__all__ = ["CachePort", "RedisCachePort"]
-
-Factory = Callable[[], Awaitable[str]]
-
-
-@runtime_checkable
-class CachePort(Protocol):
-    """What an application needs from a cache. Values are strings; encode
-    structured data yourself (``json.dumps``) so the format is yours."""
-
-    async def get(self, key: str) -> str | None: ...
-
-    async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None: ...
-
-    async def delete(self, key: str) -> bool: ...
-
-    async def has(self, key: str) -> bool: ...
-
-    async def remember(
-        self, key: str, factory: Factory, *, ttl_seconds: float | None = None
-    ) -> str: ...
+__all__ = ["RedisCachePort"]
 
 
 def _check_key(key: object) -> None:
