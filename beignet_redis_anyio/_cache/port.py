@@ -19,10 +19,10 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from .._client.client import RedisClient
-from .._net.numbers import in_range, is_number
 from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from .config import RedisConfig
 from .events import CacheEvent, Observer, Operation, Status, notify
+from .inputs import check_key, check_result, check_value, ttl_milliseconds
 from .keys import sidecar_key
 from .lease import Lease
 from .protocol import Factory
@@ -32,79 +32,6 @@ from .single_flight import SingleFlight, cancelled_from_outside
 _log = logging.getLogger("beignet_redis_anyio")
 
 __all__ = ["RedisCachePort"]
-
-
-def _check_key(key: object) -> None:
-    if not isinstance(key, str):
-        raise TypeError(f"a cache key must be a str, got {type(key).__name__}")
-    if not key:
-        raise ValueError("a cache key must not be empty")
-
-
-def _check_value(key: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise TypeError(
-            f"a cached value must be a str, got {type(value).__name__} "
-            "(encode it first, e.g. with json.dumps)"
-        )
-    _check_encodable(value, f"the value for {key!r}")
-
-
-def _check_encodable(value: str, what: str) -> None:
-    """Redis stores bytes: a ``str`` must encode as UTF-8. Only a lone
-    surrogate (``"\\ud800"``) cannot; ASCII, the common case, needs no
-    second look."""
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(
-                f"{what} is a str that cannot be encoded as UTF-8 "
-                f"({exc.reason} at index {exc.start}); nothing was stored"
-            ) from None
-
-
-#: The longest TTL accepted, in seconds (about 31,700 years). Redis takes
-#: ``PX`` up to 2**63 - 1 ms minus the current time; ``ttl_jitter`` may
-#: stretch a TTL up to 2x; and the lease's store script reads the TTL as a
-#: Lua number, a double, exact for integers below 2**53 ms (~9e15). 10**12 s
-#: is 10**15 ms, at most 2 * 10**15 ms jittered: clear of all three, and
-#: every float below it still resolves a millisecond.
-MAX_TTL_SECONDS = 10**12
-
-
-def _check_result(key: str, value: object) -> str:
-    """A factory's result, if Redis can store it: a ``str`` that encodes as UTF-8.
-
-    Checked in the flight, before any store — with or without the lease — so a
-    bad result fails every waiter with an error naming the key, nothing is
-    stored, and a lease is given up as after any other factory failure.
-    """
-    if not isinstance(value, str):
-        raise TypeError(
-            f"the factory for {key!r} returned {type(value).__name__}, not str; nothing was stored"
-        )
-    _check_encodable(value, f"what the factory for {key!r} returned")
-    return value
-
-
-def _ttl_milliseconds(ttl_seconds: object) -> int | None:
-    """``None`` (no expiry) or the TTL in whole milliseconds (at least 1).
-
-    Every TTL the port takes comes through here before any I/O, so a TTL
-    the server could not store fails as ``ValueError`` before anything is
-    sent or any factory runs.
-    """
-    if ttl_seconds is None:
-        return None
-    if not is_number(ttl_seconds):
-        raise TypeError(f"ttl_seconds must be a number, got {type(ttl_seconds).__name__}")
-    if not in_range(ttl_seconds, 0, MAX_TTL_SECONDS) or ttl_seconds == 0:
-        raise ValueError(
-            f"ttl_seconds must be greater than 0 and at most {MAX_TTL_SECONDS:.0e} "
-            f"(use None for no expiry), got {ttl_seconds!r}"
-        )
-    return max(1, round(ttl_seconds * 1000))  # type: ignore[operator]
 
 
 class RedisCachePort:
@@ -164,7 +91,7 @@ class RedisCachePort:
 
     async def get(self, key: str) -> str | None:
         """The value stored at ``key``, or ``None``."""
-        _check_key(key)
+        check_key(key)
         started = time.perf_counter()
         try:
             value: str | None = await self._call("GET", self.key_prefix + key)
@@ -181,9 +108,9 @@ class RedisCachePort:
     async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
         """Store ``value`` at ``key``, expiring after ``ttl_seconds`` (fractions
         keep millisecond precision) or never."""
-        _check_key(key)
-        _check_value(key, value)
-        ttl_ms = _ttl_milliseconds(ttl_seconds)
+        check_key(key)
+        check_value(key, value)
+        ttl_ms = ttl_milliseconds(ttl_seconds)
         started = time.perf_counter()
         try:
             await self._store(self.key_prefix + key, value, ttl_ms, None)
@@ -225,10 +152,10 @@ class RedisCachePort:
         for its value; ``early_refresh=True`` (needs ``ttl_seconds``) lets a
         hit recompute the value in the background shortly before it expires.
         """
-        _check_key(key)
+        check_key(key)
         if not callable(factory):
             raise TypeError(f"factory must be an async callable, got {type(factory).__name__}")
-        ttl_ms = _ttl_milliseconds(ttl_seconds)
+        ttl_ms = ttl_milliseconds(ttl_seconds)
         use_lock = self.config.remember_lock if lock is None else lock
         refresh = (self.config.early_refresh if early_refresh is None else early_refresh) and (
             ttl_ms is not None
@@ -370,7 +297,7 @@ class RedisCachePort:
 
         async def produce() -> tuple[str, float]:
             began = time.perf_counter()
-            value = _check_result(key, await factory())
+            value = check_result(key, await factory())
             return value, time.perf_counter() - began
 
         async def store(value: str, delta: float) -> None:
@@ -443,7 +370,7 @@ class RedisCachePort:
         self, operation: Operation, command: str, key: str, yes: Status, no: Status
     ) -> bool:
         """A one-key command that answers with a count: DEL, EXISTS."""
-        _check_key(key)
+        check_key(key)
         started = time.perf_counter()
         try:
             answer = bool(await self._call(command, self.key_prefix + key))
