@@ -27,6 +27,7 @@ from .keys import sidecar_key
 from .lease import Lease
 from .protocol import Factory
 from .ready import ReadyNotifications
+from .shared_read import SharedReads
 from .single_flight import SingleFlight, cancelled_from_outside
 
 _log = logging.getLogger("beignet_redis_anyio")
@@ -57,7 +58,7 @@ class RedisCachePort:
         self._observer = observer
         self._task_group = task_group
         self._flights: SingleFlight[str] = SingleFlight(task_group)
-        self._reads: dict[str, _SharedRead] = {}
+        self._shared_reads = SharedReads(self._read_for_remember)
         self._execute = client.execute_command
         self._bypass = config.failure_policy == "bypass"
         self._breaker = CircuitBreaker(
@@ -169,7 +170,7 @@ class RedisCachePort:
         try:
             if full_key not in flights:
                 try:
-                    cached = await self._first_read(plan)
+                    cached = await self._shared_reads.read(full_key, plan)
                 except UNAVAILABLE as exc:
                     if not self._bypass:
                         raise
@@ -194,29 +195,6 @@ class RedisCachePort:
         return value
 
     # -- remember's parts ---------------------------------------------------
-
-    async def _first_read(self, plan: _Plan) -> str | None:
-        """Read the key once for all the callers that want it now.
-
-        Single-flight merges the computations; this merges the reads before
-        them, so that a hundred concurrent callers in one process send one GET,
-        not a hundred. The first caller reads; the others wait for its answer.
-        If it is cancelled or fails, they read for themselves.
-        """
-        shared = self._reads.get(plan.full_key)
-        if shared is not None:
-            value, answered = await shared.result()
-            if answered:
-                return value
-        read = self._reads[plan.full_key] = _SharedRead()
-        try:
-            read.value = await self._read_for_remember(plan)
-            read.answered = True
-            return read.value
-        finally:
-            if self._reads.get(plan.full_key) is read:
-                del self._reads[plan.full_key]
-            read.finish()
 
     def _computation(self, plan: _Plan) -> Callable[[], Awaitable[str]]:
         async def compute() -> str:
@@ -484,30 +462,6 @@ class _Plan(NamedTuple):
     ttl_ms: int | None
     use_lock: bool
     refresh: bool
-
-
-class _SharedRead:
-    """One caller's read of a key, awaited by the others that want it too."""
-
-    __slots__ = ("answered", "done", "value", "waiter")
-
-    def __init__(self) -> None:
-        self.value: str | None = None
-        self.answered = False
-        self.done = False
-        self.waiter: anyio.Event | None = None  # made only if someone waits
-
-    async def result(self) -> tuple[str | None, bool]:
-        if not self.done:
-            if self.waiter is None:
-                self.waiter = anyio.Event()
-            await self.waiter.wait()
-        return self.value, self.answered
-
-    def finish(self) -> None:
-        self.done = True
-        if self.waiter is not None:
-            self.waiter.set()
 
 
 def _meta(delta: float) -> str:
