@@ -12,6 +12,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import anyio
@@ -179,7 +180,7 @@ class RedisCachePort:
                     if self._observer is not None:
                         self._emit("cache.remember", key, "hit", ttl_seconds, started)
                     return cached
-            value = await flights.run(full_key, self._computation(plan))
+            value = await flights.run(full_key, partial(self._compute, plan))
         except BaseException as exc:
             self._failed("cache.remember", key, ttl_seconds, started, exc)
             if isinstance(exc, UnicodeDecodeError):
@@ -195,12 +196,6 @@ class RedisCachePort:
         return value
 
     # -- remember's parts ---------------------------------------------------
-
-    def _computation(self, plan: _Plan) -> Callable[[], Awaitable[str]]:
-        async def compute() -> str:
-            return await self._compute(*plan)
-
-        return compute
 
     async def _read_for_remember(self, plan: _Plan) -> str | None:
         flights = self._flights
@@ -237,7 +232,7 @@ class RedisCachePort:
             rand = 1.0 - random.random()  # in (0, 1]: ln stays finite
             if -delta_ms * self.config.early_refresh_beta * math.log(rand) >= remaining_ms:
                 self._flights.start_background(
-                    full_key, self._reported_refresh(full_key, self._computation(plan))
+                    full_key, self._reported_refresh(full_key, partial(self._compute, plan))
                 )
         return str(value)
 
@@ -262,40 +257,35 @@ class RedisCachePort:
 
         return refresh
 
-    async def _compute(
-        self,
-        key: str,
-        full_key: str,
-        factory: Factory,
-        ttl_ms: int | None,
-        use_lock: bool,
-        refresh: bool,
-    ) -> str:
+    async def _compute(self, plan: _Plan) -> str:
         """Runs in the flight's task: produce the value and store it."""
 
         async def produce() -> tuple[str, float]:
             began = time.perf_counter()
-            value = check_result(key, await factory())
+            value = check_result(plan.key, await plan.factory())
             return value, time.perf_counter() - began
 
         async def store(value: str, delta: float) -> None:
             try:
                 await self._store(
-                    full_key, value, self._jittered(ttl_ms), delta if refresh else None
+                    plan.full_key,
+                    value,
+                    self._jittered(plan.ttl_ms),
+                    delta if plan.refresh else None,
                 )
             except UNAVAILABLE:
                 if not self._bypass:
                     raise  # with bypass the value is still good; Redis is not
 
-        if use_lock and not (self._bypass and self._breaker.state == "open"):
+        if plan.use_lock and not (self._bypass and self._breaker.state == "open"):
             try:
                 return await self._lease.compute(
-                    key,
-                    full_key,
+                    plan.key,
+                    plan.full_key,
                     produce,
                     store,
-                    self._jittered(ttl_ms),
-                    lambda delta: _meta(delta) if refresh else "",
+                    self._jittered(plan.ttl_ms),
+                    lambda delta: _meta(delta) if plan.refresh else "",
                 )
             except UNAVAILABLE as exc:
                 if not self._bypass:
