@@ -7,7 +7,6 @@ bad call fails with a clear ``TypeError``/``ValueError`` and writes nothing.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -22,16 +21,15 @@ from anyio.abc import TaskGroup
 from .._client.client import RedisClient
 from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from .config import RedisConfig
-from .events import CacheEvent, Observer, Operation, Status, notify
+from .events import Observer, Operation, Status
 from .inputs import check_key, check_result, check_value, ttl_milliseconds
 from .keys import sidecar_key
 from .lease import Lease
 from .protocol import Factory
 from .ready import ReadyNotifications
+from .reporting import Reporter
 from .shared_read import SharedReads
 from .single_flight import SingleFlight, cancelled_from_outside
-
-_log = logging.getLogger("beignet_redis_anyio")
 
 __all__ = ["RedisCachePort"]
 
@@ -62,10 +60,13 @@ class RedisCachePort:
         self._shared_reads = SharedReads(self._read_for_remember)
         self._execute = client.execute_command
         self._bypass = config.failure_policy == "bypass"
+        self._report = Reporter(
+            observer, bypass=self._bypass, breaker_cooldown=config.breaker_cooldown_seconds
+        )
         self._breaker = CircuitBreaker(
             threshold=config.breaker_threshold,
             cooldown=config.breaker_cooldown_seconds,
-            on_change=self._breaker_changed,
+            on_change=self._report.breaker_changed,
             last_heard=lambda: client.last_heard,
         )
         self._lease = Lease(
@@ -73,7 +74,7 @@ class RedisCachePort:
             ReadyNotifications(client.node_settings, client.db, task_group),
             lease_seconds=config.lock_lease_seconds,
             wait_seconds=config.lock_wait_seconds,
-            report=self._lock_event,
+            report=self._report.lease_event,
         )
 
     def __repr__(self) -> str:
@@ -104,7 +105,9 @@ class RedisCachePort:
                 raise _not_text(key, exc) from None
             raise
         if self._observer is not None:
-            self._emit("cache.get", key, "hit" if value is not None else "miss", None, started)
+            self._report.event(
+                "cache.get", key, "hit" if value is not None else "miss", None, started
+            )
         return value
 
     async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
@@ -121,7 +124,7 @@ class RedisCachePort:
                 return
             raise
         if self._observer is not None:
-            self._emit("cache.set", key, "stored", ttl_seconds, started)
+            self._report.event("cache.set", key, "stored", ttl_seconds, started)
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when there was something to remove."""
@@ -178,21 +181,19 @@ class RedisCachePort:
                     unavailable, cached = exc, None
                 if cached is not None:
                     if self._observer is not None:
-                        self._emit("cache.remember", key, "hit", ttl_seconds, started)
+                        self._report.event("cache.remember", key, "hit", ttl_seconds, started)
                     return cached
             value = await flights.run(full_key, partial(self._compute, plan))
         except BaseException as exc:
-            self._failed("cache.remember", key, ttl_seconds, started, exc)
+            self._report.failed("cache.remember", key, ttl_seconds, started, exc)
             if isinstance(exc, UnicodeDecodeError):
                 raise _not_text(key, exc) from None
             raise
         if self._observer is not None:
             if unavailable is not None:
-                self._emit(
-                    "cache.remember", key, "error", ttl_seconds, started, _describe(unavailable)
-                )
+                self._report.error("cache.remember", key, ttl_seconds, started, unavailable)
             else:
-                self._emit("cache.remember", key, "miss", ttl_seconds, started)
+                self._report.event("cache.remember", key, "miss", ttl_seconds, started)
         return value
 
     # -- remember's parts ---------------------------------------------------
@@ -249,10 +250,10 @@ class RedisCachePort:
                 # Any failure of the factory's, BaseExceptions included (the
                 # flight drops it: nobody waits); not the provider closing.
                 if self._observer is not None and not cancelled_from_outside(exc):
-                    self._emit("cache.refresh", key, "error", None, started, _describe(exc))
+                    self._report.error("cache.refresh", key, None, started, exc)
                 raise
             if self._observer is not None:
-                self._emit("cache.refresh", key, "stored", None, started)
+                self._report.event("cache.refresh", key, "stored", None, started)
             return value
 
         return refresh
@@ -347,7 +348,7 @@ class RedisCachePort:
                 return False
             raise
         if self._observer is not None:
-            self._emit(operation, key, yes if answer else no, None, started)
+            self._report.event(operation, key, yes if answer else no, None, started)
         return answer
 
     async def _store(
@@ -378,69 +379,8 @@ class RedisCachePort:
         exc: BaseException,
     ) -> bool:
         """Report ``exc``; True when the failure policy says to carry on without Redis."""
-        self._failed(operation, key, ttl_seconds, started, exc)
+        self._report.failed(operation, key, ttl_seconds, started, exc)
         return self._bypass and isinstance(exc, UNAVAILABLE)
-
-    def _breaker_changed(self, status: Status, reason: str | None) -> None:
-        if status == "opened":
-            _log.warning(
-                "Redis circuit breaker opened: %s. For %gs every cache call %s; "
-                "then one call probes Redis.",
-                reason,
-                self.config.breaker_cooldown_seconds,
-                "bypasses Redis (factories run for every remember)"
-                if self._bypass
-                else "fails at once with CircuitOpenError",
-            )
-        else:
-            _log.info("Redis circuit breaker closed: Redis answers again")
-        if self._observer is not None:
-            notify(
-                self._observer,
-                CacheEvent(operation="cache.breaker", key="", status=status, error=reason),
-            )
-
-    def _lock_event(self, key: str, status: str, reason: str | None) -> None:
-        if self._observer is not None:
-            notify(
-                self._observer,
-                CacheEvent(operation="cache.lock", key=key, status=status, error=reason),  # type: ignore[arg-type]
-            )
-
-    def _emit(
-        self,
-        operation: Operation,
-        key: str,
-        status: Status,
-        ttl_seconds: float | None,
-        started: float,
-        error: str | None = None,
-    ) -> None:
-        assert self._observer is not None
-        event = CacheEvent(
-            operation=operation,
-            key=key,
-            status=status,
-            ttl_seconds=ttl_seconds,
-            duration_seconds=time.perf_counter() - started,
-            error=error,
-        )
-        notify(self._observer, event)
-
-    def _failed(
-        self,
-        operation: Operation,
-        key: str,
-        ttl_seconds: float | None,
-        started: float,
-        exc: BaseException,
-    ) -> None:
-        if self._observer is None:
-            return
-        if isinstance(exc, anyio.get_cancelled_exc_class()):
-            self._emit(operation, key, "cancelled", ttl_seconds, started)
-        else:
-            self._emit(operation, key, "error", ttl_seconds, started, _describe(exc))
 
 
 class _Plan(NamedTuple):
@@ -474,8 +414,3 @@ def _not_text(key: str, exc: UnicodeDecodeError) -> UnicodeDecodeError:
         "(stored by another program?); read it with a client made with "
         "decode_responses=False",
     )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
