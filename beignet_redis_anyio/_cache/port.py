@@ -7,7 +7,6 @@ bad call fails with a clear ``TypeError``/``ValueError`` and writes nothing.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -23,13 +22,13 @@ from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from .config import RedisConfig
 from .events import Observer, Operation, Status
 from .inputs import check_key, check_result, check_value, ttl_milliseconds
-from .keys import sidecar_key
 from .lease import Lease
 from .protocol import Factory
 from .ready import ReadyNotifications
+from .refresh import meta_key, meta_value, refresh_due, reported_refresh
 from .reporting import Reporter
 from .shared_read import SharedReads
-from .single_flight import SingleFlight, cancelled_from_outside
+from .single_flight import SingleFlight
 
 __all__ = ["RedisCachePort"]
 
@@ -212,51 +211,20 @@ class RedisCachePort:
         return cached
 
     async def _read_with_expiry(self, plan: _Plan) -> str | None:
-        """A hit that may trigger an early refresh (XFetch).
-
-        Vattani, Chierichetti & Lowenstein, "Optimal Probabilistic Cache
-        Stampede Prevention" (VLDB 2015): recompute early when
-        ``now - delta * beta * ln(rand()) >= expiry``, with ``delta`` the time
-        the last computation took. The refresh runs in the provider's task
-        group; this caller gets the current value at once.
-        """
+        """A hit that may start an early refresh (XFetch, ``refresh.py``)."""
         full_key = plan.full_key
         pipe = self.client.pipeline()
         pipe.execute_command("GET", full_key)
         pipe.execute_command("PTTL", full_key)
-        pipe.execute_command("GET", sidecar_key(full_key, "meta"))
+        pipe.execute_command("GET", meta_key(full_key))
         value, remaining_ms, meta = await self._guarded(pipe.execute)
         if value is None:
             return None
-        if meta is not None and isinstance(remaining_ms, int) and remaining_ms > 0:
-            delta_ms = float(meta)
-            rand = 1.0 - random.random()  # in (0, 1]: ln stays finite
-            if -delta_ms * self.config.early_refresh_beta * math.log(rand) >= remaining_ms:
-                self._flights.start_background(
-                    full_key, self._reported_refresh(full_key, partial(self._compute, plan))
-                )
+        if refresh_due(meta, remaining_ms, self.config.early_refresh_beta):
+            self._flights.start_background(
+                full_key, reported_refresh(plan.key, partial(self._compute, plan), self._report)
+            )
         return str(value)
-
-    def _reported_refresh(
-        self, full_key: str, compute: Callable[[], Awaitable[str]]
-    ) -> Callable[[], Awaitable[str]]:
-        key = full_key[len(self.key_prefix) :]
-
-        async def refresh() -> str:
-            started = time.perf_counter()
-            try:
-                value = await compute()
-            except BaseException as exc:
-                # Any failure of the factory's, BaseExceptions included (the
-                # flight drops it: nobody waits); not the provider closing.
-                if self._observer is not None and not cancelled_from_outside(exc):
-                    self._report.error("cache.refresh", key, None, started, exc)
-                raise
-            if self._observer is not None:
-                self._report.event("cache.refresh", key, "stored", None, started)
-            return value
-
-        return refresh
 
     async def _compute(self, plan: _Plan) -> str:
         """Runs in the flight's task: produce the value and store it."""
@@ -286,7 +254,7 @@ class RedisCachePort:
                     produce,
                     store,
                     self._jittered(plan.ttl_ms),
-                    lambda delta: _meta(delta) if plan.refresh else "",
+                    lambda delta: meta_value(delta) if plan.refresh else "",
                 )
             except UNAVAILABLE as exc:
                 if not self._bypass:
@@ -361,7 +329,7 @@ class RedisCachePort:
         # The recompute time goes beside the value, never inside it.
         pipe = self.client.pipeline(transaction=True)
         pipe.execute_command("SET", full_key, value, *ttl)
-        pipe.execute_command("SET", sidecar_key(full_key, "meta"), _meta(delta), *ttl)
+        pipe.execute_command("SET", meta_key(full_key), meta_value(delta), *ttl)
         await self._guarded(pipe.execute)
 
     def _jittered(self, ttl_ms: int | None) -> int | None:
@@ -392,11 +360,6 @@ class _Plan(NamedTuple):
     ttl_ms: int | None
     use_lock: bool
     refresh: bool
-
-
-def _meta(delta: float) -> str:
-    """Metadata kept beside a value: how long computing it took, in ms."""
-    return f"{delta * 1000:.3f}"
 
 
 def _not_text(key: str, exc: UnicodeDecodeError) -> UnicodeDecodeError:
