@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from .._client.client import RedisClient
 from .._net.task_group import background_task_group
+from .commands import CommandClient
 from .keys import sidecar_key
 from .ready import ReadyNotifications
 from .scripts import RELEASE, RENEW, STORE_AND_RELEASE
@@ -50,7 +50,7 @@ _POLL_MIN, _POLL_MAX = 0.05, 1.0
 class Lease:
     def __init__(
         self,
-        client: RedisClient,
+        client: CommandClient,
         notifications: ReadyNotifications,
         *,
         lease_seconds: float,
