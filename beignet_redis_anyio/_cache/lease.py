@@ -1,6 +1,6 @@
 """Cross-process single-flight: one process computes, the others wait for it.
 
-In-process single-flight (``_single_flight``) makes one task per process ask;
+In-process single-flight (``single_flight.py``) makes one task per process ask;
 this makes one *process* compute. The protocol, per key:
 
 1. Try to take a lease: ``SET <lock> <random token> NX PX <lease>``.

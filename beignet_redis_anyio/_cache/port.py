@@ -1,8 +1,17 @@
-"""``RedisCachePort``: the five operations, on Redis.
+"""``RedisCachePort``: the five operations of ``CachePort``, on Redis.
 
-``CachePort`` (``protocol.py``) is the shape an application types against;
-this is the Redis implementation of it. Inputs are checked before any I/O, so a
-bad call fails with a clear ``TypeError``/``ValueError`` and writes nothing.
+Read top to bottom: the operations; ``remember``'s miss path (the shared
+first read, the computation run by single-flight, with or without the
+cross-process lease); then the plumbing every operation shares — one command
+through the circuit breaker, the store, TTL jitter and the failure policy
+(``bypass``). The parts with an idea of their own live beside it: input
+checks (``inputs.py``), the shared first read (``shared_read.py``), early
+refresh (``refresh.py``), events and log lines (``reporting.py``).
+
+Inputs are checked before any I/O, so a bad call fails with a clear
+``TypeError``/``ValueError`` and writes nothing. ``get`` and ``remember`` on a
+hit are the hot paths: they add no call layers, and report only when an
+observer is set.
 """
 
 from __future__ import annotations

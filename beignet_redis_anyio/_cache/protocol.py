@@ -1,9 +1,8 @@
 """``CachePort``: the five operations an application types against.
 
 A ``typing.Protocol``, so an application can depend on the port's shape and
-swap in another implementation in tests (``testing.MemoryCachePort``, a
-fake) without inheriting from anything. ``RedisCachePort`` (``port.py``) is
-the Redis one.
+swap in another implementation in tests (an in-memory fake) without
+inheriting from anything. ``RedisCachePort`` (``port.py``) is the Redis one.
 """
 
 from __future__ import annotations
