@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 from ._cache.config import RedisConfig
 from ._cache.events import CacheEvent, Observer
-from ._cache.port import CachePort, RedisCachePort
+from ._cache.port import RedisCachePort
+from ._cache.protocol import CachePort
 from ._client.client import RedisClient, open_redis_client
 from ._client.pipeline import Pipeline
 from ._net.errors import CircuitOpenError, ConfigError, ConnectTimeoutError

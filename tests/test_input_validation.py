@@ -20,8 +20,9 @@ from beignet_redis_anyio import (
     RedisConfig,
     open_redis_provider,
 )
+from beignet_redis_anyio._cache.inputs import MAX_TTL_SECONDS
+from beignet_redis_anyio._cache.inputs import ttl_milliseconds as _ttl_milliseconds
 from beignet_redis_anyio._cache.keys import sidecar_key
-from beignet_redis_anyio._cache.port import MAX_TTL_SECONDS, _ttl_milliseconds
 from beignet_redis_anyio._net.settings import parse_redis_url
 from beignet_redis_anyio._topology.urls import parse_topology
 from servers import RedisServer

@@ -1,6 +1,6 @@
 """Cross-process single-flight: one process computes, the others wait for it.
 
-In-process single-flight (``_single_flight``) makes one task per process ask;
+In-process single-flight (``single_flight.py``) makes one task per process ask;
 this makes one *process* compute. The protocol, per key:
 
 1. Try to take a lease: ``SET <lock> <random token> NX PX <lease>``.
@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from .._client.client import RedisClient
 from .._net.task_group import background_task_group
+from .commands import CommandClient
 from .keys import sidecar_key
 from .ready import ReadyNotifications
 from .scripts import RELEASE, RENEW, STORE_AND_RELEASE
@@ -50,7 +50,7 @@ _POLL_MIN, _POLL_MAX = 0.05, 1.0
 class Lease:
     def __init__(
         self,
-        client: RedisClient,
+        client: CommandClient,
         notifications: ReadyNotifications,
         *,
         lease_seconds: float,

@@ -1,129 +1,45 @@
-"""The cache port: five operations an application types against.
+"""``RedisCachePort``: the five operations of ``CachePort``, on Redis.
 
-``CachePort`` is the protocol (swap in any implementation in tests);
-``RedisCachePort`` is the Redis one. Inputs are checked before any I/O, so a
-bad call fails with a clear ``TypeError``/``ValueError`` and writes nothing.
+Read top to bottom: the operations; ``remember``'s miss path (the shared
+first read, the computation run by single-flight, with or without the
+cross-process lease); then the plumbing every operation shares — one command
+through the circuit breaker, the store, TTL jitter and the failure policy
+(``bypass``). The parts with an idea of their own live beside it: input
+checks (``inputs.py``), the shared first read (``shared_read.py``), early
+refresh (``refresh.py``), events and log lines (``reporting.py``).
+
+Inputs are checked before any I/O, so a bad call fails with a clear
+``TypeError``/``ValueError`` and writes nothing. ``get`` and ``remember`` on a
+hit are the hot paths: they add no call layers, and report only when an
+observer is set.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from functools import partial
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from .._client.client import RedisClient
-from .._net.numbers import in_range, is_number
 from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from .config import RedisConfig
-from .events import CacheEvent, Observer, Operation, Status, notify
-from .keys import sidecar_key
+from .events import Observer, Operation, Status
+from .inputs import check_key, check_result, check_value, ttl_milliseconds
 from .lease import Lease
+from .protocol import Factory
 from .ready import ReadyNotifications
-from .single_flight import SingleFlight, cancelled_from_outside
+from .refresh import meta_key, meta_value, refresh_due, reported_refresh
+from .reporting import Reporter
+from .shared_read import SharedReads
+from .single_flight import SingleFlight
 
-_log = logging.getLogger("beignet_redis_anyio")
-
-__all__ = ["CachePort", "RedisCachePort"]
-
-Factory = Callable[[], Awaitable[str]]
-
-
-@runtime_checkable
-class CachePort(Protocol):
-    """What an application needs from a cache. Values are strings; encode
-    structured data yourself (``json.dumps``) so the format is yours."""
-
-    async def get(self, key: str) -> str | None: ...
-
-    async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None: ...
-
-    async def delete(self, key: str) -> bool: ...
-
-    async def has(self, key: str) -> bool: ...
-
-    async def remember(
-        self, key: str, factory: Factory, *, ttl_seconds: float | None = None
-    ) -> str: ...
-
-
-def _check_key(key: object) -> None:
-    if not isinstance(key, str):
-        raise TypeError(f"a cache key must be a str, got {type(key).__name__}")
-    if not key:
-        raise ValueError("a cache key must not be empty")
-
-
-def _check_value(key: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise TypeError(
-            f"a cached value must be a str, got {type(value).__name__} "
-            "(encode it first, e.g. with json.dumps)"
-        )
-    _check_encodable(value, f"the value for {key!r}")
-
-
-def _check_encodable(value: str, what: str) -> None:
-    """Redis stores bytes: a ``str`` must encode as UTF-8. Only a lone
-    surrogate (``"\\ud800"``) cannot; ASCII, the common case, needs no
-    second look."""
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(
-                f"{what} is a str that cannot be encoded as UTF-8 "
-                f"({exc.reason} at index {exc.start}); nothing was stored"
-            ) from None
-
-
-#: The longest TTL accepted, in seconds (about 31,700 years). Redis takes
-#: ``PX`` up to 2**63 - 1 ms minus the current time; ``ttl_jitter`` may
-#: stretch a TTL up to 2x; and the lease's store script reads the TTL as a
-#: Lua number, a double, exact for integers below 2**53 ms (~9e15). 10**12 s
-#: is 10**15 ms, at most 2 * 10**15 ms jittered: clear of all three, and
-#: every float below it still resolves a millisecond.
-MAX_TTL_SECONDS = 10**12
-
-
-def _check_result(key: str, value: object) -> str:
-    """A factory's result, if Redis can store it: a ``str`` that encodes as UTF-8.
-
-    Checked in the flight, before any store — with or without the lease — so a
-    bad result fails every waiter with an error naming the key, nothing is
-    stored, and a lease is given up as after any other factory failure.
-    """
-    if not isinstance(value, str):
-        raise TypeError(
-            f"the factory for {key!r} returned {type(value).__name__}, not str; nothing was stored"
-        )
-    _check_encodable(value, f"what the factory for {key!r} returned")
-    return value
-
-
-def _ttl_milliseconds(ttl_seconds: object) -> int | None:
-    """``None`` (no expiry) or the TTL in whole milliseconds (at least 1).
-
-    Every TTL the port takes comes through here before any I/O, so a TTL
-    the server could not store fails as ``ValueError`` before anything is
-    sent or any factory runs.
-    """
-    if ttl_seconds is None:
-        return None
-    if not is_number(ttl_seconds):
-        raise TypeError(f"ttl_seconds must be a number, got {type(ttl_seconds).__name__}")
-    if not in_range(ttl_seconds, 0, MAX_TTL_SECONDS) or ttl_seconds == 0:
-        raise ValueError(
-            f"ttl_seconds must be greater than 0 and at most {MAX_TTL_SECONDS:.0e} "
-            f"(use None for no expiry), got {ttl_seconds!r}"
-        )
-    return max(1, round(ttl_seconds * 1000))  # type: ignore[operator]
+__all__ = ["RedisCachePort"]
 
 
 class RedisCachePort:
@@ -149,13 +65,16 @@ class RedisCachePort:
         self._observer = observer
         self._task_group = task_group
         self._flights: SingleFlight[str] = SingleFlight(task_group)
-        self._reads: dict[str, _SharedRead] = {}
+        self._shared_reads = SharedReads(self._read_for_remember)
         self._execute = client.execute_command
         self._bypass = config.failure_policy == "bypass"
+        self._report = Reporter(
+            observer, bypass=self._bypass, breaker_cooldown=config.breaker_cooldown_seconds
+        )
         self._breaker = CircuitBreaker(
             threshold=config.breaker_threshold,
             cooldown=config.breaker_cooldown_seconds,
-            on_change=self._breaker_changed,
+            on_change=self._report.breaker_changed,
             last_heard=lambda: client.last_heard,
         )
         self._lease = Lease(
@@ -163,7 +82,7 @@ class RedisCachePort:
             ReadyNotifications(client.node_settings, client.db, task_group),
             lease_seconds=config.lock_lease_seconds,
             wait_seconds=config.lock_wait_seconds,
-            report=self._lock_event,
+            report=self._report.lease_event,
         )
 
     def __repr__(self) -> str:
@@ -183,7 +102,7 @@ class RedisCachePort:
 
     async def get(self, key: str) -> str | None:
         """The value stored at ``key``, or ``None``."""
-        _check_key(key)
+        check_key(key)
         started = time.perf_counter()
         try:
             value: str | None = await self._call("GET", self.key_prefix + key)
@@ -194,15 +113,17 @@ class RedisCachePort:
                 raise _not_text(key, exc) from None
             raise
         if self._observer is not None:
-            self._emit("cache.get", key, "hit" if value is not None else "miss", None, started)
+            self._report.event(
+                "cache.get", key, "hit" if value is not None else "miss", None, started
+            )
         return value
 
     async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
         """Store ``value`` at ``key``, expiring after ``ttl_seconds`` (fractions
         keep millisecond precision) or never."""
-        _check_key(key)
-        _check_value(key, value)
-        ttl_ms = _ttl_milliseconds(ttl_seconds)
+        check_key(key)
+        check_value(key, value)
+        ttl_ms = ttl_milliseconds(ttl_seconds)
         started = time.perf_counter()
         try:
             await self._store(self.key_prefix + key, value, ttl_ms, None)
@@ -211,7 +132,7 @@ class RedisCachePort:
                 return
             raise
         if self._observer is not None:
-            self._emit("cache.set", key, "stored", ttl_seconds, started)
+            self._report.event("cache.set", key, "stored", ttl_seconds, started)
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when there was something to remove."""
@@ -244,10 +165,10 @@ class RedisCachePort:
         for its value; ``early_refresh=True`` (needs ``ttl_seconds``) lets a
         hit recompute the value in the background shortly before it expires.
         """
-        _check_key(key)
+        check_key(key)
         if not callable(factory):
             raise TypeError(f"factory must be an async callable, got {type(factory).__name__}")
-        ttl_ms = _ttl_milliseconds(ttl_seconds)
+        ttl_ms = ttl_milliseconds(ttl_seconds)
         use_lock = self.config.remember_lock if lock is None else lock
         refresh = (self.config.early_refresh if early_refresh is None else early_refresh) and (
             ttl_ms is not None
@@ -261,60 +182,29 @@ class RedisCachePort:
         try:
             if full_key not in flights:
                 try:
-                    cached = await self._first_read(plan)
+                    cached = await self._shared_reads.read(full_key, plan)
                 except UNAVAILABLE as exc:
                     if not self._bypass:
                         raise
                     unavailable, cached = exc, None
                 if cached is not None:
                     if self._observer is not None:
-                        self._emit("cache.remember", key, "hit", ttl_seconds, started)
+                        self._report.event("cache.remember", key, "hit", ttl_seconds, started)
                     return cached
-            value = await flights.run(full_key, self._computation(plan))
+            value = await flights.run(full_key, partial(self._compute, plan))
         except BaseException as exc:
-            self._failed("cache.remember", key, ttl_seconds, started, exc)
+            self._report.failed("cache.remember", key, ttl_seconds, started, exc)
             if isinstance(exc, UnicodeDecodeError):
                 raise _not_text(key, exc) from None
             raise
         if self._observer is not None:
             if unavailable is not None:
-                self._emit(
-                    "cache.remember", key, "error", ttl_seconds, started, _describe(unavailable)
-                )
+                self._report.error("cache.remember", key, ttl_seconds, started, unavailable)
             else:
-                self._emit("cache.remember", key, "miss", ttl_seconds, started)
+                self._report.event("cache.remember", key, "miss", ttl_seconds, started)
         return value
 
     # -- remember's parts ---------------------------------------------------
-
-    async def _first_read(self, plan: _Plan) -> str | None:
-        """Read the key once for all the callers that want it now.
-
-        Single-flight merges the computations; this merges the reads before
-        them, so that a hundred concurrent callers in one process send one GET,
-        not a hundred. The first caller reads; the others wait for its answer.
-        If it is cancelled or fails, they read for themselves.
-        """
-        shared = self._reads.get(plan.full_key)
-        if shared is not None:
-            value, answered = await shared.result()
-            if answered:
-                return value
-        read = self._reads[plan.full_key] = _SharedRead()
-        try:
-            read.value = await self._read_for_remember(plan)
-            read.answered = True
-            return read.value
-        finally:
-            if self._reads.get(plan.full_key) is read:
-                del self._reads[plan.full_key]
-            read.finish()
-
-    def _computation(self, plan: _Plan) -> Callable[[], Awaitable[str]]:
-        async def compute() -> str:
-            return await self._compute(*plan)
-
-        return compute
 
     async def _read_for_remember(self, plan: _Plan) -> str | None:
         flights = self._flights
@@ -330,86 +220,50 @@ class RedisCachePort:
         return cached
 
     async def _read_with_expiry(self, plan: _Plan) -> str | None:
-        """A hit that may trigger an early refresh (XFetch).
-
-        Vattani, Chierichetti & Lowenstein, "Optimal Probabilistic Cache
-        Stampede Prevention" (VLDB 2015): recompute early when
-        ``now - delta * beta * ln(rand()) >= expiry``, with ``delta`` the time
-        the last computation took. The refresh runs in the provider's task
-        group; this caller gets the current value at once.
-        """
+        """A hit that may start an early refresh (XFetch, ``refresh.py``)."""
         full_key = plan.full_key
         pipe = self.client.pipeline()
         pipe.execute_command("GET", full_key)
         pipe.execute_command("PTTL", full_key)
-        pipe.execute_command("GET", sidecar_key(full_key, "meta"))
+        pipe.execute_command("GET", meta_key(full_key))
         value, remaining_ms, meta = await self._guarded(pipe.execute)
         if value is None:
             return None
-        if meta is not None and isinstance(remaining_ms, int) and remaining_ms > 0:
-            delta_ms = float(meta)
-            rand = 1.0 - random.random()  # in (0, 1]: ln stays finite
-            if -delta_ms * self.config.early_refresh_beta * math.log(rand) >= remaining_ms:
-                self._flights.start_background(
-                    full_key, self._reported_refresh(full_key, self._computation(plan))
-                )
+        if refresh_due(meta, remaining_ms, self.config.early_refresh_beta):
+            self._flights.start_background(
+                full_key, reported_refresh(plan.key, partial(self._compute, plan), self._report)
+            )
         return str(value)
 
-    def _reported_refresh(
-        self, full_key: str, compute: Callable[[], Awaitable[str]]
-    ) -> Callable[[], Awaitable[str]]:
-        key = full_key[len(self.key_prefix) :]
-
-        async def refresh() -> str:
-            started = time.perf_counter()
-            try:
-                value = await compute()
-            except BaseException as exc:
-                # Any failure of the factory's, BaseExceptions included (the
-                # flight drops it: nobody waits); not the provider closing.
-                if self._observer is not None and not cancelled_from_outside(exc):
-                    self._emit("cache.refresh", key, "error", None, started, _describe(exc))
-                raise
-            if self._observer is not None:
-                self._emit("cache.refresh", key, "stored", None, started)
-            return value
-
-        return refresh
-
-    async def _compute(
-        self,
-        key: str,
-        full_key: str,
-        factory: Factory,
-        ttl_ms: int | None,
-        use_lock: bool,
-        refresh: bool,
-    ) -> str:
+    async def _compute(self, plan: _Plan) -> str:
         """Runs in the flight's task: produce the value and store it."""
 
         async def produce() -> tuple[str, float]:
             began = time.perf_counter()
-            value = _check_result(key, await factory())
+            value = check_result(plan.key, await plan.factory())
             return value, time.perf_counter() - began
 
         async def store(value: str, delta: float) -> None:
             try:
                 await self._store(
-                    full_key, value, self._jittered(ttl_ms), delta if refresh else None
+                    plan.full_key,
+                    value,
+                    self._jittered(plan.ttl_ms),
+                    delta if plan.refresh else None,
                 )
             except UNAVAILABLE:
                 if not self._bypass:
                     raise  # with bypass the value is still good; Redis is not
 
-        if use_lock and not (self._bypass and self._breaker.state == "open"):
+        if plan.use_lock and not (self._bypass and self._breaker.state == "open"):
             try:
                 return await self._lease.compute(
-                    key,
-                    full_key,
+                    plan.key,
+                    plan.full_key,
                     produce,
                     store,
-                    self._jittered(ttl_ms),
-                    lambda delta: _meta(delta) if refresh else "",
+                    self._jittered(plan.ttl_ms),
+                    lambda delta: meta_value(delta) if plan.refresh else "",
                 )
             except UNAVAILABLE as exc:
                 if not self._bypass:
@@ -462,7 +316,7 @@ class RedisCachePort:
         self, operation: Operation, command: str, key: str, yes: Status, no: Status
     ) -> bool:
         """A one-key command that answers with a count: DEL, EXISTS."""
-        _check_key(key)
+        check_key(key)
         started = time.perf_counter()
         try:
             answer = bool(await self._call(command, self.key_prefix + key))
@@ -471,7 +325,7 @@ class RedisCachePort:
                 return False
             raise
         if self._observer is not None:
-            self._emit(operation, key, yes if answer else no, None, started)
+            self._report.event(operation, key, yes if answer else no, None, started)
         return answer
 
     async def _store(
@@ -484,7 +338,7 @@ class RedisCachePort:
         # The recompute time goes beside the value, never inside it.
         pipe = self.client.pipeline(transaction=True)
         pipe.execute_command("SET", full_key, value, *ttl)
-        pipe.execute_command("SET", sidecar_key(full_key, "meta"), _meta(delta), *ttl)
+        pipe.execute_command("SET", meta_key(full_key), meta_value(delta), *ttl)
         await self._guarded(pipe.execute)
 
     def _jittered(self, ttl_ms: int | None) -> int | None:
@@ -502,69 +356,8 @@ class RedisCachePort:
         exc: BaseException,
     ) -> bool:
         """Report ``exc``; True when the failure policy says to carry on without Redis."""
-        self._failed(operation, key, ttl_seconds, started, exc)
+        self._report.failed(operation, key, ttl_seconds, started, exc)
         return self._bypass and isinstance(exc, UNAVAILABLE)
-
-    def _breaker_changed(self, status: Status, reason: str | None) -> None:
-        if status == "opened":
-            _log.warning(
-                "Redis circuit breaker opened: %s. For %gs every cache call %s; "
-                "then one call probes Redis.",
-                reason,
-                self.config.breaker_cooldown_seconds,
-                "bypasses Redis (factories run for every remember)"
-                if self._bypass
-                else "fails at once with CircuitOpenError",
-            )
-        else:
-            _log.info("Redis circuit breaker closed: Redis answers again")
-        if self._observer is not None:
-            notify(
-                self._observer,
-                CacheEvent(operation="cache.breaker", key="", status=status, error=reason),
-            )
-
-    def _lock_event(self, key: str, status: str, reason: str | None) -> None:
-        if self._observer is not None:
-            notify(
-                self._observer,
-                CacheEvent(operation="cache.lock", key=key, status=status, error=reason),  # type: ignore[arg-type]
-            )
-
-    def _emit(
-        self,
-        operation: Operation,
-        key: str,
-        status: Status,
-        ttl_seconds: float | None,
-        started: float,
-        error: str | None = None,
-    ) -> None:
-        assert self._observer is not None
-        event = CacheEvent(
-            operation=operation,
-            key=key,
-            status=status,
-            ttl_seconds=ttl_seconds,
-            duration_seconds=time.perf_counter() - started,
-            error=error,
-        )
-        notify(self._observer, event)
-
-    def _failed(
-        self,
-        operation: Operation,
-        key: str,
-        ttl_seconds: float | None,
-        started: float,
-        exc: BaseException,
-    ) -> None:
-        if self._observer is None:
-            return
-        if isinstance(exc, anyio.get_cancelled_exc_class()):
-            self._emit(operation, key, "cancelled", ttl_seconds, started)
-        else:
-            self._emit(operation, key, "error", ttl_seconds, started, _describe(exc))
 
 
 class _Plan(NamedTuple):
@@ -576,35 +369,6 @@ class _Plan(NamedTuple):
     ttl_ms: int | None
     use_lock: bool
     refresh: bool
-
-
-class _SharedRead:
-    """One caller's read of a key, awaited by the others that want it too."""
-
-    __slots__ = ("answered", "done", "value", "waiter")
-
-    def __init__(self) -> None:
-        self.value: str | None = None
-        self.answered = False
-        self.done = False
-        self.waiter: anyio.Event | None = None  # made only if someone waits
-
-    async def result(self) -> tuple[str | None, bool]:
-        if not self.done:
-            if self.waiter is None:
-                self.waiter = anyio.Event()
-            await self.waiter.wait()
-        return self.value, self.answered
-
-    def finish(self) -> None:
-        self.done = True
-        if self.waiter is not None:
-            self.waiter.set()
-
-
-def _meta(delta: float) -> str:
-    """Metadata kept beside a value: how long computing it took, in ms."""
-    return f"{delta * 1000:.3f}"
 
 
 def _not_text(key: str, exc: UnicodeDecodeError) -> UnicodeDecodeError:
@@ -622,8 +386,3 @@ def _not_text(key: str, exc: UnicodeDecodeError) -> UnicodeDecodeError:
         "(stored by another program?); read it with a client made with "
         "decode_responses=False",
     )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from .._client.client import RedisClient
+from .commands import CommandClient
 
 __all__ = ["RELEASE", "RENEW", "STORE_AND_RELEASE", "Script"]
 
@@ -25,7 +25,7 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, client: RedisClient, keys: list[str], args: list[Any]) -> Any:
+    async def __call__(self, client: CommandClient, keys: list[str], args: list[Any]) -> Any:
         try:
             return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
