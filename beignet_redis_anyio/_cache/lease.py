@@ -86,9 +86,7 @@ class Lease:
         with self._notifications.watch(full_key) as watch:
             first = True
             while True:
-                if await self._client.execute_command(
-                    "SET", lock, token, "NX", "PX", self._lease_ms
-                ):
+                if await self._take(lock, token, full_key):
                     return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
                 # Someone else leads. If we could not hear them (no live
                 # subscription) or might have subscribed after they finished,
@@ -108,6 +106,18 @@ class Lease:
                     value = await self._client.execute_command("GET", full_key)
                 if value is not None:
                     return str(value)
+
+    async def _take(self, lock: str, token: str, full_key: str) -> bool:
+        """Try to take the lease. Cancelled while the ``SET NX`` is in flight,
+        the server may have set it without our hearing: give it up (only if
+        it holds our token), or the others would wait it out."""
+        try:
+            return bool(
+                await self._client.execute_command("SET", lock, token, "NX", "PX", self._lease_ms)
+            )
+        except BaseException:
+            await self._release(lock, token, full_key)
+            raise
 
     async def _lead(
         self,

@@ -27,6 +27,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from .._client.client import RedisClient
+from .._net.transport import CLOSE_TIMEOUT
 from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from .config import RedisConfig
 from .events import Observer, Operation, Status
@@ -87,6 +88,12 @@ class RedisCachePort:
 
     def __repr__(self) -> str:
         return f"<RedisCachePort {self.client.settings.redacted_url()}>"
+
+    async def aclose(self) -> None:
+        """End every ``remember`` computation before the connection closes,
+        so that their cleanup (a leader releasing its lease) still reaches
+        Redis. Called by the provider on exit; shielded and bounded."""
+        await self._flights.aclose(CLOSE_TIMEOUT)
 
     @property
     def in_flight(self) -> int:
@@ -226,9 +233,13 @@ class RedisCachePort:
         pipe.execute_command("GET", full_key)
         pipe.execute_command("PTTL", full_key)
         pipe.execute_command("GET", meta_key(full_key))
-        value, remaining_ms, meta = await self._guarded(pipe.execute)
+        value, remaining_ms, meta = await self._guarded(partial(pipe.execute, raise_on_error=False))
+        if isinstance(value, Exception):
+            raise value  # the value's own trouble (not text, WRONGTYPE): this caller's
         if value is None:
             return None
+        if isinstance(meta, Exception):
+            meta = None  # metadata someone else wrote that we cannot read: no early refresh
         if refresh_due(meta, remaining_ms, self.config.early_refresh_beta):
             self._flights.start_background(
                 full_key, reported_refresh(plan.key, partial(self._compute, plan), self._report)

@@ -53,20 +53,27 @@ class ReadyNotifications:
         self.channel = f"beignet:ready:{db}"
         self._watches: dict[str, set[Watch]] = {}
         self._live = anyio.Event()
+        #: Set by the first outcome — subscribed, or could not be — after
+        #: which nobody waits for the subscription again: while it is down,
+        #: followers poll instead (an outage never makes a caller sleep).
+        self._settled = anyio.Event()
+        self._down = False
         self._started = False
 
     async def subscribed(self, within: float) -> bool:
         """Make sure the subscription is live (starting it on first use).
 
-        Returns False if it is not live within ``within`` seconds; followers
-        then rely on polling.
+        Only the first use waits — at most ``within`` seconds, for the first
+        attempt's outcome. After that, a subscription that is down (it
+        reconnects in the background) returns False at once, and followers
+        rely on polling.
         """
         if not self._started:
             self._started = True
             self._task_group.start_soon(self._listen, name="beignet-redis ready notifications")
-        if not self._live.is_set():
+        if not self._live.is_set() and not self._down:
             with anyio.move_on_after(within):
-                await self._live.wait()
+                await self._settled.wait()
         return self._live.is_set()
 
     @contextmanager
@@ -101,11 +108,13 @@ class ReadyNotifications:
             [self.channel],
             self._message,
             on_subscribed=self._subscribed,
-            on_lost=self._lost,
+            on_down=self._lost,
         )
 
     def _subscribed(self) -> None:
         self._live.set()  # the current event: _lost replaces it
+        self._down = False
+        self._settled.set()
 
     def _message(self, channel: str, data: object) -> None:
         if isinstance(data, str):
@@ -114,4 +123,6 @@ class ReadyNotifications:
     def _lost(self) -> None:
         if self._live.is_set():
             self._live = anyio.Event()
+        self._down = True
+        self._settled.set()
         self._wake_everyone()

@@ -43,13 +43,20 @@ def refresh_due(meta: str | bytes | None, remaining_ms: object, beta: float) -> 
 
     ``meta`` is what the sidecar holds (``None`` if nothing: a value stored
     by ``set``, or before early refresh was on), ``remaining_ms`` the value's
-    ``PTTL`` (negative when it has no expiry).
+    ``PTTL`` (negative when it has no expiry). Metadata that is not a finite,
+    non-negative number (another program wrote the key) means no refresh:
+    the hit is still a hit.
     """
-    if meta is not None and isinstance(remaining_ms, int) and remaining_ms > 0:
+    if meta is None or not isinstance(remaining_ms, int) or remaining_ms <= 0:
+        return False
+    try:
         delta_ms = float(meta)
-        rand = 1.0 - random.random()  # in (0, 1]: ln stays finite
-        return -delta_ms * beta * math.log(rand) >= remaining_ms
-    return False
+    except (TypeError, ValueError):
+        return False
+    if not 0 <= delta_ms < math.inf:
+        return False
+    rand = 1.0 - random.random()  # in (0, 1]: ln stays finite
+    return -delta_ms * beta * math.log(rand) >= remaining_ms
 
 
 def reported_refresh(

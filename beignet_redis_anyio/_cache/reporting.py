@@ -16,6 +16,7 @@ import time
 
 import anyio
 
+from .._net.errors import describe
 from .events import CacheEvent, Observer, Operation, Status, notify
 
 __all__ = ["Reporter"]
@@ -67,7 +68,7 @@ class Reporter:
         exc: BaseException,
     ) -> None:
         """An ``"error"`` event naming ``exc``."""
-        self.event(operation, key, "error", ttl_seconds, started, _describe(exc))
+        self.event(operation, key, "error", ttl_seconds, started, describe(exc))
 
     def failed(
         self,
@@ -110,8 +111,3 @@ class Reporter:
                 self.observer,
                 CacheEvent(operation="cache.lock", key=key, status=status, error=reason),  # type: ignore[arg-type]
             )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

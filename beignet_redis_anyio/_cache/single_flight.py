@@ -158,6 +158,20 @@ class SingleFlight(Generic[T]):
             flight.done.set()
             self._forget(key, flight)
 
+    async def aclose(self, within: float) -> None:
+        """The provider is closing: end every run now, while the connection
+        is still open, so that each can clean up (a leader gives its lease
+        up). Waiters get the "provider closed" ``RuntimeError``. Waits for
+        the runs to end, shielded and at most ``within`` seconds."""
+        flights = list(self._flights.items())
+        for key, flight in flights:
+            if not flight.done.is_set():
+                flight.error = RuntimeError(f"the provider closed while computing {key!r}")
+                flight.scope.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(within):
+            for _, flight in flights:
+                await flight.done.wait()
+
     def _forget(self, key: str, flight: _Flight[T]) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]

@@ -46,10 +46,15 @@ class CircuitOpenError(ConnectionError):
 
 
 def describe(cause: BaseException) -> str:
-    """A network failure in words, for a message that names the server."""
+    """An exception in words — a network failure, or whatever a factory
+    raised — for a message, a log line or an event. Never raises: an
+    exception whose ``__str__`` fails is still described by its class."""
     if isinstance(cause, anyio.EndOfStream):
         return "the server closed the connection"
-    text = str(cause)
+    try:
+        text = str(cause)
+    except Exception:
+        text = "<its str() failed>"
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 

@@ -4,8 +4,8 @@ Both the lease's ready notifications and Sentinel's ``+switch-master``
 watcher need the same thing: a connection of their own that sends
 ``SUBSCRIBE``, hands each message on, and — when the connection is lost or
 cannot be opened — reconnects after a capped, jittered backoff, forever.
-A message sent while we were away is lost, so ``on_lost`` lets the owner
-react (wake everyone, look for itself).
+A message sent while we were away is lost, so ``on_down`` lets the owner
+react (wake everyone, look for itself, stop waiting for us).
 
 Cancellation: the loop ends only by cancelling its task; the connection is
 closed shielded on the way out.
@@ -41,13 +41,13 @@ async def stay_subscribed(
     on_message: Callable[[str, object], None],
     *,
     on_subscribed: Callable[[], None] = _nothing,
-    on_lost: Callable[[], None] = _nothing,
+    on_down: Callable[[], None] = _nothing,
 ) -> NoReturn:
     """Subscribe to ``channels`` on the server ``where()`` names (asked on
     every connect) and call ``on_message(channel, data)`` for each message.
 
     ``on_subscribed`` runs when the server confirms a subscription,
-    ``on_lost`` after a connection that was open is gone.
+    ``on_down`` when a connect attempt fails or an open connection is lost.
     """
     delay = RETRY_MIN
     while True:
@@ -65,11 +65,10 @@ async def stay_subscribed(
                 elif reply[0] == "message":
                     on_message(str(reply[1]), reply[2])
         except _LOST:
-            pass
+            on_down()
         finally:
             if connection is not None:
                 with anyio.CancelScope(shield=True):
                     await connection.aclose()
-                on_lost()
         await anyio.sleep(delay * random.uniform(0.5, 1.0))
         delay = min(RETRY_MAX, delay * 2)

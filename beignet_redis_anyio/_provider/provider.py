@@ -46,6 +46,7 @@ async def open_redis_provider(
     settings = config.connection_settings()
     async with background_task_group() as task_group:
         client = RedisClient(settings, task_group=task_group, decode_responses=True)
+        port: RedisCachePort | None = None
         try:
             try:
                 await client.ping()
@@ -56,8 +57,11 @@ async def open_redis_provider(
                 if config.failure_policy != "bypass" or isinstance(exc, AuthenticationError):
                     raise
                 _log.warning("Redis is unavailable at start-up; bypassing it: %s", exc)
-            yield RedisCachePort(client, task_group, config, observer=observer)
+            port = RedisCachePort(client, task_group, config, observer=observer)
+            yield port
         finally:
+            if port is not None:
+                await port.aclose()  # while the connection is still open
             await client.aclose()
 
 
