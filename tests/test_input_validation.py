@@ -351,3 +351,16 @@ def test_a_password_with_url_delimiters_is_read_whole(shape: str, password: str)
     node: ConnectionSettings = getattr(settings, "node", settings)
     # Raw ones decode to themselves ("%Wx" is no escape); encoded ones to the raw.
     assert (node.username, node.password) == ("alice", unquote(password))
+
+
+@pytest.mark.parametrize(
+    "variable", ["REDIS_COMMAND_TIMEOUT", "REDIS_DB", "REDIS_BREAKER_THRESHOLD"]
+)
+@pytest.mark.parametrize("space", ["\xa0", "\u2003", "\u3000"])
+def test_only_ascii_white_space_around_a_value_is_ignored(variable: str, space: str) -> None:
+    from beignet_redis_anyio import ConfigError, RedisConfig
+
+    environ = {"REDIS_URL": "redis://localhost"}
+    assert RedisConfig.from_env({**environ, variable: " 3\t\n"}) is not None
+    with pytest.raises(ConfigError, match=variable):
+        RedisConfig.from_env({**environ, variable: f"3{space}"})

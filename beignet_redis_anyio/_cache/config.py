@@ -26,6 +26,10 @@ from .._topology.urls import Topology, parse_topology
 
 __all__ = ["ConfigError", "RedisConfig"]
 
+#: Surrounding white space an env file may leave is ignored — ASCII only: a
+#: no-break space (U+00A0) or the like is part of the value, and refused.
+_ASCII_SPACE = " \t\r\n\v\f"
+
 
 def _redact_url(url: object) -> str:
     # No parsing here: repr must be safe on exactly the URLs that fail to parse.
@@ -80,7 +84,7 @@ class RedisConfig:
     breaker_cooldown_seconds: float = 5.0
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.strip():
+        if not isinstance(self.url, str) or not self.url.strip(_ASCII_SPACE):
             raise ConfigError("REDIS_URL is required, e.g. redis://localhost:6379")
         if self.db is not None and (
             isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0
@@ -170,12 +174,12 @@ class RedisConfig:
 
         def get(name: str) -> str | None:
             value = env.get(name)
-            return value if value is not None and value.strip() != "" else None
+            return value if value is not None and value.strip(_ASCII_SPACE) != "" else None
 
         url = get("REDIS_URL")
         if url is None:
             raise ConfigError("REDIS_URL is required, e.g. redis://localhost:6379")
-        fields: dict[str, object] = {"url": url.strip()}
+        fields: dict[str, object] = {"url": url.strip(_ASCII_SPACE)}
         if (db := get("REDIS_DB")) is not None:
             fields["db"] = _integer("REDIS_DB", db, minimum=0)
         if (prefix := env.get("REDIS_KEY_PREFIX")) is not None:
@@ -185,7 +189,7 @@ class RedisConfig:
         if (command := get("REDIS_COMMAND_TIMEOUT")) is not None:
             fields["command_timeout"] = (
                 None
-                if command.strip().lower() == "none"
+                if command.strip(_ASCII_SPACE).lower() == "none"
                 else _number("REDIS_COMMAND_TIMEOUT", command)
             )
         if (name := get("REDIS_CLIENT_NAME")) is not None:
@@ -216,12 +220,12 @@ class RedisConfig:
             if (number := get(variable)) is not None:
                 fields[field] = _number(variable, number)
         if (jitter := get("REDIS_TTL_JITTER")) is not None:
-            value = ascii_decimal(jitter.strip())
+            value = ascii_decimal(jitter.strip(_ASCII_SPACE))
             if value is None:
                 raise ConfigError(_JITTER_RULE + f", got {jitter!r}")
             fields["ttl_jitter"] = value
         if (policy := get("REDIS_FAILURE_POLICY")) is not None:
-            fields["failure_policy"] = policy.strip().lower()
+            fields["failure_policy"] = policy.strip(_ASCII_SPACE).lower()
         if (threshold := get("REDIS_BREAKER_THRESHOLD")) is not None:
             fields["breaker_threshold"] = _integer("REDIS_BREAKER_THRESHOLD", threshold, minimum=1)
         return cls(**fields)  # type: ignore[arg-type]
@@ -231,7 +235,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _boolean(variable: str, text: str) -> bool:
-    lowered = text.strip().lower()
+    lowered = text.strip(_ASCII_SPACE).lower()
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
@@ -240,7 +244,7 @@ def _boolean(variable: str, text: str) -> bool:
 
 
 def _integer(variable: str, text: str, *, minimum: int) -> int:
-    value = ascii_integer(text.strip())
+    value = ascii_integer(text.strip(_ASCII_SPACE))
     if value is None or value < minimum:
         raise ConfigError(
             f"{variable} must be an integer >= {minimum} in ASCII digits, got {text!r}"
@@ -259,7 +263,7 @@ def _rule(variable: str) -> str:
 
 def _number(variable: str, text: str) -> float:
     """A variable's value: a plain ASCII decimal within its limits."""
-    value = ascii_decimal(text.strip())
+    value = ascii_decimal(text.strip(_ASCII_SPACE))
     if value is None:
         raise ConfigError(f"{_rule(variable)}, written as a plain decimal, got {text!r}")
     _check_number(variable, value)
