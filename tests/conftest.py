@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from beignet_redis_anyio.testing.servers import Flavour
 from servers import (
     FLAVOURS,
     FakeServer,
@@ -15,7 +16,7 @@ from servers import (
     RedisServer,
     TLSFiles,
     command,
-    redis_server_binary,
+    server_binary,
 )
 
 pytest_plugins = ["anyio", "beignet_redis_anyio.testing.pytest_plugin"]
@@ -38,7 +39,7 @@ def tls_files() -> TLSFiles:
     return TLSFiles(Path(tempfile.mkdtemp(prefix="beignet-tls-")))
 
 
-def _shared_server(flavour: str, tls: TLSFiles | None) -> Iterator[RedisServer]:
+def _shared_server(flavour: Flavour, tls: TLSFiles | None) -> Iterator[RedisServer]:
     server = RedisServer(tls=tls, flavour=flavour)
     try:
         reply = command(
@@ -111,28 +112,26 @@ def beignet_redis_url(server_url: str) -> str:
     return server_url
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[RedisCluster]:
-    """A real 3-primary, 3-replica Redis Cluster for the session."""
-    redis_server_binary()  # skip (or, in CI, fail) without redis-server
-    topology = RedisCluster()
+@pytest.fixture(scope="session", params=FLAVOURS)
+def cluster(request: pytest.FixtureRequest) -> Iterator[RedisCluster]:
+    """A real 3-primary, 3-replica cluster for the session, of each flavour."""
+    binary = server_binary(request.param)  # skip (or, in CI, fail) without it
+    topology = RedisCluster(binary=binary)
     yield topology
     topology.close()
 
 
-@pytest.fixture(scope="session")
-def sentinels() -> Iterator[RedisSentinels]:
-    """A master, a replica and three sentinels, for the session."""
-    redis_server_binary()
-    topology = RedisSentinels()
+@pytest.fixture(scope="session", params=FLAVOURS)
+def sentinels(request: pytest.FixtureRequest) -> Iterator[RedisSentinels]:
+    """A master, a replica and three sentinels, for the session, of each flavour."""
+    topology = RedisSentinels(request.param)
     yield topology
     topology.close()
 
 
-@pytest.fixture
-def own_sentinels() -> Iterator[RedisSentinels]:
-    """A Sentinel set-up for one test alone: free to fail over."""
-    redis_server_binary()
-    topology = RedisSentinels()
+@pytest.fixture(params=FLAVOURS)
+def own_sentinels(request: pytest.FixtureRequest) -> Iterator[RedisSentinels]:
+    """A Sentinel set-up for one test alone, of each flavour: free to fail over."""
+    topology = RedisSentinels(request.param)
     yield topology
     topology.close()

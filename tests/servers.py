@@ -147,14 +147,14 @@ class RedisSentinels:
 
     name = "beignet-master"
 
-    def __init__(self) -> None:
-        self.master = RedisServer()
-        self.replica = RedisServer()
+    def __init__(self, flavour: launcher.Flavour = "redis") -> None:
+        self.master = RedisServer(flavour=flavour)
+        self.replica = RedisServer(flavour=flavour)
         command(self.replica.port, "REPLICAOF", "127.0.0.1", str(self.master.port))
         self.sentinels: list[subprocess.Popen[bytes]] = []
         self.sentinel_ports: list[int] = []
         self.dir = Path(tempfile.mkdtemp(prefix="beignet-sentinel-"))
-        binary = redis_server_binary()
+        binary = server_binary(flavour)
         for index in range(3):
             port = free_port()
             config = self.dir / f"sentinel-{index}.conf"
