@@ -112,7 +112,7 @@ class RedisCachePort:
         check_key(key)
         started = time.perf_counter()
         try:
-            value: str | None = await self._call("GET", self.key_prefix + key)
+            value: str | None = await self._guarded(self._execute, "GET", self.key_prefix + key)
         except BaseException as exc:
             if self._bypassed("cache.get", key, None, started, exc):
                 return None
@@ -220,10 +220,10 @@ class RedisCachePort:
         if plan.refresh:
             cached = await self._read_with_expiry(plan)
         else:
-            cached = await self._call("GET", full_key)
+            cached = await self._guarded(self._execute, "GET", full_key)
         if cached is None and flights.completed != completed_before:
             # A run ended while we read; it may have stored our key.
-            cached = await self._call("GET", full_key)
+            cached = await self._guarded(self._execute, "GET", full_key)
         return cached
 
     async def _read_with_expiry(self, plan: _Plan) -> str | None:
@@ -286,34 +286,18 @@ class RedisCachePort:
 
     # -- plumbing -----------------------------------------------------------
 
-    async def _guarded(self, send: Callable[[], Awaitable[Any]]) -> Any:
-        """Anything that talks to Redis, through the circuit breaker."""
+    async def _guarded(self, send: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``await send(*args)`` through the circuit breaker: anything that
+        talks to Redis. The five operations pass the client's
+        ``execute_command`` and their arguments, so the hot path has no
+        extra layer."""
         try:
             self._breaker.check()
         except CircuitOpenError:
             await anyio.lowlevel.checkpoint()  # failing fast still lets others run
             raise
         try:
-            result = await send()
-        except UNAVAILABLE as exc:
-            self._breaker.failed(exc)
-            raise
-        except BaseException as exc:
-            self._breaker.settle(exc)
-            raise
-        self._breaker.succeeded()
-        return result
-
-    async def _call(self, *args: Any) -> Any:
-        """One command, through the circuit breaker (``_guarded``, inlined:
-        this is every operation's hot path)."""
-        try:
-            self._breaker.check()
-        except CircuitOpenError:
-            await anyio.lowlevel.checkpoint()  # failing fast still lets others run
-            raise
-        try:
-            result = await self._execute(*args)
+            result = await send(*args)
         except UNAVAILABLE as exc:
             self._breaker.failed(exc)
             raise
@@ -330,7 +314,7 @@ class RedisCachePort:
         check_key(key)
         started = time.perf_counter()
         try:
-            answer = bool(await self._call(command, self.key_prefix + key))
+            answer = bool(await self._guarded(self._execute, command, self.key_prefix + key))
         except BaseException as exc:
             if self._bypassed(operation, key, None, started, exc):
                 return False
@@ -344,7 +328,7 @@ class RedisCachePort:
     ) -> None:
         ttl = () if ttl_ms is None else ("PX", ttl_ms)
         if delta is None:
-            await self._call("SET", full_key, value, *ttl)
+            await self._guarded(self._execute, "SET", full_key, value, *ttl)
             return
         # The recompute time goes beside the value, never inside it.
         pipe = self.client.pipeline(transaction=True)
