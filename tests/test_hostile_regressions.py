@@ -155,3 +155,21 @@ async def test_cancelled_lease_takers_leave_no_lease_behind(
         with anyio.fail_after(10):  # a lease left behind would last LONG
             while await cache.client.keys(pattern):  # noqa: ASYNC110 - server state
                 await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio.Cancelled cannot be made
+async def test_a_factorys_stray_cancellation_is_reported_as_an_error_not_a_cancel(
+    server_url: str, key: str, anyio_backend: str
+) -> None:
+    stray = anyio.get_cancelled_exc_class()()
+
+    async def factory() -> str:
+        raise stray  # as if it awaited a future someone else cancelled
+
+    events: list[object] = []
+    async with open_redis_provider(RedisConfig(url=server_url), observer=events.append) as cache:
+        with pytest.raises(type(stray)):
+            await cache.remember(key, factory)
+    statuses = [(e.operation, e.status) for e in events]  # type: ignore[attr-defined]
+    assert ("cache.remember", "error") in statuses
+    assert ("cache.remember", "cancelled") not in statuses

@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 import time
 
-import anyio
-
 from .._net.errors import describe
 from .events import CacheEvent, Observer, Operation, Status, notify
+from .single_flight import cancelled_from_outside
 
 __all__ = ["Reporter"]
 
@@ -78,10 +77,12 @@ class Reporter:
         started: float,
         exc: BaseException,
     ) -> None:
-        """An operation that did not complete: ``"cancelled"`` or ``"error"``."""
+        """An operation that did not complete: ``"cancelled"`` (its caller was)
+        or ``"error"`` (anything else, a factory's stray cancellation
+        exception included)."""
         if self.observer is None:
             return
-        if isinstance(exc, anyio.get_cancelled_exc_class()):
+        if cancelled_from_outside(exc):
             self.event(operation, key, "cancelled", ttl_seconds, started)
         else:
             self.error(operation, key, ttl_seconds, started, exc)
