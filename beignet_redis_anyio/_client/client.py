@@ -166,7 +166,7 @@ class RedisClient(AsyncCoreCommands):
         return self._shape(command, reply, options)
 
     def _shape(self, command: Command, reply: Any, options: dict[str, Any]) -> Any:
-        # Error replies arrive as exception values (see _wire.new_reader).
+        # Error replies arrive as exception values (see _net.wire.new_reader).
         if isinstance(reply, Exception):
             if EMPTY_RESPONSE in options:
                 return options[EMPTY_RESPONSE]

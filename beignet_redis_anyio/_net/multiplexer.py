@@ -35,8 +35,9 @@ How order is kept, and why cancellation cannot break it:
 The link's tasks run in the task group the client's owner provides. When the
 link fails (EOF, reset, a write error, a silent server), every request still
 waiting fails with ``redis.exceptions.ConnectionError`` — none is replayed,
-since a ``SET`` or ``INCR`` may already have applied — and the next command
-opens a new link, after a backoff when connecting keeps failing.
+since a ``SET`` or ``INCR`` may already have applied — and a new link is
+opened in the background at once (see :class:`Multiplexer`: while that fails,
+callers fail fast instead of waiting out a connect or a backoff).
 """
 
 from __future__ import annotations

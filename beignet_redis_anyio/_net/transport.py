@@ -51,7 +51,7 @@ class SocketTransport:
 
     __slots__ = ("drained", "sock")
 
-    #: Callers may read this socket themselves (see ``_connection``).
+    #: Callers may read this socket themselves (see ``multiplexer``).
     direct = True
 
     def __init__(self, sock: socket.socket) -> None:
