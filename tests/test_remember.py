@@ -8,8 +8,9 @@ from collections.abc import Awaitable
 import anyio
 import pytest
 
-from beignet_redis_anyio import CacheEvent, RedisCachePort, RedisConfig, open_redis_provider
+from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_provider
 from beignet_redis_anyio._cache.keys import sidecar_key
+from observing import Observed
 from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -364,13 +365,8 @@ async def test_a_background_refresh_raising_a_base_exception_fails_only_itself(
     server_url: str, key: str, anyio_backend: str, kind: str
 ) -> None:
     error = _base_exception(kind, anyio_backend)
-    events: list[CacheEvent] = []
-    refreshed = anyio.Event()
-
-    def observe(event: CacheEvent) -> None:
-        events.append(event)
-        if event.operation == "cache.refresh":
-            refreshed.set()
+    observe = Observed()
+    events, refreshed = observe.events, observe.refreshed
 
     async def failing() -> str:
         raise error

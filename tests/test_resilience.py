@@ -9,6 +9,7 @@ from redis.exceptions import ConnectionError
 from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_provider
 from beignet_redis_anyio._cache.breaker import CircuitBreaker, CircuitOpenError
 from beignet_redis_anyio._cache.keys import has_hash_tag, sidecar_key
+from observing import Observed
 from servers import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -28,13 +29,8 @@ async def test_early_refresh_recomputes_before_expiry_without_making_callers_wai
         await anyio.sleep(0.05)  # delta: a big beta makes refreshing near-certain
         return f"v{generation}"
 
-    events: list[CacheEvent] = []
-    refreshed = anyio.Event()
-
-    def observe(event: CacheEvent) -> None:
-        events.append(event)
-        if event.operation == "cache.refresh":
-            refreshed.set()
+    observe = Observed()
+    events, refreshed = observe.events, observe.refreshed
 
     async with open_redis_provider(config, observer=observe) as cache:
         assert await cache.remember("k", factory, ttl_seconds=2) == "v1"
