@@ -100,6 +100,26 @@ async def test_remember_single_flight_on_the_cluster(cluster: RedisCluster, lock
         await cache.delete(key)
 
 
+async def test_subcommand_keys_route_to_the_keys_owner(cluster: RedisCluster) -> None:
+    """OBJECT ENCODING key and MEMORY USAGE key name their key after the
+    subcommand: they go straight to the key's primary. (Sent to the owner of
+    the word "ENCODING", or to a random primary, they come back MOVED, and
+    each MOVED costs a round trip and a re-read of the topology.)"""
+    prefix = uuid.uuid4().hex[:8]
+    async with open_redis_client(cluster.url) as client:
+        keys = [f"{prefix}:{index}" for index in range(12)]  # spread over the primaries
+        for key in keys:
+            await client.set(key, "12345")
+        assert client._cluster is not None
+        topology_reads = client._cluster._epoch
+        for key in keys:
+            assert await client.object("encoding", key) == "int"
+            usage = await client.memory_usage(key)
+            assert isinstance(usage, int) and usage > 0
+        assert client._cluster._epoch == topology_reads  # no MOVED: no re-read
+        await client.delete(*keys)
+
+
 async def test_multi_key_commands_split_or_fail_clearly(cluster: RedisCluster) -> None:
     tag = uuid.uuid4().hex[:6]
     keys = [f"mk:{tag}:{index}" for index in range(20)]  # spread over slots

@@ -197,6 +197,16 @@ def _counted_keys(at: int, *, optional: bool = False) -> KeyFinder:
     return find
 
 
+def _key_after_subcommand(args: Sequence[Any]) -> list[Any]:
+    """``OBJECT ENCODING key``, ``MEMORY USAGE key``: the argument after the
+    subcommand, which redis-py sends as one name (``"MEMORY USAGE"``) or as
+    two arguments. Subcommands without a key (``MEMORY STATS``) have none."""
+    name = args[0]
+    text = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+    at = 1 if " " in text.strip() else 2
+    return [args[at]] if len(args) > at else []
+
+
 def _stream_keys(args: Sequence[Any]) -> list[Any]:
     """``XREAD … STREAMS key… id…``: the first half of what follows."""
     for index, arg in enumerate(args):
@@ -257,7 +267,7 @@ _STATEFUL: Mapping[str, str] = {
 _KEYLESS = (
     "PING", "ECHO", "INFO", "TIME", "DBSIZE", "CLUSTER", "CLIENT", "CONFIG", "COMMAND",
     "SCRIPT", "FUNCTION", "PUBLISH", "PUBSUB", "RANDOMKEY", "SCAN", "KEYS", "FLUSHDB",
-    "FLUSHALL", "LASTSAVE", "MEMORY", "SLOWLOG", "LATENCY", "ACL", "WAIT", "WAITAOF",
+    "FLUSHALL", "LASTSAVE", "SLOWLOG", "LATENCY", "ACL", "WAIT", "WAITAOF",
     "READONLY", "READWRITE", "ROLE", "LOLWUT", "SAVE", "BGSAVE", "BGREWRITEAOF", "DEBUG",
 )  # fmt: skip
 
@@ -271,6 +281,7 @@ _MS_AFTER_BLOCK = BlockTime(after="BLOCK", unit=0.001)
 _TRAITS: list[tuple[Sequence[str], dict[str, Any]]] = [
     (_KEYLESS, {"first_key": 0}),
     (("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"), {"find_keys": _EVAL_KEYS}),
+    (("OBJECT", "MEMORY"), {"find_keys": _key_after_subcommand}),
     (
         ("LMPOP", "ZMPOP", "SINTERCARD", "ZINTERCARD", "ZDIFF", "ZINTER", "ZUNION"),
         {"find_keys": _counted_keys(1)},
