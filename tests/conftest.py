@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from beignet_redis_anyio._net import settings as _settings
 from beignet_redis_anyio.testing.servers import Flavour
 from servers import (
     FLAVOURS,
+    PROTOCOL,
     FakeServer,
     RedisCluster,
     RedisSentinels,
@@ -20,6 +22,9 @@ from servers import (
 )
 
 pytest_plugins = ["anyio", "beignet_redis_anyio.testing.pytest_plugin"]
+
+# The protocol a connection speaks when not told (see servers.PROTOCOL).
+_settings.DEFAULT_PROTOCOL = PROTOCOL
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -30,6 +30,7 @@ from beignet_redis_anyio.testing.servers import encode_bulk as bulk
 
 __all__ = [
     "FLAVOURS",
+    "PROTOCOL",
     "FakeServer",
     "RedisCluster",
     "RedisSentinels",
@@ -37,10 +38,22 @@ __all__ = [
     "TLSFiles",
     "bulk",
     "command",
+    "expected_pop",
     "free_port",
     "redis_server_binary",
     "serve_script",
 ]
+
+#: ``BEIGNET_TEST_PROTOCOL=3`` runs the whole suite with every connection
+#: speaking RESP3; tests that check a reply's shape expect redis-py's shape
+#: for that protocol.
+PROTOCOL = int(os.environ.get("BEIGNET_TEST_PROTOCOL", "2"))
+
+
+def expected_pop(key: str, value: str) -> object:
+    """What BLPOP returns, as redis-py shapes it for :data:`PROTOCOL`."""
+    return (key, value) if PROTOCOL == 2 else [key, value]
+
 
 REQUIRE_REAL = os.environ.get("BEIGNET_REQUIRE_REDIS_SERVER", "") not in ("", "0")
 

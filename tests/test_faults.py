@@ -99,10 +99,15 @@ async def test_server_restart_mid_run(own_server: RedisServer, key: str) -> None
 
 
 async def _answers_the_handshake_only(command: list[bytes]) -> bytes:
-    """CLIENT SETNAME → +OK, then never a word again: a hung server."""
-    if command[0].upper() != b"CLIENT":
-        await anyio.sleep_forever()
-    return b"+OK\r\n"
+    """The handshake (PING, or HELLO under RESP3) is answered, then never a
+    word again: a hung server."""
+    name = command[0].upper()
+    if name == b"PING":
+        return b"+PONG\r\n"
+    if name == b"HELLO":
+        return b"%1\r\n+proto\r\n:3\r\n"
+    await anyio.sleep_forever()
+    raise AssertionError("unreachable")
 
 
 async def test_a_hung_server_never_holds_a_caller_past_its_timeout() -> None:

@@ -69,6 +69,8 @@ class RedisConfig:
     connect_timeout: float = 5.0
     command_timeout: float | None = 5.0
     client_name: str | None = "beignet-redis-anyio"
+    #: RESP version: None keeps the URL's ``?protocol=`` or the default (2).
+    protocol: int | None = None
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
@@ -124,6 +126,10 @@ class RedisConfig:
                 f"REDIS_BREAKER_THRESHOLD must be an integer >= 1, got {self.breaker_threshold!r}"
             )
         _check_number("REDIS_BREAKER_COOLDOWN", self.breaker_cooldown_seconds)
+        if self.protocol is not None and (
+            isinstance(self.protocol, bool) or self.protocol not in (2, 3)
+        ):
+            raise ConfigError(f"REDIS_PROTOCOL must be 2 or 3, got {self.protocol!r}")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together")
         try:
@@ -152,6 +158,7 @@ class RedisConfig:
             db=self.db,
             connect_timeout=self.connect_timeout,
             client_name=self.client_name,
+            protocol=self.protocol,
             tls=tls,
             max_blocking_connections=self.max_blocking_connections,
         )
@@ -194,6 +201,8 @@ class RedisConfig:
             )
         if (name := get("REDIS_CLIENT_NAME")) is not None:
             fields["client_name"] = None if name.lower() == "none" else name
+        if (protocol := get("REDIS_PROTOCOL")) is not None:
+            fields["protocol"] = _integer("REDIS_PROTOCOL", protocol, minimum=2)
         for variable, field in (
             ("REDIS_TLS_CA_FILE", "tls_ca_file"),
             ("REDIS_TLS_CERT_FILE", "tls_cert_file"),

@@ -26,7 +26,7 @@ from .._net.redis_compat import (
     EVENT_DISPATCHER,
     NEVER_DECODE,
     Encoder,
-    resp2_response_callbacks,
+    response_callbacks,
 )
 from .._net.settings import ConnectionSettings
 from .._net.task_group import background_task_group
@@ -75,7 +75,9 @@ class RedisClient(AsyncCoreCommands):
         node = settings if isinstance(settings, ConnectionSettings) else settings.node
         self._encoding_errors = node.encoding_errors
         self._encoder = Encoder("utf-8", node.encoding_errors, decode_responses)  # type: ignore[no-untyped-call]
-        self._callbacks = _CALLBACKS
+        #: RESP2 or RESP3: which of redis-py's callback tables shapes replies.
+        self.protocol = node.protocol
+        self._callbacks = _CALLBACKS[node.protocol]
         self._cluster: ClusterRouter | None = None
         self._sentinel: SentinelResolver | None = None
         #: Reply deadline, and database number, whatever the topology.
@@ -134,7 +136,7 @@ class RedisClient(AsyncCoreCommands):
             "decode_responses": self._decode,
             "encoding": "utf-8",
             "encoding_errors": self._encoding_errors,
-            "protocol": 2,
+            "protocol": self.protocol,
         }
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -240,7 +242,7 @@ class RedisClient(AsyncCoreCommands):
         return await self._mux.request(encode_commands(commands), len(commands), self._decode)
 
 
-_CALLBACKS = resp2_response_callbacks()
+_CALLBACKS = {protocol: response_callbacks(protocol) for protocol in (2, 3)}
 
 
 @asynccontextmanager

@@ -232,7 +232,10 @@ _PER_CONNECTION = "it would apply to every task's commands, and be lost on recon
 _STATEFUL: Mapping[str, str] = {
     "SELECT": "configure the database with db= (or REDIS_DB) instead",
     "AUTH": "put credentials in the URL; they are sent on every (re)connect",
-    "HELLO": "this client speaks RESP2 on every connection",
+    "HELLO": (
+        "it would change the protocol of a connection every task shares; "
+        "pass protocol=2 or 3 (or ?protocol= in the URL) instead"
+    ),
     "RESET": "it would reset the connection every task shares",
     "QUIT": "close the client with aclose() instead",
     "MULTI": "use client.pipeline(transaction=True)",

@@ -50,6 +50,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import hiredis
 from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError, TimeoutError
 
@@ -86,6 +87,17 @@ SPIN_PROBE_EVERY = 64
 _now = time.monotonic
 
 _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+#: A RESP3 push frame (pub/sub message, invalidation): no caller's reply.
+_Push = hiredis.PushNotification
+
+#: Who gets the push frames a link reads: called synchronously, in order.
+PushHandler = Callable[[list[Any]], None]
+
+
+def _drop_push(frame: list[Any]) -> None:
+    """Nobody listens for pushes: nothing on the shared connection
+    subscribes or tracks unless a listener asked for it."""
 
 
 class _Request:
@@ -153,14 +165,22 @@ class _Link:
       server has gone silent.
     """
 
-    def __init__(self, connection: RawConnection, command_timeout: float | None) -> None:
+    def __init__(
+        self,
+        connection: RawConnection,
+        command_timeout: float | None,
+        on_push: PushHandler | None = None,
+    ) -> None:
         self.connection = connection
         self.transport = connection.transport
         self.reader = connection.reader
         self.address = connection.settings.address
         self.command_timeout = command_timeout
-        # Only a socket we drive ourselves lets a caller read for itself.
-        self.callers_read = connection.transport.direct
+        self.on_push = on_push or _drop_push
+        # Only a socket we drive ourselves lets a caller read for itself —
+        # and only while nobody listens for pushes, which may arrive when no
+        # caller is reading: then the reader task reads all the time.
+        self.callers_read = connection.transport.direct and on_push is None
         self.pending: deque[_Request] = deque()
         self.outbox: list[bytes] = []
         self.writing = False
@@ -289,13 +309,18 @@ class _Link:
                 reply = exc
             if reply is False:
                 return
+            if type(reply) is _Push:
+                self.on_push(reply)
+                continue
             head.replies.append(reply)
             if len(head.replies) == head.expected:
                 pending.popleft()
                 if not head.finished:  # not already timed out
                     head.finish()  # a shared waiter's later set() calls are no-ops
-        if reader.gets() is not False:
-            raise _UnexpectedReply(f"{self.address} sent a reply nobody asked for")
+        while (extra := reader.gets()) is not False:
+            if type(extra) is not _Push:
+                raise _UnexpectedReply(f"{self.address} sent a reply nobody asked for")
+            self.on_push(extra)
 
     def fail(self, error: Exception) -> None:
         """Fail every waiting request and stop the tasks. Idempotent."""
@@ -434,8 +459,10 @@ class Multiplexer:
         *,
         decode: bool,
         resolve: Resolver | None = None,
+        on_push: PushHandler | None = None,
     ) -> None:
         self._settings = settings
+        self._on_push = on_push
         self._resolve = resolve
         self._task_group = task_group
         self._decode = decode
@@ -576,7 +603,9 @@ class Multiplexer:
                         backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))
                         await anyio.sleep(backoff * random.uniform(0.5, 1.0))
                         continue
-                    link = self._link = _Link(connection, self._settings.command_timeout)
+                    link = self._link = _Link(
+                        connection, self._settings.command_timeout, self._on_push
+                    )
                     self._task_group.start_soon(
                         self._serve, link, name=f"beignet-redis link {self._settings.address}"
                     )

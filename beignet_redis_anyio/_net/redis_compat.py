@@ -28,6 +28,7 @@ __all__ = [
     "Encoder",
     "parse_error_reply",
     "resp2_response_callbacks",
+    "response_callbacks",
 ]
 
 ResponseCallback = Callable[..., Any]
@@ -38,24 +39,26 @@ ResponseCallback = Callable[..., Any]
 EVENT_DISPATCHER = EventDispatcher()
 
 
-def resp2_response_callbacks() -> dict[str, ResponseCallback]:
-    """redis-py's callbacks for RESP2 replies, keyed by upper-case command name.
-
-    We speak RESP2 on the wire, so we want exactly the shapes redis-py's own
-    RESP2 client returns.
+def response_callbacks(protocol: int) -> dict[str, ResponseCallback]:
+    """redis-py's callbacks for ``protocol``'s replies, keyed by upper-case
+    command name: exactly the shapes redis-py's own client returns when it
+    is created with ``protocol=2`` or ``protocol=3``.
     """
     try:  # redis-py >= 8.0
         from redis._parsers.response_callbacks import get_response_callbacks
     except ImportError:  # pragma: no cover - redis-py 5.x-7.x
-        from redis._parsers.helpers import (  # type: ignore[attr-defined]
-            _RedisCallbacks,
-            _RedisCallbacksRESP2,
-        )
+        from redis._parsers import helpers
 
-        merged: dict[str, ResponseCallback] = {**_RedisCallbacks, **_RedisCallbacksRESP2}
+        overlay = helpers._RedisCallbacksRESP3 if protocol == 3 else helpers._RedisCallbacksRESP2  # type: ignore[attr-defined]
+        merged: dict[str, ResponseCallback] = {**helpers._RedisCallbacks, **overlay}  # type: ignore[attr-defined]
     else:
-        merged = get_response_callbacks(user_protocol=2, legacy_responses=True)
+        merged = get_response_callbacks(user_protocol=protocol, legacy_responses=True)
     return {name.upper(): callback for name, callback in merged.items()}
+
+
+def resp2_response_callbacks() -> dict[str, ResponseCallback]:
+    """redis-py's callbacks for RESP2 replies (see :func:`response_callbacks`)."""
+    return response_callbacks(2)
 
 
 _EXCEPTION_CLASSES: Mapping[str, Any] = BaseParser.EXCEPTION_CLASSES

@@ -20,6 +20,7 @@ __all__ = [
     "ConnectionSettings",
     "TLSOptions",
     "parse_address",
+    "parse_protocol",
     "parse_redis_url",
     "redact_url",
     "split_credentials",
@@ -28,7 +29,18 @@ __all__ = [
 DEFAULT_PORT = 6379
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_COMMAND_TIMEOUT = 5.0
+#: What the provider names its connections (``CLIENT SETNAME``), so that
+#: ``CLIENT LIST`` shows them. A bare client names nothing unless asked, as
+#: redis-py does: its users expect ``client_getname()`` to be ``None``.
 DEFAULT_CLIENT_NAME = "beignet-redis-anyio"
+#: The RESP version a connection speaks unless told. RESP2: RESP3 costs a
+#: HELLO per connect and gains nothing for a cache's GET/SET; it is what
+#: push frames (client-side caching, pub/sub on a shared connection) need.
+#: Read when settings are made, not fixed at import, so the test suite can
+#: run whole under RESP3 (tests/conftest.py sets it from
+#: ``BEIGNET_TEST_PROTOCOL``).
+DEFAULT_PROTOCOL = 2
+PROTOCOLS = (2, 3)
 DEFAULT_MAX_BLOCKING_CONNECTIONS = 8
 REDACTED = "***"
 #: Every timeout, in seconds: at least a millisecond (the resolution the
@@ -96,7 +108,7 @@ class ConnectionSettings:
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=_redact)
     db: int = 0
-    client_name: str | None = DEFAULT_CLIENT_NAME
+    client_name: str | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT
     tls: TLSOptions | None = None
@@ -108,8 +120,12 @@ class ConnectionSettings:
     #: ``encoding_errors``: ``"strict"`` raises ``UnicodeDecodeError`` (for that
     #: call alone), ``"replace"``/``"ignore"``/… decode anyway.
     encoding_errors: str = "strict"
+    #: RESP2 or RESP3 (``HELLO 3`` on connect; needs Redis or Valkey >= 6).
+    protocol: int = attrs.field(factory=lambda: DEFAULT_PROTOCOL)
 
     def __attrs_post_init__(self) -> None:
+        if isinstance(self.protocol, bool) or self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be 2 or 3, got {self.protocol!r}")
         if isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0:
             raise ValueError(f"db must be an integer >= 0, got {self.db!r}")
         if not 0 < self.port < 65536:
@@ -300,6 +316,8 @@ def parse_redis_url(url: str, **overrides: object) -> ConnectionSettings:
             db_text = query["db"][-1]
     if db_text is not None:
         fields["db"] = parse_db(db_text)
+    if "protocol" in query:
+        fields["protocol"] = parse_protocol(query["protocol"][-1])
     fields.update({key: value for key, value in overrides.items() if value is not None})
     if scheme == "rediss":
         fields.setdefault("tls", TLSOptions())
@@ -314,6 +332,14 @@ def parse_db(text: str) -> int:
     if db is None:
         raise ValueError(f"the database in a Redis URL must be an integer >= 0, got {text!r}")
     return db
+
+
+def parse_protocol(text: str) -> int:
+    """A RESP version from a URL's ``?protocol=``: 2 or 3, in ASCII digits."""
+    protocol = ascii_integer(text)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol in a Redis URL must be 2 or 3, got {text!r}")
+    return protocol
 
 
 def _shown_scheme(scheme: str) -> str:

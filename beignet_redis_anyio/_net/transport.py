@@ -211,17 +211,30 @@ async def close_quietly(stream: ByteStream) -> None:
 
 def handshake_commands(settings: ConnectionSettings) -> list[Sequence[Any]]:
     commands: list[Sequence[Any]] = []
-    if settings.password is not None:
+    if settings.protocol == 3:
+        # HELLO switches protocol, authenticates and names us in one command.
+        hello: list[Any] = ["HELLO", 3]
+        if settings.password is not None:
+            hello += ["AUTH", settings.username or "default", settings.password]
+        if settings.client_name:
+            hello += ["SETNAME", settings.client_name]
+        commands.append(tuple(hello))
+    elif settings.password is not None:
         if settings.username:
             commands.append(("AUTH", settings.username, settings.password))
         else:
             commands.append(("AUTH", settings.password))
     if settings.db:
         commands.append(("SELECT", settings.db))
-    if settings.client_name:
+    if settings.client_name and settings.protocol == 2:
         commands.append(("CLIENT", "SETNAME", settings.client_name))
     if settings.role_check:
         commands.append(("ROLE",))
+    if not commands:
+        # A server that accepts connections but never answers (frozen,
+        # overloaded) must fail the connect, within connect_timeout, not
+        # the first command: one round trip proves it answers.
+        commands.append(("PING",))
     return commands
 
 
@@ -276,7 +289,8 @@ async def _open_transport(settings: ConnectionSettings) -> Transport:
 
 
 async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawConnection:
-    """Connect, AUTH, SELECT and CLIENT SETNAME, all within ``connect_timeout``.
+    """Connect, AUTH, SELECT and CLIENT SETNAME (under RESP3: HELLO 3 with
+    AUTH and SETNAME, then SELECT), all within ``connect_timeout``.
 
     The handshake goes out as one write and its replies are checked in order,
     so a wrong password surfaces as ``AuthenticationError`` rather than as a
@@ -329,6 +343,11 @@ def _handshake_error(settings: ConnectionSettings, command: str, reply: Exceptio
         command == "AUTH" and type(reply) is ResponseError
     ):
         return AuthenticationError(f"Authentication with {settings.address} failed: {reply}")
+    if command == "HELLO" and "unknown command" in str(reply).lower():
+        return ConnectionError(
+            f"{settings.address} does not speak RESP3 (HELLO is Redis 6 and later): "
+            "connect with protocol=2"
+        )
     if isinstance(reply, ConnectionError):
         return ConnectionError(f"{settings.address} refused the connection: {reply}")
     return type(reply)(f"{command} failed on {settings.address}: {reply}")

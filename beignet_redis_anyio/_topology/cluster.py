@@ -188,9 +188,9 @@ class ClusterRouter:
                     primaries.append(owner)
             return owners, primaries
         for shard in reply:
-            fields = dict(zip(shard[::2], shard[1::2], strict=True))
+            fields = _as_dict(shard)
             for node in fields.get("nodes", []):
-                info = dict(zip(node[::2], node[1::2], strict=True))
+                info = _as_dict(node)
                 if info.get("role") != "master" or info.get("health") == "fail":
                     continue
                 port = info.get("port") or info.get("tls-port")
@@ -348,3 +348,10 @@ class ClusterRouter:
             async with anyio.create_task_group() as closing:
                 for node in self._nodes.values():
                     closing.start_soon(node.aclose)
+
+
+def _as_dict(reply: Any) -> dict[Any, Any]:
+    """A RESP3 map as it comes, or a RESP2 flat list of pairs as a dict."""
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))

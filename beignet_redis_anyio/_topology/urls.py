@@ -21,6 +21,7 @@ from .._net.settings import (
     TLSOptions,
     parse_address,
     parse_db,
+    parse_protocol,
     parse_redis_url,
     split_credentials,
 )
@@ -63,8 +64,17 @@ class SentinelSettings:
 
     def for_sentinel(self, host: str, port: int) -> ConnectionSettings:
         # Sentinels take no AUTH/SELECT of the data nodes; TLS and timeouts carry over.
+        # They speak RESP2 whatever the data nodes speak: we only ask them
+        # where the master is, and RESP2's replies are the ones we parse.
         return attrs.evolve(
-            self.node, host=host, port=port, username=None, password=None, db=0, role_check=False
+            self.node,
+            host=host,
+            port=port,
+            username=None,
+            password=None,
+            db=0,
+            role_check=False,
+            protocol=2,
         )
 
     def for_master(self, host: str, port: int) -> ConnectionSettings:
@@ -119,7 +129,9 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
     base, _, kind = scheme.partition("+")
     _, username, password, rest = split_credentials(url)
     host_list, _, path = rest.partition("/")
-    host_list, _, _query = host_list.partition("?")
+    host_list, _, query = host_list.partition("?")
+    path, _, path_query = path.partition("?")
+    protocol = _query_protocol(query or path_query)
     node_fields: dict[str, Any] = {
         "scheme": base,
         "host": "localhost",
@@ -127,6 +139,8 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
         "username": username,
         "password": password,
     }
+    if protocol is not None:
+        node_fields["protocol"] = protocol
     if base == "rediss":
         node_fields["tls"] = overrides.pop("tls", None) or TLSOptions()
     elif overrides.get("tls") is not None:
@@ -154,3 +168,12 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
     return SentinelSettings(
         sentinels=sentinels, service_name=service, node=ConnectionSettings(**node_fields)
     )
+
+
+def _query_protocol(query: str) -> int | None:
+    """``protocol=`` from a cluster or Sentinel URL's query, if given."""
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "protocol":
+            return parse_protocol(unquote(value))
+    return None

@@ -23,6 +23,7 @@ async def main(args: argparse.Namespace) -> None:
     events: list[CacheEvent] = []
     config = RedisConfig(
         url=args.url,
+        protocol=int(os.environ.get("BEIGNET_TEST_PROTOCOL", "2")),
         remember_lock=True,
         lock_lease_seconds=args.lease,
         lock_wait_seconds=args.wait,
