@@ -23,7 +23,7 @@ from redis.exceptions import (
 from beignet_redis_anyio import open_redis_client
 from beignet_redis_anyio._client.client import RedisClient
 from beignet_redis_anyio._client.pipeline import Pipeline, annotate_exception
-from beignet_redis_anyio._net.dedicated import DedicatedConnections
+from beignet_redis_anyio._net.dedicated import DedicatedConnections, HeldConnection
 from servers import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -459,3 +459,43 @@ async def test_cluster_watch_needs_one_slot(cluster: RedisCluster) -> None:
 
         assert await client.transaction(double, key, f"{{{tag}}}:other") == [True, "2"]
         assert await client.delete(key) == 1
+
+
+async def test_a_moved_reply_while_watching_is_a_watch_error(
+    real_server: RedisServer, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a slot migration looks like to a watching pipeline (staged: a
+    real one needs a resharding cluster): WatchError, so transaction()
+    retries; the connection is not kept."""
+    from redis.exceptions import MovedError
+
+    async with open_redis_client(real_server.url) as client:
+        pipe = client.pipeline()
+        await pipe.watch(key)
+        held = pipe._held
+        assert held is not None
+
+        async def moved(self: HeldConnection, *args: Any, **kwargs: Any) -> list[Any]:
+            return [MovedError("3999 127.0.0.1:6381")]
+
+        monkeypatch.setattr(HeldConnection, "request", moved)
+        with pytest.raises(WatchError, match="Slot rebalancing"):
+            await pipe.get(key)
+        assert not pipe.watching and pipe._held is None
+        pool = _dedicated(client)
+        assert _all_returned(pool) and not pool._idle
+
+
+async def test_a_lost_connection_while_watching_stays_a_connection_error(
+    own_server: RedisServer, key: str
+) -> None:
+    from redis.exceptions import ConnectionError
+
+    async with open_redis_client(own_server.url) as client:
+        pipe = client.pipeline()
+        await pipe.watch(key)
+        own_server.stop()
+        with pytest.raises(ConnectionError):
+            await pipe.get(key)
+        assert not pipe.watching
+        assert _all_returned(_dedicated(client))

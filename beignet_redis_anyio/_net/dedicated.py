@@ -202,6 +202,9 @@ class DedicatedConnections:
     ) -> list[Any]:
         """Send ``payload`` on a held connection and read ``count`` replies,
         within the command timeout (plus ``wait``, the block time)."""
+        # A command in a scope already cancelled is never sent (as on the
+        # shared connection): the caller then closes the connection instead.
+        await checkpoint_if_cancelled()
         deadline = _deadline(wait, self._settings.command_timeout)
         with anyio.move_on_after(deadline) as timer:
             try:
