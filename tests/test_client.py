@@ -108,7 +108,7 @@ async def test_pipeline_errors_raise_first_or_stand_in_results(server_url: str, 
         await client.set(key, "string")
         pipe = client.pipeline()
         pipe.get(key).lpush(key, "x").get(key)
-        with pytest.raises(ResponseError, match=r"Command # 2 \(LPUSH\)"):
+        with pytest.raises(ResponseError, match=rf"^Command # 2 \(LPUSH {key} x\) of pipeline"):
             await pipe.execute()
         pipe.get(key).lpush(key, "x").get(key)
         first, error, last = await pipe.execute(raise_on_error=False)
@@ -157,8 +157,9 @@ async def test_connection_state_commands_are_refused(
     async with open_redis_client(server_url) as client:
         with pytest.raises(DataError, match="shared connection"):
             await client.execute_command(*command)
-        with pytest.raises(DataError, match="shared connection"):
-            client.pipeline().execute_command(*command)
+        if command[0] not in ("MULTI", "WATCH"):  # the pipeline's own words
+            with pytest.raises(DataError, match="shared connection"):
+                client.pipeline().execute_command(*command)
         assert await client.ping() is True
 
 

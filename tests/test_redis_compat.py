@@ -52,3 +52,11 @@ def test_the_encoder_encodes_and_decodes_as_redis_py_does() -> None:
     assert encoder.encode("é") == "é".encode()
     assert encoder.decode(b"\xff") == "\ufffd"
     assert _redis_compat.Encoder("utf-8", "strict", False).decode(b"\xff") == b"\xff"
+
+
+def test_pipeline_error_helpers_word_commands_as_redis_py_does() -> None:
+    assert _redis_compat.safe_str(b"LPUSH") == "LPUSH"
+    assert _redis_compat.safe_str(3) == "3"
+    assert _redis_compat.truncate_text("a " * 80) == "a " * 48 + "a..."
+    shortened = _redis_compat.truncate_text("x" * 150)
+    assert len(shortened) <= 100 and shortened.endswith("...")

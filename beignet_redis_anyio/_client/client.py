@@ -10,16 +10,25 @@ as redis-py users expect.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
 from redis.commands import AsyncCoreCommands
-from redis.exceptions import ConnectionError, ReadOnlyError
+from redis.exceptions import (
+    ClusterCrossSlotError,
+    ConnectionError,
+    CrossSlotTransactionError,
+    ReadOnlyError,
+    WatchError,
+)
 
 from .._net.commands import DEDICATED, NOT_BLOCKING, SHARED, Command, command_for
+from .._net.dedicated import HeldConnection
+from .._net.multiplexer import Multiplexer
 from .._net.node import Node
 from .._net.redis_compat import (
     EMPTY_RESPONSE,
@@ -34,7 +43,8 @@ from .._net.wire import encode_command, encode_commands
 from .._topology.cluster import ClusterRouter, command_slot
 from .._topology.sentinel import SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
-from .pipeline import Pipeline
+from .pipeline import Pipeline, PipelineScript
+from .script import Script
 
 __all__ = ["RedisClient", "open_redis_client"]
 
@@ -240,6 +250,94 @@ class RedisClient(AsyncCoreCommands):
         if transaction:
             commands = [("MULTI",), *commands, ("EXEC",)]
         return await self._mux.request(encode_commands(commands), len(commands), self._decode)
+
+    # -- WATCH, transactions and scripts (pipeline.py, script.py) -------------
+
+    async def transaction(
+        self,
+        func: Callable[[Pipeline], Any | Awaitable[Any]],
+        *watches: Any,
+        shard_hint: Any = None,
+        value_from_callable: bool = False,
+        watch_delay: float | None = None,
+    ) -> Any:
+        """Run ``func(pipe)`` as a transaction watching ``watches``, again
+        from the start each time a watched key changes (``WatchError``), as
+        redis-py's does. ``func`` may be sync or async; it reads with
+        ``await pipe.get(…)``, calls ``pipe.multi()`` and queues the writes.
+        Returns ``execute()``'s results, or ``func``'s value when
+        ``value_from_callable``; ``watch_delay`` seconds between tries.
+
+        Cancelled anywhere, the pipeline's held connection is released on
+        the way out (closed if a command on it was interrupted), so no WATCH
+        outlives the call."""
+        async with self.pipeline(True, shard_hint) as pipe:
+            while True:
+                try:
+                    if watches:
+                        await pipe.watch(*watches)
+                    value = func(pipe)
+                    if inspect.isawaitable(value):
+                        value = await value
+                    results = await pipe.execute()
+                    return value if value_from_callable else results
+                except WatchError:
+                    if watch_delay is not None and watch_delay > 0:
+                        await anyio.sleep(watch_delay)
+
+    def register_script(self, script: Any) -> Script:  # type: ignore[override]
+        """A callable Lua script run by SHA1, redis-py's script object that
+        also works in our pipelines (``await script(keys, args, client=pipe)``)."""
+        return Script(self, script)  # type: ignore[arg-type]
+
+    async def _watch_connection(self, keys: Sequence[Any]) -> tuple[HeldConnection, int | None]:
+        # For Pipeline.watch: a held dedicated connection to the keys' server.
+        if self._node is not None:
+            held = self._node.dedicated.hold()
+            await held.open()
+            return held, None
+        assert self._cluster is not None
+        try:
+            slot = command_slot(command_for(("WATCH", *keys)), ("WATCH", *keys))
+        except ClusterCrossSlotError:
+            raise CrossSlotTransactionError(
+                "All keys involved in a cluster transaction must map to the same slot: "
+                "WATCH's keys span slots (give them a shared hash tag, {tag})"
+            ) from None
+        held = self._cluster.dedicated(await self._cluster.owner(slot)).hold()
+        await held.open()
+        return held, slot
+
+    def _redirected(self, error: Exception) -> None:
+        if self._cluster is not None:
+            self._cluster.redirected(error)
+
+    async def _load_scripts(self, scripts: Sequence[PipelineScript]) -> None:
+        # For Pipeline.execute: every server that may run them has them.
+        if self._cluster is None:
+            await _ensure_scripts(self._mux, scripts, self._decode)
+            return
+        await self._cluster.owner(None)  # reads the topology if it must
+        for address in self._cluster.primaries:
+            await _ensure_scripts(self._cluster.node(address), scripts, self._decode)
+
+
+async def _ensure_scripts(
+    mux: Multiplexer, scripts: Sequence[PipelineScript], decode: bool
+) -> None:
+    """SCRIPT EXISTS, then SCRIPT LOAD what is missing, as redis-py's pipeline does."""
+    (exists,) = await mux.request(
+        encode_command(("SCRIPT", "EXISTS", *[s.sha for s in scripts])), 1, decode
+    )
+    if isinstance(exists, Exception):
+        raise exists
+    loads = [
+        ("SCRIPT", "LOAD", s.script) for s, exist in zip(scripts, exists, strict=True) if not exist
+    ]
+    if loads:
+        for reply in await mux.request(encode_commands(loads), len(loads), decode):
+            if isinstance(reply, Exception):
+                raise reply
 
 
 _CALLBACKS = {protocol: response_callbacks(protocol) for protocol in (2, 3)}

@@ -225,7 +225,11 @@ def _stream_keys(args: Sequence[Any]) -> list[Any]:
 #: flags ``noscript`` (tests/test_client.py); ``CLIENT`` subcommands are
 #: named ``"CLIENT <SUB>"``.
 _PUBSUB = "pub/sub needs a connection of its own, which this client does not offer yet"
-_WATCH = "WATCH needs a connection of its own, which this client does not offer yet"
+_WATCH = (
+    "WATCH needs a connection of its own: use `async with client.pipeline() as pipe: "
+    "await pipe.watch(key)`, or client.transaction(func, key)"
+)
+_MULTI = "use client.pipeline(transaction=True), or client.transaction(func, *keys) to WATCH"
 _REPLICATION = "it turns the connection into a replication stream"
 _TRACKING = "client-side caching needs a connection of its own tracking state"
 _PER_CONNECTION = "it would apply to every task's commands, and be lost on reconnect"
@@ -238,9 +242,9 @@ _STATEFUL: Mapping[str, str] = {
     ),
     "RESET": "it would reset the connection every task shares",
     "QUIT": "close the client with aclose() instead",
-    "MULTI": "use client.pipeline(transaction=True)",
-    "EXEC": "use client.pipeline(transaction=True)",
-    "DISCARD": "use client.pipeline(transaction=True)",
+    "MULTI": _MULTI,
+    "EXEC": _MULTI,
+    "DISCARD": _MULTI,
     "WATCH": _WATCH,
     "UNWATCH": _WATCH,
     "MONITOR": "MONITOR turns the connection into a stream of events",
@@ -293,6 +297,8 @@ _TRAITS: list[tuple[Sequence[str], dict[str, Any]]] = [
     (("MGET",), {**_ALL_KEYS, "split": Split.BY_KEY}),
     (("MSET",), {**_ALL_KEYS, "key_step": 2, "split": Split.ALL_SUCCEEDED}),
     (("MSETNX",), {**_ALL_KEYS, "key_step": 2}),
+    # Every WATCHed key, so a cluster pipeline can check they share a slot.
+    (("WATCH",), _ALL_KEYS),
     # Blocking: the timeout in seconds is the last argument …
     (
         ("BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX"),

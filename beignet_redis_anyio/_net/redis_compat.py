@@ -1,9 +1,11 @@
 """Every import of a redis-py *internal* lives here, and only here.
 
-We reuse three things from redis-py that it does not promise to keep still:
+We reuse a few things from redis-py that it does not promise to keep still:
 the table of response callbacks (turns raw RESP replies into the Python
 shapes redis-py users know), the mapping of error-reply prefixes to exception
-classes, and the option keys its command methods pass to ``execute_command``.
+classes, the option keys its command methods pass to ``execute_command``, and
+the two helpers its pipelines word their errors with (``safe_str``,
+``truncate_text``), so our pipeline errors read exactly like redis-py's.
 When a redis-py release moves one of them, ``tests/test_redis_compat.py``
 fails with the name of what moved, instead of some command quietly returning
 raw bytes.
@@ -20,6 +22,8 @@ from redis.client import EMPTY_RESPONSE as EMPTY_RESPONSE
 from redis.client import NEVER_DECODE as NEVER_DECODE
 from redis.event import EventDispatcher
 from redis.exceptions import RedisError
+from redis.utils import safe_str as _safe_str
+from redis.utils import truncate_text as _truncate_text
 
 __all__ = [
     "EMPTY_RESPONSE",
@@ -29,6 +33,8 @@ __all__ = [
     "parse_error_reply",
     "resp2_response_callbacks",
     "response_callbacks",
+    "safe_str",
+    "truncate_text",
 ]
 
 ResponseCallback = Callable[..., Any]
@@ -74,3 +80,13 @@ def parse_error_reply(message: str) -> RedisError:
     """
     error: RedisError = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
     return error
+
+
+def safe_str(value: Any) -> str:
+    """An argument as redis-py's pipeline errors show it (bytes decoded)."""
+    return str(_safe_str(value))  # type: ignore[no-untyped-call]
+
+
+def truncate_text(text: str) -> str:
+    """``text`` cut to redis-py's 100 characters, ending in ``...``."""
+    return str(_truncate_text(text))  # type: ignore[no-untyped-call]

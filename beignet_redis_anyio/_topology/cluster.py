@@ -223,6 +223,13 @@ class ClusterRouter:
                 raise ConnectionError(f"no cluster node serves slot {slot}")
         return owner
 
+    def redirected(self, error: Exception) -> None:
+        """A MOVED or ASK seen on a connection we do not route (a pipeline's
+        held one): look the topology up again before the next command."""
+        self._stale = True
+        if isinstance(error, MovedError):
+            self._owners[error.slot_id] = (error.host, int(error.port))
+
     # -- commands -----------------------------------------------------------
 
     async def execute(self, command: Command, args: tuple[Any, ...], decode: bool) -> Any:
