@@ -95,18 +95,18 @@ async def test_noscript_maps_to_its_class(real_server: RedisServer) -> None:
 
 async def test_pipeline_sends_a_batch_and_returns_results(server_url: str, key: str) -> None:
     async with open_redis_client(server_url) as client:
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)
         pipe.set(f"{key}:a", "1").incr(f"{key}:a").get(f"{key}:a").hset(f"{key}:h", "f", "v")
         assert len(pipe) == 4
         assert await pipe.execute() == [True, 2, "2", 1]
         assert len(pipe) == 0
-        assert await client.pipeline().execute() == []
+        assert await client.pipeline(transaction=False).execute() == []
 
 
 async def test_pipeline_errors_raise_first_or_stand_in_results(server_url: str, key: str) -> None:
     async with open_redis_client(server_url) as client:
         await client.set(key, "string")
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)
         pipe.get(key).lpush(key, "x").get(key)
         with pytest.raises(ResponseError, match=rf"^Command # 2 \(LPUSH {key} x\) of pipeline"):
             await pipe.execute()
@@ -159,14 +159,14 @@ async def test_connection_state_commands_are_refused(
             await client.execute_command(*command)
         if command[0] not in ("MULTI", "WATCH"):  # the pipeline's own words
             with pytest.raises(DataError, match="shared connection"):
-                client.pipeline().execute_command(*command)
+                client.pipeline(transaction=False).execute_command(*command)
         assert await client.ping() is True
 
 
 async def test_blocking_commands_are_refused_in_plain_pipelines(server_url: str) -> None:
     async with open_redis_client(server_url) as client:
         with pytest.raises(DataError, match="blocks the connection"):
-            client.pipeline().blpop(["q"], timeout=0)
+            client.pipeline(transaction=False).blpop(["q"], timeout=0)
 
 
 async def test_repr_names_the_server_without_password() -> None:
@@ -286,3 +286,9 @@ async def test_every_connection_state_command_the_server_knows_is_refused(
         if not refused:
             unreviewed.append(name)
     assert unreviewed == []
+
+
+async def test_pipelines_are_transactions_by_default_as_in_redis_py(server_url: str) -> None:
+    async with open_redis_client(server_url) as client:
+        assert client.pipeline().transaction is True
+        assert client.pipeline(transaction=False).transaction is False

@@ -92,7 +92,7 @@ async def test_foreign_bytes_inside_a_reply_fail_that_command_alone(
         await raw.mset({f"{key}:a": b"ok", f"{key}:b": PNG})
         with pytest.raises(UnicodeDecodeError):
             await client.mget([f"{key}:a", f"{key}:b"])
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)
         pipe.get(f"{key}:a")
         pipe.get(f"{key}:b")
         pipe.get(f"{key}:a")

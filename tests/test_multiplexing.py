@@ -148,7 +148,7 @@ async def test_cancellation_fuzz(server_url: str, key: str) -> None:
         # Afterwards, with no deadlines: everything exact, in order.
         for index in range(50):
             assert await client.echo(f"final {index}") == f"final {index}"
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)
         for index in range(50):
             pipe.echo(str(index))
         assert await pipe.execute() == [str(index) for index in range(50)]

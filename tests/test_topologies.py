@@ -136,7 +136,7 @@ async def test_multi_key_commands_split_or_fail_clearly(cluster: RedisCluster) -
         same_slot = client.pipeline(transaction=True)
         same_slot.set(f"{{{tag}}}:a", 1).incr(f"{{{tag}}}:a")
         assert await same_slot.execute() == [True, 2]
-        plain = client.pipeline()
+        plain = client.pipeline(transaction=False)
         for key in keys:
             plain.get(key)
         assert await plain.execute() == keys

@@ -229,7 +229,7 @@ class RedisCachePort:
     async def _read_with_expiry(self, plan: _Plan) -> str | None:
         """A hit that may start an early refresh (XFetch, ``refresh.py``)."""
         full_key = plan.full_key
-        pipe = self.client.pipeline()
+        pipe = self.client.pipeline(transaction=False)
         pipe.execute_command("GET", full_key)
         pipe.execute_command("PTTL", full_key)
         pipe.execute_command("GET", meta_key(full_key))

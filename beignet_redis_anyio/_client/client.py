@@ -196,10 +196,12 @@ class RedisClient(AsyncCoreCommands):
         options.pop("keys", None)
         return callback(reply, **options)
 
-    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> Pipeline:
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
         """A batch of commands sent in one write; ``await pipe.execute()``
-        returns their results in order. ``transaction=True`` wraps the batch
-        in MULTI/EXEC so it applies atomically."""
+        returns their results in order. ``transaction=True`` (redis-py's
+        default, and ours) wraps the batch in MULTI/EXEC so it applies
+        atomically; ``transaction=False`` just pipelines (on a cluster, its
+        commands may then span slots)."""
         del shard_hint  # accepted for redis-py compatibility; meaningless here
         return Pipeline(self, transaction=transaction)
 
