@@ -1,4 +1,5 @@
-"""Developer tasks. ``nox`` runs lint, typecheck and the tests.
+"""Developer tasks. ``nox`` runs lint, typecheck and the tests (under RESP2 on
+every Python, and once more under RESP3).
 
 The tests run on every supported Python (3.10-3.13) that this machine has:
 a missing one is skipped with a notice on a developer's machine, and is an
@@ -17,7 +18,7 @@ import os
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_resp3"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() not in (
     "",
@@ -33,6 +34,14 @@ def tests(session: nox.Session) -> None:
     """The test suite, every async test under asyncio and trio."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[1])
+def tests_resp3(session: nox.Session) -> None:
+    """The whole suite again with every connection speaking RESP3 (on one
+    Python: the protocol is ours, not the interpreter's)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs, env={"BEIGNET_TEST_PROTOCOL": "3"})
 
 
 @nox.session
