@@ -14,14 +14,16 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 import redis.asyncio.lock
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError, TimeoutError
 
 from beignet_redis_anyio import RedisClient, open_redis_client
 from beignet_redis_anyio._client import lock as lock_module
 from beignet_redis_anyio._client.lock import Lock
-from servers import RedisServer, serve_script
+from beignet_redis_anyio._topology.urls import parse_topology
+from servers import RedisCluster, RedisServer, serve_script
 
 pytestmark = pytest.mark.anyio
 
@@ -277,6 +279,15 @@ async def test_thread_local_token_is_per_thread(server_url: str, key: str) -> No
 
         seen = await anyio.to_thread.run_sync(tokens_seen_by_another_thread)
         assert seen == (None, b"ours")
+        # Per thread, not per task: another task in this thread sees it.
+        seen_by_task: list[object] = []
+
+        async def look() -> None:
+            seen_by_task.append(per_thread.local.token)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(look)
+        assert seen_by_task == [b"mine"]
         await per_thread.release()
         await shared.release()
 
@@ -350,7 +361,9 @@ async def test_cancelling_the_block_still_releases(server_url: str, key: str) ->
         assert lock.local.token is None
 
 
-async def test_a_release_error_does_not_replace_a_cancellation(server_url: str, key: str) -> None:
+async def test_a_release_error_does_not_replace_a_cancellation(
+    server_url: str, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async with _client(server_url) as client:
         with anyio.CancelScope() as scope:
             async with client.lock(key):
@@ -359,6 +372,8 @@ async def test_a_release_error_does_not_replace_a_cancellation(server_url: str, 
                 await anyio.sleep_forever()
         assert scope.cancelled_caught  # not LockNotOwnedError
         assert await client.get(key) == b"someone else"
+    [record] = [r for r in caplog.records if r.name == lock_module.__name__]
+    assert "could not be released on cancellation" in record.getMessage()
 
 
 async def test_release_in_a_cancelled_scope_still_releases(server_url: str, key: str) -> None:
@@ -373,6 +388,51 @@ async def test_release_in_a_cancelled_scope_still_releases(server_url: str, key:
                 await lock.release()
         assert lock.local.token is None
         assert await client.get(key) is None
+
+
+@pytest.mark.parametrize("command_timeout", [0.2, None])
+async def test_release_is_bounded_even_when_cancelled(
+    own_server: RedisServer,
+    key: str,
+    command_timeout: float | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shielded is not unbounded: against a frozen server a release in a
+    cancelled scope still gives up — at the client's deadline, or at ours
+    when commands may wait forever — keeps the token, and can be retried."""
+    monkeypatch.setattr(lock_module, "RELEASE_TIMEOUT", 0.2)
+    # (open_redis_client reads command_timeout=None as "the default".)
+    settings = attrs.evolve(parse_topology(own_server.url), command_timeout=command_timeout)
+    async with anyio.create_task_group() as tasks:
+        client = RedisClient(settings, task_group=tasks, decode_responses=False)
+        try:
+            await _release_gives_up_on_a_frozen_server(client, own_server, key)
+        finally:
+            await client.aclose()
+
+
+async def _release_gives_up_on_a_frozen_server(
+    client: RedisClient, own_server: RedisServer, key: str
+) -> None:
+    lock = client.lock(key)
+    assert await lock.acquire(blocking=False)
+    token = lock.local.token
+    own_server.freeze()
+    try:
+        with anyio.fail_after(10), anyio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(TimeoutError):
+                await lock.release()
+    finally:
+        own_server.thaw()
+    assert lock.local.token == token
+    with anyio.fail_after(10):
+        try:
+            await lock.release()
+        except LockNotOwnedError:
+            pass  # the server ran the first release once it was thawed
+        assert await client.get(key) is None
+    assert lock.local.token is None
 
 
 async def test_cancelled_while_waiting_holds_nothing(server_url: str, key: str) -> None:
@@ -485,3 +545,17 @@ async def test_waiters_send_one_set_per_sleep(own_server: RedisServer, key: str)
         assert all(lock.attempts[-1] for lock in locks)  # every waiter got it in the end
     assert sets >= waiters  # they did retry while it was held
     assert sets <= waiters * (window / sleep + 2)
+
+
+async def test_a_lock_on_a_cluster(cluster: RedisCluster, key: str) -> None:
+    # Decoded: with decode_responses=False the cluster layer cannot yet read
+    # its topology (a bug of its own, not the lock's).
+    async with _client(cluster.url, decode_responses=True) as client:
+        await client.script_flush()  # one primary's scripts, perhaps not the key's
+        for index in range(6):  # keys in different slots, so on different primaries
+            lock = client.lock(f"{key}:{index}", timeout=10)
+            assert await lock.acquire(blocking=False)
+            assert await lock.extend(1)
+            assert await lock.reacquire()
+            await lock.release()
+            assert not await lock.locked()

@@ -17,25 +17,29 @@ or that cancellation makes unsafe:
   raise at once and leave the lock held).
 - ``__aexit__``: a cancellation leaving the block always propagates as
   itself; a release error cannot replace it.
+- ``register_scripts``: the same scripts, falling back to ``EVAL`` on
+  ``NOSCRIPT`` so they work on a cluster (see :class:`_Script`).
 
 Why a subclass rather than a copy: the rest (``do_acquire``, ``locked``,
-``owned``, ``do_release``, ``extend``, ``reacquire`` and their scripts) is
+``owned``, ``do_release``, ``extend``, ``reacquire``, the script texts) is
 plain command logic with no event-loop calls, so inheriting it keeps one copy
 of redis-py's semantics and error messages instead of a second that drifts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 from uuid import uuid1
 
 import anyio
 from redis.asyncio.lock import Lock as RedisPyLock
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.typing import KeyT, Number
+from redis.typing import EncodableT, KeyT, Number
 
 if TYPE_CHECKING:
     from .client import RedisClient
@@ -52,6 +56,36 @@ RELEASE_TIMEOUT = 5.0
 # fake clock here (as redis-py's own tests patch ``asyncio`` in its module).
 _now = anyio.current_time
 _sleep = anyio.sleep
+
+
+class _Script:
+    """One of the lock's Lua scripts, called as redis-py's lock calls its
+    ``AsyncScript`` (``script(keys=, args=, client=)``).
+
+    ``EVALSHA`` first; on ``NOSCRIPT``, ``EVAL`` with the source — not
+    redis-py's ``SCRIPT LOAD`` and retry: ``SCRIPT LOAD`` names no key, so on
+    a cluster it reaches any primary and the retried ``EVALSHA`` fails again
+    on the key's own; ``EVAL`` goes where the key lives, and the server keeps
+    the script for the next ``EVALSHA``.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.script = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(
+        self, keys: Sequence[KeyT], args: Iterable[EncodableT], client: RedisClient
+    ) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.script, len(keys), *keys, *args)
+
+
+# redis-py's scripts, word for word: only how they are sent differs.
+_RELEASE = _Script(RedisPyLock.LUA_RELEASE_SCRIPT)
+_EXTEND = _Script(RedisPyLock.LUA_EXTEND_SCRIPT)
+_REACQUIRE = _Script(RedisPyLock.LUA_REACQUIRE_SCRIPT)
 
 
 class Lock(RedisPyLock):
@@ -79,7 +113,9 @@ class Lock(RedisPyLock):
       shielded, bounded like ``release`` (below) — before the
       interruption propagates, so the key is not leaked (redis-py's lock
       leaks it until ``timeout``). The script deletes only our token, so it
-      is harmless when the ``SET`` did not take the lock. If the server cannot
+      is harmless when the ``SET`` did not take the lock (unless ``token=``
+      was given and the key already holds that same token: that holder is
+      taken to be us, as ``release`` would). If the server cannot
       be reached within that bound the key stays until its ``timeout``
       (forever without one), and a warning is logged.
     - ``release`` is shielded and bounded by twice the client's
@@ -98,11 +134,10 @@ class Lock(RedisPyLock):
       may still apply (they only lengthen our own lock).
     """
 
-    # Our own script slots: redis-py's base class caches its scripts on the
-    # class, registered with whichever client made the first lock.
-    lua_release = None
-    lua_extend = None
-    lua_reacquire = None
+    # What the inherited do_release / do_extend / do_reacquire call.
+    lua_release: Any = None
+    lua_extend: Any = None
+    lua_reacquire: Any = None
 
     def __init__(
         self,
@@ -128,6 +163,11 @@ class Lock(RedisPyLock):
             raise_on_release_error=raise_on_release_error,
         )
         self._client = redis
+
+    def register_scripts(self) -> None:
+        # Instead of the base class's: ours fall back to EVAL (see _Script),
+        # and are not shared with redis-py's own locks on redis-py's clients.
+        self.lua_release, self.lua_extend, self.lua_reacquire = _RELEASE, _EXTEND, _REACQUIRE
 
     async def __aenter__(self) -> Lock:
         if await self.acquire():
