@@ -35,6 +35,7 @@ from .._net.redis_compat import (
     EMPTY_RESPONSE,
     EVENT_DISPATCHER,
     NEVER_DECODE,
+    CaseInsensitiveDict,
     Encoder,
     response_callbacks,
 )
@@ -90,7 +91,11 @@ class RedisClient(AsyncCoreCommands):
         self._encoder = Encoder("utf-8", node.encoding_errors, decode_responses)  # type: ignore[no-untyped-call]
         #: RESP2 or RESP3: which of redis-py's callback tables shapes replies.
         self.protocol = node.protocol
-        self._callbacks = _CALLBACKS[node.protocol]
+        #: redis-py's public table, this client's own copy: change one with
+        #: :meth:`set_response_callback`. Its keys are stored upper-case, so
+        #: the hot path reads it with plain ``dict.get`` (no ``.upper()``).
+        self.response_callbacks = CaseInsensitiveDict(_CALLBACKS[node.protocol])  # type: ignore[no-untyped-call]
+        self._callbacks = self.response_callbacks
         self._cluster: ClusterRouter | None = None
         self._sentinel: SentinelResolver | None = None
         #: Reply deadline, and database number, whatever the topology.
@@ -191,13 +196,18 @@ class RedisClient(AsyncCoreCommands):
                     "the master was demoted by a failover; the next command goes to the new one"
                 ) from reply
             raise reply
-        callback = self._callbacks.get(command.callback)
+        callback = _plain_get(self._callbacks, command.callback)
         if callback is None:
             return reply
         options.pop(EMPTY_RESPONSE, None)
         options.pop(NEVER_DECODE, None)
         options.pop("keys", None)
         return callback(reply, **options)
+
+    def set_response_callback(self, command: str, callback: Any) -> None:
+        """Shape ``command``'s replies with ``callback`` (redis-py's API),
+        for this client alone."""
+        self.response_callbacks[command] = callback
 
     def monitor(self) -> Monitor:
         """``async with client.monitor() as m:`` — every command the server
@@ -390,6 +400,7 @@ async def _ensure_scripts(
 
 
 _CALLBACKS = {protocol: response_callbacks(protocol) for protocol in (2, 3)}
+_plain_get = dict.get
 
 
 @asynccontextmanager
