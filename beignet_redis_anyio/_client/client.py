@@ -94,7 +94,7 @@ class RedisClient(AsyncCoreCommands):
         #: redis-py's public table, this client's own copy: change one with
         #: :meth:`set_response_callback`. Its keys are stored upper-case, so
         #: the hot path reads it with plain ``dict.get`` (no ``.upper()``).
-        self.response_callbacks = CaseInsensitiveDict(_CALLBACKS[node.protocol])  # type: ignore[no-untyped-call]
+        self.response_callbacks = CaseInsensitiveDict(_CALLBACKS[node.protocol])  # type: ignore[arg-type]
         self._callbacks = self.response_callbacks
         self._cluster: ClusterRouter | None = None
         self._sentinel: SentinelResolver | None = None
