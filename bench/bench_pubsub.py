@@ -384,7 +384,7 @@ def parent_main(args: argparse.Namespace) -> int:
     executable, server_version = found
 
     count = 2000 if args.quick else 10000
-    repeats = 1 if args.quick else 5
+    repeats = 1 if args.quick else 8
     print(
         f"1 publisher, {SUBSCRIBERS} subscribers, {count:,} messages after a "
         f"{WARMUP_MESSAGES}-message warm-up round; best of {repeats}"

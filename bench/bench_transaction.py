@@ -286,8 +286,8 @@ def parent_main(args: argparse.Namespace) -> int:
         counts = {"sequential": 500, "concurrent": 50}
         repeats = 1
     else:
-        counts = {"sequential": 3000, "concurrent": 500}
-        repeats = 5
+        counts = {"sequential": 5000, "concurrent": 800}
+        repeats = 7
     print(
         f"sequential: {counts['sequential']:,} transactions after {SEQUENTIAL_WARMUP}; "
         f"concurrent: {CONCURRENT_TASKS} tasks x {counts['concurrent']:,} after "
