@@ -43,6 +43,7 @@ from .._net.wire import encode_command, encode_commands
 from .._topology.cluster import ClusterRouter, command_slot
 from .._topology.sentinel import SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
+from .monitor import Monitor
 from .pipeline import Pipeline, PipelineScript
 from .script import Script
 
@@ -195,6 +196,12 @@ class RedisClient(AsyncCoreCommands):
         options.pop(NEVER_DECODE, None)
         options.pop("keys", None)
         return callback(reply, **options)
+
+    def monitor(self) -> Monitor:
+        """``async with client.monitor() as m:`` — every command the server
+        runs, on a connection of the monitor's own (on a cluster: the first
+        primary's), as redis-py's ``Monitor`` gives them."""
+        return Monitor(self.node_settings)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
         """A batch of commands sent in one write; ``await pipe.execute()``

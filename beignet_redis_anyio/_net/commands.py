@@ -247,7 +247,10 @@ _STATEFUL: Mapping[str, str] = {
     "DISCARD": _MULTI,
     "WATCH": _WATCH,
     "UNWATCH": _WATCH,
-    "MONITOR": "MONITOR turns the connection into a stream of events",
+    "MONITOR": (
+        "MONITOR turns the connection into a stream of events; "
+        "use `async with client.monitor() as m:`, which opens one of its own"
+    ),
     "SYNC": _REPLICATION,
     "PSYNC": _REPLICATION,
     "REPLCONF": _REPLICATION,
