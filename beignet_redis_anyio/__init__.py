@@ -17,6 +17,8 @@ from ._cache.events import CacheEvent, Observer
 from ._cache.port import RedisCachePort
 from ._cache.protocol import CachePort
 from ._client.client import RedisClient, open_redis_client
+from ._client.lock import Lock
+from ._client.monitor import Monitor
 from ._client.pipeline import Pipeline
 from ._net.errors import CircuitOpenError, ConfigError, ConnectTimeoutError
 from ._net.settings import ConnectionSettings, TLSOptions
@@ -29,6 +31,8 @@ __all__ = [
     "ConfigError",
     "ConnectTimeoutError",
     "ConnectionSettings",
+    "Lock",
+    "Monitor",
     "Observer",
     "Pipeline",
     "RedisCachePort",

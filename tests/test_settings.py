@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from beignet_redis_anyio import ConnectionSettings, TLSOptions
+from beignet_redis_anyio._net import settings as _settings
 from beignet_redis_anyio._net.settings import parse_redis_url
+from beignet_redis_anyio._topology.urls import parse_topology
 
 SECRET = "hunter2-s3cret"
 
@@ -115,3 +117,17 @@ def test_password_never_in_parse_errors() -> None:
     with pytest.raises(ValueError) as caught:
         parse_redis_url(f"redis://alice:{SECRET}@localhost:port/0")
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://localhost", "redis+cluster://a:7000,b:7001", "redis+sentinel://s:26379/mymaster"],
+)
+def test_command_timeout_none_means_wait_forever_not_the_default(url: str) -> None:
+    settings = parse_topology(url, command_timeout=None)
+    node = settings if isinstance(settings, ConnectionSettings) else settings.node
+    assert node.command_timeout is None
+    # Other settings given as None keep the URL's value or the default.
+    settings = parse_topology(url, db=None, protocol=None)
+    node = settings if isinstance(settings, ConnectionSettings) else settings.node
+    assert (node.db, node.protocol, node.command_timeout) == (0, _settings.DEFAULT_PROTOCOL, 5.0)

@@ -268,3 +268,12 @@ async def test_a_slot_migration_mid_run(cluster: RedisCluster) -> None:
         assert await cache.get("bystander") == "stays"
         await cache.delete(key)
         await cache.delete("bystander")
+
+
+async def test_a_bytes_client_reads_the_cluster_topology(cluster: RedisCluster, key: str) -> None:
+    """decode_responses=False is about the caller's replies; the cluster's
+    own description is still read as text."""
+    async with open_redis_client(cluster.url, decode_responses=False) as client:
+        for index in range(20):
+            await client.set(f"{key}:{index}", b"\xff")
+        assert [await client.get(f"{key}:{index}") for index in range(20)] == [b"\xff"] * 20

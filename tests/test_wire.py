@@ -38,7 +38,7 @@ def test_empty_command_is_rejected() -> None:
 
 
 def test_reader_returns_error_replies_as_values() -> None:
-    reader = new_reader(decode=True)
+    reader = new_reader()
     reader.feed(b"-WRONGTYPE Operation against a key\r\n$2\r\nok\r\n")
     error = reader.gets()
     assert type(error).__name__ == "ResponseError"

@@ -25,6 +25,7 @@ from redis.exceptions import (
     ReadOnlyError,
     WatchError,
 )
+from redis.typing import KeyT
 
 from .._net.commands import DEDICATED, NOT_BLOCKING, SHARED, Command, command_for
 from .._net.dedicated import HeldConnection
@@ -43,6 +44,7 @@ from .._net.wire import encode_command, encode_commands
 from .._topology.cluster import ClusterRouter, command_slot
 from .._topology.sentinel import SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
+from .lock import Lock
 from .monitor import Monitor
 from .pipeline import Pipeline, PipelineScript
 from .script import Script
@@ -211,6 +213,44 @@ class RedisClient(AsyncCoreCommands):
         commands may then span slots)."""
         del shard_hint  # accepted for redis-py compatibility; meaningless here
         return Pipeline(self, transaction=transaction)
+
+    # -- locks (lock.py) ------------------------------------------------------
+
+    def lock(
+        self,
+        name: KeyT,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        lock_class: type[Lock] | None = None,
+        thread_local: bool = True,
+        raise_on_release_error: bool = True,
+    ) -> Lock:
+        """A distributed lock on key ``name``, redis-py's ``Redis.lock()``.
+
+        ``timeout``: the key's lifetime in seconds (``None``: until released).
+        ``sleep``: seconds between attempts while another holder has it.
+        ``blocking`` / ``blocking_timeout``: whether ``acquire`` waits, and
+        for how long at most (``None``: forever). ``lock_class``: another
+        class built with the same arguments. ``thread_local`` /
+        ``raise_on_release_error``: as redis-py's. Works on asyncio and trio;
+        cancellation semantics are in :class:`Lock`'s docstring.
+        """
+        if lock_class is None:
+            lock_class = Lock
+        return lock_class(
+            self,
+            name,
+            timeout=timeout,
+            sleep=sleep,
+            blocking=blocking,
+            blocking_timeout=blocking_timeout,
+            thread_local=thread_local,
+            raise_on_release_error=raise_on_release_error,
+        )
+
+    # -- end of locks ---------------------------------------------------------
 
     async def aclose(self) -> None:
         """Close every connection. In-flight commands fail with

@@ -317,7 +317,7 @@ class _Link:
                 pending.popleft()
                 if not head.finished:  # not already timed out
                     head.finish()  # a shared waiter's later set() calls are no-ops
-        while (extra := reader.gets()) is not False:
+        while (extra := reader.gets(self.connection.decode)) is not False:
             if type(extra) is not _Push:
                 raise _UnexpectedReply(f"{self.address} sent a reply nobody asked for")
             self.on_push(extra)

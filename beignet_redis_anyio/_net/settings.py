@@ -19,6 +19,7 @@ from .numbers import ascii_integer, in_range, is_number
 __all__ = [
     "ConnectionSettings",
     "TLSOptions",
+    "given_overrides",
     "parse_address",
     "parse_protocol",
     "parse_redis_url",
@@ -318,12 +319,27 @@ def parse_redis_url(url: str, **overrides: object) -> ConnectionSettings:
         fields["db"] = parse_db(db_text)
     if "protocol" in query:
         fields["protocol"] = parse_protocol(query["protocol"][-1])
-    fields.update({key: value for key, value in overrides.items() if value is not None})
+    fields.update(given_overrides(overrides))
     if scheme == "rediss":
         fields.setdefault("tls", TLSOptions())
     elif fields.get("tls") is not None:
         raise ValueError(f"TLS options need a rediss:// URL, not {scheme}://")
     return ConnectionSettings(**fields)  # type: ignore[arg-type]
+
+
+#: Settings for which ``None`` is a value, not "unset": no command timeout.
+_NONE_IS_A_VALUE = frozenset({"command_timeout"})
+
+
+def given_overrides(overrides: dict[str, object]) -> dict[str, object]:
+    """The overrides that were given: ``None`` means "not given" (keep the
+    URL's or the default), except where ``None`` is itself a setting
+    (``command_timeout=None``: wait forever)."""
+    return {
+        key: value
+        for key, value in overrides.items()
+        if value is not None or key in _NONE_IS_A_VALUE
+    }
 
 
 def parse_db(text: str) -> int:

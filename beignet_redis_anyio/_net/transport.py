@@ -167,18 +167,28 @@ _RECEIVE_SIZE = 65536
 class RawConnection:
     """A connected transport with the hiredis reader that parses what it receives."""
 
-    __slots__ = ("reader", "settings", "transport")
+    __slots__ = ("decode", "reader", "settings", "transport")
 
     def __init__(
-        self, transport: Transport, reader: hiredis.Reader, settings: ConnectionSettings
+        self,
+        transport: Transport,
+        reader: hiredis.Reader,
+        settings: ConnectionSettings,
+        decode: bool = True,
     ) -> None:
         self.transport = transport
         self.reader = reader
         self.settings = settings
+        #: Whether replies nobody asked about in particular (the handshake's,
+        #: push frames) are decoded: the client's ``decode_responses``.
+        self.decode = decode
 
-    async def read_reply(self, decode: bool = True) -> Any:
-        """Read exactly one reply. Cancellation may leave it unread: the
+    async def read_reply(self, decode: bool | None = None) -> Any:
+        """Read exactly one reply (decoded as ``decode`` says, by default as
+        the connection does). Cancellation may leave it unread: the
         caller must then close this connection (it is never reused)."""
+        if decode is None:
+            decode = self.decode
         while True:
             try:
                 reply = self.reader.gets(decode)
@@ -300,8 +310,8 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
     try:
         with anyio.fail_after(settings.connect_timeout):
             transport = await _open_transport(settings)
-            reader = new_reader(decode=decode, errors=settings.encoding_errors)
-            connection = RawConnection(transport, reader, settings)
+            reader = new_reader(errors=settings.encoding_errors)
+            connection = RawConnection(transport, reader, settings, decode)
             commands = handshake_commands(settings)
             if commands:
                 await transport.send(encode_commands(commands))

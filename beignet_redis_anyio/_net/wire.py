@@ -68,20 +68,22 @@ def encode_commands(commands: Iterable[Sequence[Any]]) -> bytes:
     return b"".join(encode_command(args) for args in commands)
 
 
-def new_reader(*, decode: bool, errors: str = "strict") -> hiredis.Reader:
+def new_reader(*, errors: str = "strict") -> hiredis.Reader:
     """A parser that returns error replies as redis-py exception *values*.
 
     Error replies are returned, not raised, so that one bad reply in a
-    pipeline does not stop us from reading the replies behind it. A reply
-    that is not valid UTF-8 under ``errors="strict"`` makes ``gets`` raise
+    pipeline does not stop us from reading the replies behind it. Each
+    ``gets(decode)`` says whether that reply is decoded: the reader always
+    knows the encoding, so one connection can serve callers that want
+    ``str`` and callers that want ``bytes`` (a decode_responses=False client
+    still reads its cluster's topology as text). A reply that is not valid
+    UTF-8 under ``errors="strict"`` makes ``gets(True)`` raise
     ``UnicodeDecodeError`` only once the whole reply has been parsed, so the
     stream stays in step and the error can be handed to that reply's caller.
     """
-    if decode:
-        return hiredis.Reader(
-            protocolError=InvalidResponse,
-            replyError=parse_error_reply,
-            encoding="utf-8",
-            errors=errors,
-        )
-    return hiredis.Reader(protocolError=InvalidResponse, replyError=parse_error_reply)
+    return hiredis.Reader(
+        protocolError=InvalidResponse,
+        replyError=parse_error_reply,
+        encoding="utf-8",
+        errors=errors,
+    )

@@ -19,6 +19,7 @@ from .._net.settings import (
     DEFAULT_PORT,
     ConnectionSettings,
     TLSOptions,
+    given_overrides,
     parse_address,
     parse_db,
     parse_protocol,
@@ -151,7 +152,7 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
             raise ValueError("a Redis Cluster has only database 0: remove the path from the URL")
         if overrides.get("db"):
             raise ValueError("a Redis Cluster has only database 0; REDIS_DB must be 0 or unset")
-        node_fields.update({k: v for k, v in overrides.items() if v is not None and k != "db"})
+        node_fields.update({k: v for k, v in given_overrides(overrides).items() if k != "db"})
         return ClusterSettings(seeds=seeds, node=ConnectionSettings(**node_fields))
     sentinels = _hosts(host_list, DEFAULT_SENTINEL_PORT, scheme)
     parts = [part for part in path.split("/") if part]
@@ -164,7 +165,7 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
     service = unquote(parts[0])
     if len(parts) == 2:
         node_fields["db"] = parse_db(parts[1])
-    node_fields.update({k: v for k, v in overrides.items() if v is not None})
+    node_fields.update(given_overrides(overrides))
     return SentinelSettings(
         sentinels=sentinels, service_name=service, node=ConnectionSettings(**node_fields)
     )
