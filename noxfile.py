@@ -79,5 +79,5 @@ def redis_py_suite(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against a local redis-server (not part of CI)."""
     session.install("-e", ".[bench,test]")
-    for script in ("client", "port", "stampede", "topology", "outage"):
+    for script in ("client", "port", "stampede", "topology", "outage", "pubsub", "transaction"):
         session.run("python", f"bench/bench_{script}.py", *session.posargs)
