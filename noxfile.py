@@ -71,7 +71,9 @@ def redis_py_suite(session: nox.Session) -> None:
     """redis-py's own async tests, with its client and then with ours, on a
     private redis-server; fails when ours passes under ``--min-ratio`` (0.97)
     of what redis-py's passes. ``tests/redis_py_suite/README.md`` explains."""
-    session.install("-e", ".", "pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout", "packaging", "hatchling")
+    session.install(
+        "-e", ".", "pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout", "packaging", "hatchling"
+    )
     session.run("python", "tests/redis_py_suite/run.py", *session.posargs)
 
 
