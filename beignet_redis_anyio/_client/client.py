@@ -10,6 +10,7 @@ as redis-py users expect.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -35,6 +36,7 @@ from .._topology.cluster import ClusterRouter, command_slot
 from .._topology.sentinel import SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
 from .pipeline import Pipeline
+from .pubsub import PubSub
 
 __all__ = ["RedisClient", "open_redis_client"]
 
@@ -72,6 +74,8 @@ class RedisClient(AsyncCoreCommands):
     ) -> None:
         self.settings = settings
         self._decode = decode_responses
+        self._task_group = task_group
+        self._pubsubs: weakref.WeakSet[PubSub] = weakref.WeakSet()
         node = settings if isinstance(settings, ConnectionSettings) else settings.node
         self._encoding_errors = node.encoding_errors
         self._encoder = Encoder("utf-8", node.encoding_errors, decode_responses)  # type: ignore[no-untyped-call]
@@ -191,11 +195,32 @@ class RedisClient(AsyncCoreCommands):
         del shard_hint  # accepted for redis-py compatibility; meaningless here
         return Pipeline(self, transaction=transaction)
 
+    # -- pub/sub (beignet pubsub) ------------------------------------------
+
+    def pubsub(self, **kwargs: Any) -> PubSub:
+        """A :class:`~._client.pubsub.PubSub` (redis-py's API) on connections
+        of its own, read in this client's task group; ``async with
+        client.pubsub() as ps:``. Keywords: ``ignore_subscribe_messages``,
+        ``max_buffered``, and redis-py's others (accepted, unused)."""
+        pubsub = PubSub(
+            task_group=self._task_group,
+            where=self.node_settings,
+            encoder=self._encoder,
+            cluster=self._cluster,
+            **kwargs,
+        )
+        self._pubsubs.add(pubsub)
+        return pubsub
+
+    # -- end pub/sub ------------------------------------------------------------
+
     async def aclose(self) -> None:
-        """Close every connection. In-flight commands fail with
-        ``ConnectionError``; the close is shielded and bounded."""
+        """Close every connection, pub/sub ones included. In-flight commands
+        fail with ``ConnectionError``; the close is shielded and bounded."""
         self._watcher.cancel()
         with anyio.CancelScope(shield=True):
+            for pubsub in list(self._pubsubs):
+                await pubsub.aclose()
             if self._node is not None:
                 await self._node.aclose()
             if self._cluster is not None:
