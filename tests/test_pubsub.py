@@ -378,3 +378,64 @@ async def test_shard_channels_route_by_slot_on_a_cluster(cluster: RedisCluster) 
             with anyio.fail_after(5):
                 while ps.subscribed:
                     await ps.get_message(timeout=1)
+
+
+async def test_a_killed_connection_is_reported_once_then_resubscribed(
+    real_server: RedisServer, key: str
+) -> None:
+    name = f"ps-{uuid.uuid4().hex[:10]}"
+    async with (
+        open_redis_client(real_server.url) as observer,
+        open_redis_client(real_server.url, client_name=name) as client,
+        client.pubsub() as ps,
+    ):
+        await ps.subscribe(key)
+        assert (await next_message(ps) or {})["type"] == "subscribe"
+        (victim,) = [
+            entry["id"]
+            for entry in await observer.client_list()
+            if entry["name"] == name and entry["cmd"] == "subscribe"
+        ]
+        await observer.client_kill_filter(_id=victim)
+        with anyio.fail_after(5), pytest.raises(ConnectionError):
+            await ps.get_message(timeout=None)
+        assert await next_message(ps) == shape("subscribe", key, 1)
+        assert await observer.publish(key, "after") == 1
+        assert await next_message(ps) == shape("message", key, "after")
+
+
+async def test_readers_sharing_one_pubsub_split_the_messages(server_url: str, key: str) -> None:
+    async with (
+        open_redis_client(server_url) as client,
+        client.pubsub(ignore_subscribe_messages=True) as ps,
+    ):
+        await ps.subscribe(key)
+        assert await next_message(ps) is None
+        got: list[str] = []
+
+        async def read() -> None:
+            while len(got) < 20:
+                message = await ps.get_message(timeout=0.05)
+                if message is not None:
+                    got.append(message["data"])
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                for _ in range(3):
+                    tasks.start_soon(read)
+                for index in range(20):
+                    await client.publish(key, str(index))
+        assert sorted(got, key=int) == [str(index) for index in range(20)]
+
+
+async def test_a_push_handler_takes_every_raw_frame(server_url: str, key: str) -> None:
+    frames: list[Any] = []
+    async with (
+        open_redis_client(server_url) as client,
+        client.pubsub(push_handler_func=frames.append) as ps,
+    ):
+        await ps.subscribe(key)
+        assert await next_message(ps) is None
+        await client.publish(key, "raw")
+        assert await next_message(ps) is None
+    assert frames == [["subscribe", key, 1], ["message", key, "raw"]]

@@ -116,11 +116,13 @@ class PubSub:
         ignore_subscribe_messages: bool = False,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
         shard_hint: Any = None,
-        push_handler_func: Any = None,
+        push_handler_func: Callable[[list[Any]], Any] | None = None,
         event_dispatcher: Any = None,
     ) -> None:
-        # Accepted for redis-py compatibility; meaningless here.
-        del push_handler_func, event_dispatcher
+        del event_dispatcher  # accepted for redis-py compatibility; unused
+        #: redis-py's RESP3 hook: when set, every pub/sub frame goes to it
+        #: (raw, as a list) instead of coming back from get_message.
+        self.push_handler_func = push_handler_func
         self.shard_hint = shard_hint
         self.ignore_subscribe_messages = ignore_subscribe_messages
         self.encoder = encoder
@@ -395,6 +397,11 @@ class PubSub:
             raise frame.error
         if isinstance(frame, BaseException):
             raise frame  # an error reply (or one that did not decode)
+        if self.push_handler_func is not None and isinstance(frame, list):
+            result = self.push_handler_func(frame)
+            if inspect.isawaitable(result):
+                await result
+            return None
         return frame
 
     async def get_message(
