@@ -20,6 +20,7 @@ from ._client.client import RedisClient, open_redis_client
 from ._client.lock import Lock
 from ._client.monitor import Monitor
 from ._client.pipeline import Pipeline
+from ._client.pubsub import PubSub
 from ._net.errors import CircuitOpenError, ConfigError, ConnectTimeoutError
 from ._net.settings import ConnectionSettings, TLSOptions
 from ._provider.provider import RedisProvider, open_redis_provider, redis_provider
@@ -35,6 +36,7 @@ __all__ = [
     "Monitor",
     "Observer",
     "Pipeline",
+    "PubSub",
     "RedisCachePort",
     "RedisClient",
     "RedisConfig",

@@ -11,6 +11,7 @@ as redis-py users expect.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -48,6 +49,7 @@ from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_
 from .lock import Lock
 from .monitor import Monitor
 from .pipeline import Pipeline, PipelineScript
+from .pubsub import PubSub
 from .script import Script
 
 __all__ = ["RedisClient", "open_redis_client"]
@@ -86,6 +88,8 @@ class RedisClient(AsyncCoreCommands):
     ) -> None:
         self.settings = settings
         self._decode = decode_responses
+        self._task_group = task_group
+        self._pubsubs: weakref.WeakSet[PubSub] = weakref.WeakSet()
         node = settings if isinstance(settings, ConnectionSettings) else settings.node
         self._encoding_errors = node.encoding_errors
         self._encoder = Encoder("utf-8", node.encoding_errors, decode_responses)  # type: ignore[no-untyped-call]
@@ -262,11 +266,32 @@ class RedisClient(AsyncCoreCommands):
 
     # -- end of locks ---------------------------------------------------------
 
+    # -- pub/sub (beignet pubsub) ------------------------------------------
+
+    def pubsub(self, **kwargs: Any) -> PubSub:
+        """A :class:`~._client.pubsub.PubSub` (redis-py's API) on connections
+        of its own, read in this client's task group; ``async with
+        client.pubsub() as ps:``. Keywords: ``ignore_subscribe_messages``,
+        ``max_buffered``, and redis-py's others (accepted, unused)."""
+        pubsub = PubSub(
+            task_group=self._task_group,
+            where=self.node_settings,
+            encoder=self._encoder,
+            cluster=self._cluster,
+            **kwargs,
+        )
+        self._pubsubs.add(pubsub)
+        return pubsub
+
+    # -- end pub/sub ------------------------------------------------------------
+
     async def aclose(self) -> None:
-        """Close every connection. In-flight commands fail with
-        ``ConnectionError``; the close is shielded and bounded."""
+        """Close every connection, pub/sub ones included. In-flight commands
+        fail with ``ConnectionError``; the close is shielded and bounded."""
         self._watcher.cancel()
         with anyio.CancelScope(shield=True):
+            for pubsub in list(self._pubsubs):
+                await pubsub.aclose()
             if self._node is not None:
                 await self._node.aclose()
             if self._cluster is not None:
