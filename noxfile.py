@@ -70,5 +70,5 @@ def example(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against a local redis-server (not part of CI)."""
     session.install("-e", ".[bench,test]")
-    for script in ("client", "port", "stampede", "topology", "outage"):
+    for script in ("client", "port", "batches", "stampede", "topology", "outage"):
         session.run("python", f"bench/bench_{script}.py", *session.posargs)
