@@ -81,5 +81,15 @@ def redis_py_suite(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against a local redis-server (not part of CI)."""
     session.install("-e", ".[bench,test]")
-    for script in ("client", "port", "stampede", "topology", "outage", "pubsub", "transaction"):
+    scripts = (
+        "client",
+        "port",
+        "batches",
+        "stampede",
+        "topology",
+        "outage",
+        "pubsub",
+        "transaction",
+    )
+    for script in scripts:
         session.run("python", f"bench/bench_{script}.py", *session.posargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._cache.batches import BatchError
 from ._cache.config import RedisConfig
 from ._cache.events import CacheEvent, Observer
 from ._cache.port import RedisCachePort
@@ -26,6 +27,7 @@ from ._net.settings import ConnectionSettings, TLSOptions
 from ._provider.provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [
+    "BatchError",
     "CacheEvent",
     "CachePort",
     "CircuitOpenError",
