@@ -236,7 +236,7 @@ class MemoryCachePort(CachePort):
         """XFetch on the recorded compute time, as ``refresh.py`` draws it."""
         if entry.delta is None or entry.expires is None:
             return False
-        remaining_ms = int((entry.expires - self._clock()) * 1000)
+        remaining_ms = max(1, round((entry.expires - self._clock()) * 1000))
         return refresh_due(meta_value(entry.delta), remaining_ms, self.early_refresh_beta)
 
     async def _refresh(self, key: str, full_key: str, factory: Factory, ttl_ms: int | None) -> None:
