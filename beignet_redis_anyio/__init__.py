@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._cache.batches import BatchError
 from ._cache.config import RedisConfig
 from ._cache.events import CacheEvent, Observer
 from ._cache.port import RedisCachePort
@@ -20,11 +21,13 @@ from ._client.client import RedisClient, open_redis_client
 from ._client.lock import Lock
 from ._client.monitor import Monitor
 from ._client.pipeline import Pipeline
+from ._client.pubsub import PubSub
 from ._net.errors import CircuitOpenError, ConfigError, ConnectTimeoutError
 from ._net.settings import ConnectionSettings, TLSOptions
 from ._provider.provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [
+    "BatchError",
     "CacheEvent",
     "CachePort",
     "CircuitOpenError",
@@ -35,6 +38,7 @@ __all__ = [
     "Monitor",
     "Observer",
     "Pipeline",
+    "PubSub",
     "RedisCachePort",
     "RedisClient",
     "RedisConfig",

@@ -29,11 +29,15 @@ from beignet_redis_anyio.testing.servers import HOST, find_server  # noqa: E402
 __all__ = [
     "HOST",
     "REPO_ROOT",
+    "CheckFailed",
     "ChildFailed",
     "bench_main",
+    "check",
     "exit_status",
+    "paired_ratio",
     "print_header",
     "print_table",
+    "ratio_line",
     "report_parser",
     "run_child",
     "status",
@@ -49,6 +53,15 @@ class ChildFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.stderr = stderr
+
+
+class CheckFailed(AssertionError):
+    """A correctness check inside a child failed (not stripped by ``-O``)."""
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
 
 
 def run_child(script: str, **options: object) -> dict[str, Any]:
@@ -157,6 +170,35 @@ def target_line(
 ) -> str:
     """``lead name = measured  (target …)  PASS  note``, aligned for a column of them."""
     return f"{lead} {name:<{width}} = {measured:>6}  {wanted:<18}  {verdict:<4}  {note}".rstrip()
+
+
+def paired_ratio(
+    ours: Sequence[float], other: Sequence[float], *, higher_is_better: bool = True
+) -> tuple[float | None, list[float]]:
+    """``ours / other``, best run against best run (``None`` if either side
+    has none), and the same ratio within each round. Rounds are interleaved,
+    so both sides of a round ran moments apart: the spread of those shows how
+    much of the ratio is noise."""
+    if not ours or not other:
+        return None, []
+    pick = max if higher_is_better else min
+    return pick(ours) / pick(other), [a / b for a, b in zip(ours, other, strict=True)]
+
+
+def ratio_line(
+    lead: str,
+    pair: str,
+    ratio: float | None,
+    per_round: Sequence[float],
+    *,
+    width: int,
+    wanted: str = "(info only)",
+    verdict: str = "INFO",
+) -> str:
+    """A :func:`target_line` for a ratio, with its rounds' range as the note."""
+    measured = "n/a" if ratio is None else f"{ratio:.2f}x"
+    spread = f"rounds {min(per_round):.2f}-{max(per_round):.2f}x" if len(per_round) > 1 else ""
+    return target_line(lead, pair, measured, wanted, verdict, spread, width=width)
 
 
 def exit_status(crashed: Sequence[str], what: str = "child(ren)") -> int:

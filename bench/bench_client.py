@@ -72,11 +72,12 @@ from _harness import (
     ChildFailed,
     bench_main,
     exit_status,
+    paired_ratio,
     print_header,
     print_table,
+    ratio_line,
     run_child,
     status,
-    target_line,
     write_json,
 )
 
@@ -388,17 +389,10 @@ TARGETS: tuple[Target, ...] = (
 
 
 def evaluate(target: Target, results: dict[str, ContenderResult]) -> dict[str, Any]:
-    ours = results[target.ours].best(target.scenario)
-    other = results[target.other].best(target.scenario)
-    ratio = ours / other if ours is not None and other is not None else None
-    # The same pair within each round (rounds are interleaved, so both sides
-    # of a pair ran moments apart): how far the ratio moves with the noise.
-    ours_runs = results[target.ours].runs[target.scenario]
-    other_runs = results[target.other].runs[target.scenario]
-    per_round = (
-        [a / b for a, b in zip(ours_runs, other_runs, strict=True)]
-        if ours is not None and other is not None
-        else []
+    ours, other = results[target.ours], results[target.other]
+    ratio, per_round = paired_ratio(
+        ours.runs[target.scenario] if ours.best(target.scenario) is not None else [],
+        other.runs[target.scenario] if other.best(target.scenario) is not None else [],
     )
     if target.minimum is None:
         verdict = "INFO"
@@ -425,12 +419,14 @@ def print_report(
     print()
     for ev in evaluations:
         pair = f"{ev['ours']} / {ev['other']}"
-        ratio = "n/a" if ev["ratio"] is None else f"{ev['ratio']:.2f}x"
         target = "(info only)" if ev["minimum"] is None else f"(target >= {ev['minimum']:.2f}x)"
-        rounds = ev["per_round"]
-        spread = f"rounds {min(rounds):.2f}-{max(rounds):.2f}x" if len(rounds) > 1 else ""
         lead = f"{ev['scenario']:<10} "
-        print(target_line(lead, pair, ratio, target, ev["status"], spread, width=32))
+        print(
+            ratio_line(
+                lead, pair, ev["ratio"], ev["per_round"], width=32,
+                wanted=target, verdict=ev["status"],
+            )
+        )  # fmt: skip
 
 
 def parent_main(args: argparse.Namespace) -> int:

@@ -63,8 +63,10 @@ from typing import TYPE_CHECKING, Any
 
 from _harness import (
     HOST,
+    CheckFailed,
     ChildFailed,
     bench_main,
+    check,
     exit_status,
     print_header,
     print_table,
@@ -92,15 +94,6 @@ STAMPEDE_REPEATS = 3
 STATE_WORKERS = 100
 
 HIT_MIN_RATIO = 0.90
-
-
-class CheckFailed(AssertionError):
-    """A correctness check inside a child failed (not stripped by ``-O``)."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
 
 
 def max_rss_bytes() -> int:

@@ -67,6 +67,7 @@ from _harness import (
     HOST,
     ChildFailed,
     bench_main,
+    check,
     exit_status,
     print_header,
     print_table,
@@ -93,15 +94,6 @@ CONCURRENT_TASKS = 100
 CONCURRENT_OPS_PER_TASK = 100
 CONCURRENT_WARMUP_PER_TASK = 5
 CLUSTER_PRIMARIES = 3
-
-
-class CheckFailed(AssertionError):
-    """A correctness check inside a child failed (not stripped by ``-O``)."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
 
 
 # --------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from servers import (
 )
 
 pytest_plugins = ["anyio", "beignet_redis_anyio.testing.pytest_plugin"]
+# redis-py's own suite, run by tests/redis_py_suite/run.py in its own pytest.
+collect_ignore = ["redis_py_suite"]
 
 # The protocol a connection speaks when not told (see servers.PROTOCOL).
 _settings.DEFAULT_PROTOCOL = PROTOCOL

@@ -292,3 +292,17 @@ async def test_pipelines_are_transactions_by_default_as_in_redis_py(server_url: 
     async with open_redis_client(server_url) as client:
         assert client.pipeline().transaction is True
         assert client.pipeline(transaction=False).transaction is False
+
+
+async def test_response_callbacks_are_redis_pys_and_each_clients_own(
+    server_url: str, key: str
+) -> None:
+    async with open_redis_client(server_url) as client, open_redis_client(server_url) as other:
+        assert client.response_callbacks["ping"] is client.response_callbacks["PING"]
+        client.set_response_callback("get", lambda reply, **options: f"shaped:{reply}")
+        await client.set(key, "v")
+        assert await client.get(key) == "shaped:v"
+        pipe = client.pipeline(transaction=False)
+        pipe.get(key)
+        assert await pipe.execute() == ["shaped:v"]
+        assert await other.get(key) == "v"

@@ -22,6 +22,11 @@ Operation = Literal[
     "cache.delete",
     "cache.has",
     "cache.remember",
+    # The batches (``batches.py``): one event per key, see ``batch_size``.
+    "cache.get_many",
+    "cache.set_many",
+    "cache.delete_many",
+    "cache.remember_many",
     # Not operations of their own: what the machinery behind them did.
     "cache.refresh",  # an early (XFetch) recompute finished: stored / error
     "cache.lock",  # the cross-process lease: lease_lost / wait_expired
@@ -57,6 +62,14 @@ class CacheEvent:
     ``cache.lock`` (``lease_lost``, ``wait_expired``) from the cross-process
     lease, ``cache.breaker`` (``opened``/``closed``, key ``""``) when the
     circuit breaker changes state.
+
+    A batch (``get_many``, ``set_many``, ``delete_many``, ``remember_many``)
+    reports one event per distinct key, in the order given, each with the
+    status that key had and the whole batch's ``duration_seconds``;
+    ``batch_size`` is the number of keys in it and ``batch_index`` the key's
+    place (0 first), so an observer that wants one sample per batch (a
+    duration histogram) takes the events with ``batch_index == 0``. For a
+    single-key operation they are 1 and 0.
     """
 
     operation: Operation
@@ -65,6 +78,8 @@ class CacheEvent:
     ttl_seconds: float | None = None
     duration_seconds: float = 0.0
     error: str | None = None
+    batch_size: int = 1
+    batch_index: int = 0
 
 
 Observer = Callable[[CacheEvent], object]

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from .._net.numbers import in_range, is_number
 
-__all__ = ["MAX_TTL_SECONDS", "check_key", "check_result", "check_value", "ttl_milliseconds"]
+__all__ = [
+    "MAX_TTL_SECONDS",
+    "check_key",
+    "check_result",
+    "check_value",
+    "not_text",
+    "ttl_milliseconds",
+]
 
 
 def check_key(key: object) -> None:
@@ -85,3 +92,20 @@ def ttl_milliseconds(ttl_seconds: object) -> int | None:
             f"(use None for no expiry), got {ttl_seconds!r}"
         )
     return max(1, round(ttl_seconds * 1000))  # type: ignore[operator]
+
+
+def not_text(key: str, exc: UnicodeDecodeError) -> UnicodeDecodeError:
+    """The decode error, saying which key holds what is not text.
+
+    Another program may store bytes (an image, a pickle) under a key the port
+    reads: that fails this call alone, and nothing is overwritten.
+    """
+    return UnicodeDecodeError(
+        exc.encoding,
+        exc.object,
+        exc.start,
+        exc.end,
+        f"{exc.reason} — the value at {key!r} is not {exc.encoding} text "
+        "(stored by another program?); read it with a client made with "
+        "decode_responses=False",
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -28,10 +28,11 @@ from anyio.abc import TaskGroup
 
 from .._client.client import RedisClient
 from .._net.transport import CLOSE_TIMEOUT
+from .batches import Batches, FactoryMany
 from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from .config import RedisConfig
 from .events import Observer, Operation, Status
-from .inputs import check_key, check_result, check_value, ttl_milliseconds
+from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
 from .lease import Lease
 from .protocol import Factory
 from .ready import ReadyNotifications
@@ -66,6 +67,7 @@ class RedisCachePort:
         self._observer = observer
         self._task_group = task_group
         self._flights: SingleFlight[str] = SingleFlight(task_group)
+        self._batches = Batches(self, SingleFlight(task_group))
         self._shared_reads = SharedReads(self._read_for_remember)
         self._execute = client.execute_command
         self._bypass = config.failure_policy == "bypass"
@@ -94,6 +96,7 @@ class RedisCachePort:
         so that their cleanup (a leader releasing its lease) still reaches
         Redis. Called by the provider on exit; shielded and bounded."""
         await self._flights.aclose(CLOSE_TIMEOUT)
+        await self._batches.aclose(CLOSE_TIMEOUT)
 
     @property
     def in_flight(self) -> int:
@@ -117,7 +120,7 @@ class RedisCachePort:
             if self._bypassed("cache.get", key, None, started, exc):
                 return None
             if isinstance(exc, UnicodeDecodeError):
-                raise _not_text(key, exc) from None
+                raise not_text(key, exc) from None
             raise
         if self._observer is not None:
             self._report.event(
@@ -202,7 +205,7 @@ class RedisCachePort:
         except BaseException as exc:
             self._report.failed("cache.remember", key, ttl_seconds, started, exc)
             if isinstance(exc, UnicodeDecodeError):
-                raise _not_text(key, exc) from None
+                raise not_text(key, exc) from None
             raise
         if self._observer is not None:
             if unavailable is not None:
@@ -210,6 +213,49 @@ class RedisCachePort:
             else:
                 self._report.event("cache.remember", key, "miss", ttl_seconds, started)
         return value
+
+    # -- batches (batches.py) ----------------------------------------------
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, str | None]:
+        """Every key's value (``None`` when missing), in the order given,
+        duplicates once: one ``MGET`` per node (per slot on a cluster). A key
+        holding another type reads as ``None``, as ``MGET`` has it. A value
+        that is not text fails that key: :class:`BatchError` carries the others."""
+        return await self._batches.get_many(keys)
+
+    async def set_many(
+        self, mapping: Mapping[str, str], *, ttl_seconds: float | None = None
+    ) -> None:
+        """``set`` for every item, one write per node; a key the server
+        refuses fails alone (:class:`BatchError`)."""
+        await self._batches.set_many(mapping, ttl_seconds)
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove ``keys``; how many there were."""
+        return await self._batches.delete_many(keys)
+
+    async def remember_many(
+        self,
+        keys: Iterable[str],
+        factory_many: FactoryMany,
+        *,
+        ttl_seconds: float | None = None,
+        lock: bool | None = None,
+        early_refresh: bool | None = None,
+    ) -> dict[str, str]:
+        """Every key's cached value; the misses computed by one
+        ``await factory_many(missing_keys)`` (a dict of those keys to ``str``
+        values), stored and returned.
+
+        Single-flight holds per key, with ``remember`` too: a key another
+        caller is computing is waited for, not recomputed. Keys fail one by
+        one (the factory raised, left a key out, returned a non-``str``):
+        nothing is stored for them and :class:`BatchError` carries the rest.
+        ``lock=True`` raises ``NotImplementedError`` (not supported yet).
+        """
+        return await self._batches.remember_many(
+            keys, factory_many, ttl_seconds=ttl_seconds, lock=lock, early_refresh=early_refresh
+        )
 
     # -- remember's parts ---------------------------------------------------
 
@@ -364,20 +410,3 @@ class _Plan(NamedTuple):
     ttl_ms: int | None
     use_lock: bool
     refresh: bool
-
-
-def _not_text(key: str, exc: UnicodeDecodeError) -> UnicodeDecodeError:
-    """The decode error, saying which key holds what is not text.
-
-    Another program may store bytes (an image, a pickle) under a key the port
-    reads: that fails this call alone, and nothing is overwritten.
-    """
-    return UnicodeDecodeError(
-        exc.encoding,
-        exc.object,
-        exc.start,
-        exc.end,
-        f"{exc.reason} — the value at {key!r} is not {exc.encoding} text "
-        "(stored by another program?); read it with a client made with "
-        "decode_responses=False",
-    )

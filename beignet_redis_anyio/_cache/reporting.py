@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from .._net.errors import describe
 from .events import CacheEvent, Observer, Operation, Status, notify
@@ -86,6 +87,48 @@ class Reporter:
             self.event(operation, key, "cancelled", ttl_seconds, started)
         else:
             self.error(operation, key, ttl_seconds, started, exc)
+
+    def batch(
+        self,
+        operation: Operation,
+        outcomes: Sequence[tuple[str, Status, str | None]],
+        ttl_seconds: float | None,
+        started: float,
+    ) -> None:
+        """A batch's outcome: one event per ``(key, status, error)``, all with
+        the batch's duration, size and each key's place in it."""
+        assert self.observer is not None
+        duration = time.perf_counter() - started
+        size = len(outcomes)
+        for index, (key, status, error) in enumerate(outcomes):
+            event = CacheEvent(
+                operation=operation,
+                key=key,
+                status=status,
+                ttl_seconds=ttl_seconds,
+                duration_seconds=duration,
+                error=error,
+                batch_size=size,
+                batch_index=index,
+            )
+            notify(self.observer, event)
+
+    def batch_failed(
+        self,
+        operation: Operation,
+        keys: Sequence[str],
+        ttl_seconds: float | None,
+        started: float,
+        exc: BaseException,
+    ) -> None:
+        """A batch that did not complete, as ``failed`` says, for every key."""
+        if self.observer is None:
+            return
+        if cancelled_from_outside(exc):
+            outcome: tuple[Status, str | None] = ("cancelled", None)
+        else:
+            outcome = ("error", describe(exc))
+        self.batch(operation, [(key, *outcome) for key in keys], ttl_seconds, started)
 
     def breaker_changed(self, status: Status, reason: str | None) -> None:
         if status == "opened":

@@ -21,7 +21,7 @@ caller:
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Generic, TypeVar
 
@@ -113,22 +113,71 @@ class SingleFlight(FlightTable[T]):
     async def run(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
         """Join the run for ``key``, starting one with ``compute`` if none is going."""
         self.check_reentry(key)
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = self._flights[key] = _Flight()
-            self._task_group.start_soon(self._fly, key, flight, compute, name=f"remember {key!r}")
-        flight.waiters += 1
+        flight = self._join(key, compute)
         try:
             await flight.done.wait()
         finally:
-            flight.waiters -= 1
-            if flight.waiters == 0 and not flight.done.is_set() and not flight.background:
-                # The last caller left: nobody wants this result any more.
-                flight.scope.cancel()
-                self._forget(key, flight)
+            self._leave(key, flight)
         if flight.error is not None:
             raise flight.error
         return flight.result  # type: ignore[return-value]
+
+    async def run_many(
+        self,
+        keys: Sequence[str],
+        start: Callable[[list[str]], Mapping[str, Callable[[], Awaitable[T]]]],
+    ) -> dict[str, T | BaseException]:
+        """Join the runs for ``keys`` (distinct), starting the missing ones together.
+
+        ``start(new)`` is called once, synchronously, with the keys that have
+        no run going, and returns each one's computation — so a batch can
+        compute all of them in one go while every key keeps a run of its own
+        that others join. Joining happens without a checkpoint in between, so
+        no other task can start a run for one of ``keys`` meanwhile. Each
+        key's outcome — its result or the exception its run failed with — is
+        returned, not raised: keys fail one by one. Cancelling the caller
+        leaves every run as ``run`` does: a run nobody else waits for is
+        cancelled, the others go on.
+        """
+        for key in keys:
+            self.check_reentry(key)
+        new = [key for key in keys if key not in self._flights]
+        computes = start(new) if new else {}
+        joined = [(key, self._join(key, computes.get(key))) for key in keys]
+        try:
+            for _, flight in joined:
+                await flight.done.wait()
+        finally:
+            for key, flight in joined:
+                self._leave(key, flight)
+        return {
+            key: flight.error if flight.error is not None else flight.result  # type: ignore[misc]
+            for key, flight in joined
+        }
+
+    def mark_computing(self, keys: Iterable[str]) -> None:
+        """The current task computes ``keys`` too (a batch computing many keys
+        in one task): ``remember`` on one of them from inside it raises
+        instead of waiting for itself."""
+        _computing.set(_computing.get() | {(id(self), key) for key in keys})
+
+    def _join(self, key: str, compute: Callable[[], Awaitable[T]] | None) -> _Flight[T]:
+        """Count one more waiter on the run for ``key``, starting it (with
+        ``compute``) if none is going. Synchronous: pair it with ``_leave``."""
+        flight = self._flights.get(key)
+        if flight is None:
+            assert compute is not None
+            flight = self._flights[key] = _Flight()
+            self._task_group.start_soon(self._fly, key, flight, compute, name=f"remember {key!r}")
+        flight.waiters += 1
+        return flight
+
+    def _leave(self, key: str, flight: _Flight[T]) -> None:
+        flight.waiters -= 1
+        if flight.waiters == 0 and not flight.done.is_set() and not flight.background:
+            # The last caller left: nobody wants this result any more.
+            flight.scope.cancel()
+            self._forget(key, flight)
 
     def start_background(self, key: str, compute: Callable[[], Awaitable[T]]) -> None:
         """Start a run for ``key`` that nobody waits for, unless one is going.

@@ -11,6 +11,7 @@ as redis-py users expect.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -35,6 +36,7 @@ from .._net.redis_compat import (
     EMPTY_RESPONSE,
     EVENT_DISPATCHER,
     NEVER_DECODE,
+    CaseInsensitiveDict,
     Encoder,
     response_callbacks,
 )
@@ -47,6 +49,7 @@ from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_
 from .lock import Lock
 from .monitor import Monitor
 from .pipeline import Pipeline, PipelineScript
+from .pubsub import PubSub
 from .script import Script
 
 __all__ = ["RedisClient", "open_redis_client"]
@@ -85,12 +88,18 @@ class RedisClient(AsyncCoreCommands):
     ) -> None:
         self.settings = settings
         self._decode = decode_responses
+        self._task_group = task_group
+        self._pubsubs: weakref.WeakSet[PubSub] = weakref.WeakSet()
         node = settings if isinstance(settings, ConnectionSettings) else settings.node
         self._encoding_errors = node.encoding_errors
         self._encoder = Encoder("utf-8", node.encoding_errors, decode_responses)  # type: ignore[no-untyped-call]
         #: RESP2 or RESP3: which of redis-py's callback tables shapes replies.
         self.protocol = node.protocol
-        self._callbacks = _CALLBACKS[node.protocol]
+        #: redis-py's public table, this client's own copy: change one with
+        #: :meth:`set_response_callback`. Its keys are stored upper-case, so
+        #: the hot path reads it with plain ``dict.get`` (no ``.upper()``).
+        self.response_callbacks = CaseInsensitiveDict(_CALLBACKS[node.protocol])  # type: ignore[arg-type]
+        self._callbacks = self.response_callbacks
         self._cluster: ClusterRouter | None = None
         self._sentinel: SentinelResolver | None = None
         #: Reply deadline, and database number, whatever the topology.
@@ -191,13 +200,18 @@ class RedisClient(AsyncCoreCommands):
                     "the master was demoted by a failover; the next command goes to the new one"
                 ) from reply
             raise reply
-        callback = self._callbacks.get(command.callback)
+        callback = _plain_get(self._callbacks, command.callback)
         if callback is None:
             return reply
         options.pop(EMPTY_RESPONSE, None)
         options.pop(NEVER_DECODE, None)
         options.pop("keys", None)
         return callback(reply, **options)
+
+    def set_response_callback(self, command: str, callback: Any) -> None:
+        """Shape ``command``'s replies with ``callback`` (redis-py's API),
+        for this client alone."""
+        self.response_callbacks[command] = callback
 
     def monitor(self) -> Monitor:
         """``async with client.monitor() as m:`` — every command the server
@@ -252,11 +266,32 @@ class RedisClient(AsyncCoreCommands):
 
     # -- end of locks ---------------------------------------------------------
 
+    # -- pub/sub (beignet pubsub) ------------------------------------------
+
+    def pubsub(self, **kwargs: Any) -> PubSub:
+        """A :class:`~._client.pubsub.PubSub` (redis-py's API) on connections
+        of its own, read in this client's task group; ``async with
+        client.pubsub() as ps:``. Keywords: ``ignore_subscribe_messages``,
+        ``max_buffered``, and redis-py's others (accepted, unused)."""
+        pubsub = PubSub(
+            task_group=self._task_group,
+            where=self.node_settings,
+            encoder=self._encoder,
+            cluster=self._cluster,
+            **kwargs,
+        )
+        self._pubsubs.add(pubsub)
+        return pubsub
+
+    # -- end pub/sub ------------------------------------------------------------
+
     async def aclose(self) -> None:
-        """Close every connection. In-flight commands fail with
-        ``ConnectionError``; the close is shielded and bounded."""
+        """Close every connection, pub/sub ones included. In-flight commands
+        fail with ``ConnectionError``; the close is shielded and bounded."""
         self._watcher.cancel()
         with anyio.CancelScope(shield=True):
+            for pubsub in list(self._pubsubs):
+                await pubsub.aclose()
             if self._node is not None:
                 await self._node.aclose()
             if self._cluster is not None:
@@ -390,6 +425,7 @@ async def _ensure_scripts(
 
 
 _CALLBACKS = {protocol: response_callbacks(protocol) for protocol in (2, 3)}
+_plain_get = dict.get
 
 
 @asynccontextmanager

@@ -224,7 +224,10 @@ def _stream_keys(args: Sequence[Any]) -> list[Any]:
 #: with a pointer to what to use. Audited against the commands the server
 #: flags ``noscript`` (tests/test_client.py); ``CLIENT`` subcommands are
 #: named ``"CLIENT <SUB>"``.
-_PUBSUB = "pub/sub needs a connection of its own, which this client does not offer yet"
+_PUBSUB = (
+    "pub/sub needs a connection of its own: use client.pubsub() "
+    "(async with client.pubsub() as ps: await ps.subscribe(...))"
+)
 _WATCH = (
     "WATCH needs a connection of its own: use `async with client.pipeline() as pipe: "
     "await pipe.watch(key)`, or client.transaction(func, key)"

@@ -20,6 +20,7 @@ from redis._parsers import Encoder as Encoder
 from redis._parsers.base import BaseParser
 from redis.client import EMPTY_RESPONSE as EMPTY_RESPONSE
 from redis.client import NEVER_DECODE as NEVER_DECODE
+from redis.client import CaseInsensitiveDict as CaseInsensitiveDict
 from redis.event import EventDispatcher
 from redis.exceptions import RedisError
 from redis.utils import safe_str as _safe_str
@@ -29,6 +30,7 @@ __all__ = [
     "EMPTY_RESPONSE",
     "EVENT_DISPATCHER",
     "NEVER_DECODE",
+    "CaseInsensitiveDict",
     "Encoder",
     "parse_error_reply",
     "resp2_response_callbacks",

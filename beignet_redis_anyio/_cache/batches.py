@@ -1,0 +1,498 @@
+"""Batches: many keys in one round trip per node, with ``remember``'s guarantees.
+
+``get_many``, ``set_many``, ``delete_many`` and ``remember_many`` are the
+port's batch operations; ``port.py`` forwards to :class:`Batches`, which uses
+the port's own plumbing (the breaker in ``_guarded``, the failure policy,
+TTL jitter, the reporter, the single-flight table).
+
+How they talk to Redis. Every key is checked before any I/O; an empty batch
+returns at once without I/O. The commands of one batch go in one write per
+node: on a single server one ``MGET`` (or one pipeline), on a cluster one
+command per slot, grouped by node by the client's non-transactional
+pipeline. A command holds at most :data:`CHUNK` keys: the server runs one
+command without serving anyone else, so 100,000 keys in one ``MGET`` would
+stall every other client for the whole reply; chunks of 1,000 keep each
+command to tens of microseconds of server time while all of them still go
+in the same write (Redis reads a pipeline in 16 KB bites and serves other
+clients in between).
+
+Per key, not all or nothing. Keys in a batch succeed or fail one by one —
+single-flight already decides each key's fate on its own (a key joined from
+another caller's run fails or succeeds with that run). When any key fails,
+the call raises :class:`BatchError`, which carries the values of the keys
+that did succeed (stored, for ``set_many``/``remember_many``) and each
+failed key's exception; nothing is stored for a failed key. A
+``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt`` from a
+factory) is raised as itself. Cancelling a caller cancels only its waiting.
+
+``remember_many`` reads the keys nobody is computing (``GET`` per key, in a
+pipeline — not ``MGET``, which reads a key of another type as missing and
+would let us overwrite it; ``remember`` refuses such a key with
+``WRONGTYPE``, and so does this), joins the runs already going for the keys
+others compute, and starts one run per remaining key, all fed by *one*
+``factory_many(missing_keys)`` call. That call is itself a flight (in a
+single-flight table of its own) whose waiters are the keys' runs: it is
+cancelled only when every key it computes has lost its last waiter, so one
+caller's cancellation never cancels what another caller waits for.
+``lock=True`` (the cross-process lease) is not supported yet and raises
+``NotImplementedError`` before any I/O; early refresh is, per key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from redis.crc import key_slot
+
+from .._net.errors import describe
+from .._net.redis_compat import NEVER_DECODE
+from .breaker import UNAVAILABLE
+from .events import Status
+from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
+from .refresh import meta_key, meta_value, refresh_due, reported_refresh
+from .single_flight import SingleFlight
+
+if TYPE_CHECKING:
+    from .port import RedisCachePort
+
+__all__ = ["CHUNK", "BatchError", "Batches", "FactoryMany"]
+
+#: Keys per command (see the module's docstring).
+CHUNK = 1000
+
+#: ``await factory_many(missing_keys)``: a value for each of the keys.
+FactoryMany = Callable[[list[str]], Awaitable[Mapping[str, str]]]
+
+#: A key's outcome in a batch: its value (``None``: missing) or its error.
+_Outcome = Any
+
+
+class BatchError(Exception):
+    """Some keys of a batch failed; the others did what was asked.
+
+    ``values`` holds what the keys that succeeded got (for ``remember_many``
+    and ``get_many`` their values, for ``set_many`` what was stored), in the
+    order given; ``errors`` maps each failed key to its exception. The
+    message names the first failed key and its error.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        values: dict[str, str | None],
+        errors: dict[str, Exception],
+    ) -> None:
+        self.values = values
+        self.errors = errors
+        key, first = next(iter(errors.items()))
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(
+            f"{operation}: {len(errors)} of {len(values) + len(errors)} keys failed; "
+            f"{key!r}: {type(first).__name__}: {first}{more}"
+        )
+
+
+def distinct_keys(keys: Iterable[str]) -> list[str]:
+    """The keys, each checked, duplicates dropped, in the order given."""
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("keys must be an iterable of str keys, not a single str")
+    listed = list(keys)
+    for key in listed:
+        check_key(key)
+    return list(dict.fromkeys(listed))
+
+
+class _Plan(NamedTuple):
+    """What a ``remember_many`` miss needs: the factory, TTL, early refresh,
+    and each full key's name as the caller gave it."""
+
+    factory: FactoryMany
+    ttl_ms: int | None
+    refresh: bool
+    names: dict[str, str]
+
+
+class Batches:
+    """The batch operations of one :class:`RedisCachePort`."""
+
+    def __init__(self, port: RedisCachePort, flights: SingleFlight[dict[str, _Outcome]]) -> None:
+        self._port = port
+        #: One run per ``factory_many`` call, joined by the keys it computes.
+        self._factory_runs = flights
+        self._numbers = itertools.count()
+
+    async def aclose(self, within: float) -> None:
+        """End the ``factory_many`` runs still going (their keys' runs have
+        been ended first, so normally none is); shielded and bounded."""
+        await self._factory_runs.aclose(within)
+
+    # -- the operations -------------------------------------------------------
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, str | None]:
+        port = self._port
+        wanted = distinct_keys(keys)
+        if not wanted:
+            return {}
+        started = time.perf_counter()
+        prefix = port.key_prefix
+        try:
+            read = await self._mget([prefix + key for key in wanted])
+        except BaseException as exc:
+            port._report.batch_failed("cache.get_many", wanted, None, started, exc)
+            if self._bypassed(exc):
+                return dict.fromkeys(wanted)
+            raise
+        outcomes = [read[prefix + key] for key in wanted]
+        if port._observer is not None:
+            port._report.batch(
+                "cache.get_many",
+                [_status(key, o, "hit", "miss") for key, o in zip(wanted, outcomes, strict=True)],
+                None,
+                started,
+            )
+        return _answer("get_many", wanted, outcomes)
+
+    async def set_many(self, mapping: Mapping[str, str], ttl_seconds: float | None) -> None:
+        port = self._port
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"set_many takes a mapping of keys to values, got {type(mapping)}")
+        items = list(mapping.items())
+        for key, value in items:
+            check_key(key)
+            check_value(key, value)
+        ttl = () if (ttl_ms := ttl_milliseconds(ttl_seconds)) is None else ("PX", ttl_ms)
+        if not items:
+            return
+        keys = [key for key, _ in items]
+        started = time.perf_counter()
+        prefix = port.key_prefix
+        try:
+            replies = await self._send([("SET", prefix + key, value, *ttl) for key, value in items])
+        except BaseException as exc:
+            port._report.batch_failed("cache.set_many", keys, ttl_seconds, started, exc)
+            if self._bypassed(exc):
+                return
+            raise
+        outcomes = [
+            reply if isinstance(reply, Exception) else value
+            for (_, value), reply in zip(items, replies, strict=True)
+        ]
+        if port._observer is not None:
+            port._report.batch(
+                "cache.set_many",
+                [
+                    _status(key, o, "stored", "stored")
+                    for key, o in zip(keys, outcomes, strict=True)
+                ],
+                ttl_seconds,
+                started,
+            )
+        _answer("set_many", keys, outcomes)
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        port = self._port
+        wanted = distinct_keys(keys)
+        if not wanted:
+            return 0
+        started = time.perf_counter()
+        full = [port.key_prefix + key for key in wanted]
+        # With an observer each key's event says whether it was there, so
+        # each key gets a DEL of its own (still one write per node); without
+        # one, a DEL per chunk of a slot.
+        per_key = port._observer is not None
+        commands = [("DEL", k) for k in full] if per_key else self._chunked("DEL", full)
+        try:
+            replies = await self._send(commands)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        except BaseException as exc:
+            port._report.batch_failed("cache.delete_many", wanted, None, started, exc)
+            if self._bypassed(exc):
+                return 0
+            raise
+        if per_key:
+            port._report.batch(
+                "cache.delete_many",
+                [
+                    (key, "deleted" if reply else "not_found", None)
+                    for key, reply in zip(wanted, replies, strict=True)
+                ],
+                None,
+                started,
+            )
+        return sum(int(reply) for reply in replies)
+
+    async def remember_many(
+        self,
+        keys: Iterable[str],
+        factory_many: FactoryMany,
+        *,
+        ttl_seconds: float | None,
+        lock: bool | None,
+        early_refresh: bool | None,
+    ) -> dict[str, str]:
+        port = self._port
+        wanted = distinct_keys(keys)
+        if not callable(factory_many):
+            raise TypeError(
+                f"factory_many must be an async callable, got {type(factory_many).__name__}"
+            )
+        ttl_ms = ttl_milliseconds(ttl_seconds)
+        if port.config.remember_lock if lock is None else lock:
+            raise NotImplementedError(
+                "remember_many does not take the cross-process lease (lock=True) yet; "
+                "pass lock=False (single-flight within this process still holds per key), "
+                "or use remember() per key"
+            )
+        refresh = (port.config.early_refresh if early_refresh is None else early_refresh) and (
+            ttl_ms is not None
+        )
+        if not wanted:
+            return {}
+        names = {port.key_prefix + key: key for key in wanted}
+        plan = _Plan(factory_many, ttl_ms, refresh, names)
+        started = time.perf_counter()
+        try:
+            hits, outcomes = await self._remember(plan)
+        except BaseException as exc:
+            port._report.batch_failed("cache.remember_many", wanted, ttl_seconds, started, exc)
+            raise
+        by_key = {names[full]: outcome for full, outcome in outcomes.items()}
+        in_order = [by_key[key] for key in wanted]
+        if port._observer is not None:
+            port._report.batch(
+                "cache.remember_many",
+                [
+                    _status(key, o, "hit" if key in hits else "miss", "miss")
+                    for key, o in zip(wanted, in_order, strict=True)
+                ],
+                ttl_seconds,
+                started,
+            )
+        for outcome in in_order:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # KeyboardInterrupt and its kind: as themselves
+        return _answer("remember_many", wanted, in_order)  # type: ignore[return-value]
+
+    # -- remember_many's parts ------------------------------------------------
+
+    async def _remember(self, plan: _Plan) -> tuple[set[str], dict[str, _Outcome]]:
+        """Each full key's outcome, and the caller's names of those that were hits."""
+        port = self._port
+        flights = port._flights
+        for full in plan.names:
+            flights.check_reentry(full)
+        outcomes: dict[str, _Outcome] = {}
+        pending = list(plan.names)
+        # A run that ends while we read may have stored a key we then missed;
+        # read again what nobody computes (a few times at most: other keys'
+        # runs ending must not keep us reading).
+        for _ in range(3):
+            completed_before = flights.completed
+            unread = [full for full in pending if full not in flights]
+            if not unread:
+                break
+            try:
+                read = await self._read_for_remember(unread, plan)
+            except UNAVAILABLE:
+                if not port._bypass:
+                    raise
+                break  # bypass: every unread key is a miss
+            outcomes.update((full, o) for full, o in read.items() if o is not None)
+            pending = [full for full in pending if full not in outcomes]
+            if flights.completed == completed_before:
+                break
+        hits = {plan.names[full] for full, o in outcomes.items() if not isinstance(o, Exception)}
+        if pending:
+            outcomes.update(await flights.run_many(pending, partial(self._start, plan)))
+        return hits, outcomes
+
+    async def _read_for_remember(self, keys: list[str], plan: _Plan) -> dict[str, _Outcome]:
+        """``GET`` each key (with ``PTTL`` and its metadata for early
+        refresh), one write per node; start the refreshes that are due."""
+        commands: list[tuple[Any, ...]] = []
+        for full in keys:
+            commands.append(("GET", full))
+            if plan.refresh:
+                commands += [("PTTL", full), ("GET", meta_key(full))]
+        replies = await self._send(commands)
+        step = 3 if plan.refresh else 1
+        read: dict[str, _Outcome] = {}
+        due: list[str] = []
+        for index, full in enumerate(keys):
+            value = replies[index * step]
+            if isinstance(value, UnicodeDecodeError):
+                value = not_text(plan.names[full], value)
+            read[full] = value
+            if plan.refresh and isinstance(value, str):
+                remaining, meta = replies[index * step + 1], replies[index * step + 2]
+                if not isinstance(meta, Exception) and refresh_due(
+                    meta, remaining, self._port.config.early_refresh_beta
+                ):
+                    due.append(full)
+        flights = self._port._flights
+        due = [full for full in due if full not in flights]
+        if due:
+            computes = self._start(plan, due)
+            for full in due:
+                flights.start_background(
+                    full, reported_refresh(plan.names[full], computes[full], self._port._report)
+                )
+        return read
+
+    def _start(self, plan: _Plan, keys: list[str]) -> dict[str, Callable[[], Awaitable[str]]]:
+        """The computations of ``keys``' runs: each waits for one shared
+        ``factory_many`` run and takes its own key's outcome from it."""
+        number = f"factory_many #{next(self._numbers)}"
+        produce = partial(self._produce, plan, keys)
+
+        def for_key(full: str) -> Callable[[], Awaitable[str]]:
+            async def compute() -> str:
+                outcome = (await self._factory_runs.run(number, produce))[full]
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                return str(outcome)
+
+            return compute
+
+        return {full: for_key(full) for full in keys}
+
+    async def _produce(self, plan: _Plan, keys: list[str]) -> dict[str, _Outcome]:
+        """One ``factory_many`` call for ``keys``: check each value, store the
+        good ones (one write per node), and say what became of each key."""
+        port = self._port
+        port._flights.mark_computing(keys)  # remember(k) from inside: an error, not a hang
+        names = [plan.names[full] for full in keys]
+        began = time.perf_counter()
+        produced = await plan.factory(list(names))
+        delta = time.perf_counter() - began
+        if not isinstance(produced, Mapping):
+            raise TypeError(
+                f"factory_many returned {type(produced).__name__}, not a dict of keys to "
+                "values; nothing was stored"
+            )
+        outcomes: dict[str, _Outcome] = {}
+        stores: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for full, name in zip(keys, names, strict=True):
+            if name not in produced:
+                outcomes[full] = LookupError(
+                    f"factory_many returned no value for {name!r}; nothing was stored"
+                )
+                continue
+            try:
+                value = outcomes[full] = check_result(name, produced[name])
+            except (TypeError, ValueError) as exc:
+                outcomes[full] = exc
+                continue
+            ttl_ms = port._jittered(plan.ttl_ms)
+            ttl = () if ttl_ms is None else ("PX", ttl_ms)
+            # The recompute time goes beside the value, never inside it (not
+            # atomically with it, as ``remember`` does in a transaction: a
+            # transaction cannot span a cluster's slots; a value stored
+            # without its metadata is only a value that will not refresh early).
+            commands: list[tuple[Any, ...]] = [("SET", full, value, *ttl)]
+            if plan.refresh:
+                commands.append(("SET", meta_key(full), meta_value(delta), *ttl))
+            stores.append((full, commands))
+        if stores:
+            try:
+                replies = iter(await self._send([c for _, commands in stores for c in commands]))
+            except UNAVAILABLE:
+                if not port._bypass:
+                    raise
+                return outcomes  # with bypass the values are still good; Redis is not
+            for full, commands in stores:
+                # The value's SET decides; its metadata's is best effort.
+                value_reply, *_ = itertools.islice(replies, len(commands))
+                if isinstance(value_reply, Exception):
+                    outcomes[full] = value_reply
+        return outcomes
+
+    # -- plumbing ---------------------------------------------------------------
+
+    async def _mget(self, keys: list[str]) -> dict[str, _Outcome]:
+        """Each key's value, ``None`` or error (not text: that key's alone)."""
+        commands = self._chunked("MGET", keys)
+        replies = await self._send(commands)
+        read: dict[str, _Outcome] = {}
+        for command, reply in zip(commands, replies, strict=True):
+            chunk = command[1:]
+            if isinstance(reply, UnicodeDecodeError):
+                # One value is not text: read this chunk again as bytes and
+                # decode each, so only that key fails.
+                raw = await self._port._guarded(
+                    partial(self._port._execute, *command, **{NEVER_DECODE: True})
+                )
+                for full, value in zip(chunk, raw, strict=True):
+                    read[full] = self._decoded(full, value)
+            elif isinstance(reply, Exception):
+                read.update(dict.fromkeys(chunk, reply))
+            else:
+                read.update(zip(chunk, reply, strict=True))
+        return read
+
+    def _decoded(self, full: str, value: bytes | None) -> _Outcome:
+        if value is None:
+            return None
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return not_text(full[len(self._port.key_prefix) :], exc)
+
+    def _chunked(self, command: str, keys: list[str]) -> list[tuple[Any, ...]]:
+        """``command`` over ``keys``: one per cluster slot (one on a single
+        server), each of at most :data:`CHUNK` keys."""
+        if self._port.client._cluster is None:
+            groups: Iterable[list[str]] = [keys]
+        else:
+            by_slot: dict[int, list[str]] = {}
+            for key in keys:
+                by_slot.setdefault(key_slot(key.encode("utf-8", "surrogatepass")), []).append(key)
+            groups = by_slot.values()
+        return [
+            (command, *group[start : start + CHUNK])
+            for group in groups
+            for start in range(0, len(group), CHUNK)
+        ]
+
+    async def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``commands``' replies, error replies as values; one write per node,
+        through the breaker. A lost connection or timeout raises."""
+        port = self._port
+        if len(commands) == 1:
+            try:
+                return [await port._guarded(port._execute, *commands[0])]
+            except UNAVAILABLE:
+                raise
+            except Exception as exc:  # an error reply, a value that is not text
+                return [exc]
+        pipe = port.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[Any] = await port._guarded(partial(pipe.execute, raise_on_error=False))
+        return replies
+
+    def _bypassed(self, exc: BaseException) -> bool:
+        """True when the failure policy says to carry on without Redis."""
+        return self._port._bypass and isinstance(exc, UNAVAILABLE)
+
+
+def _status(key: str, outcome: _Outcome, yes: Status, no: Status) -> tuple[str, Status, str | None]:
+    """A key's event: ``yes`` for a value, ``no`` for ``None``, or its error."""
+    if isinstance(outcome, BaseException):
+        return key, "error", describe(outcome)
+    return key, yes if outcome is not None else no, None
+
+
+def _answer(operation: str, keys: list[str], outcomes: list[_Outcome]) -> dict[str, str | None]:
+    """The keys' values in order, or a :class:`BatchError` if any key failed."""
+    errors = {k: o for k, o in zip(keys, outcomes, strict=True) if isinstance(o, Exception)}
+    values = {k: o for k, o in zip(keys, outcomes, strict=True) if not isinstance(o, BaseException)}
+    if errors:
+        raise BatchError(operation, values, errors)
+    return values
