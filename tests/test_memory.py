@@ -172,3 +172,20 @@ async def test_a_failed_early_refresh_keeps_the_old_value_and_is_reported() -> N
     assert [e.status for e in refreshes] == ["error"]
     assert refreshes[0].error is not None and refreshes[0].error.startswith("LookupError")
     assert cache.in_flight == 0
+
+
+def test_it_implements_every_member_of_the_protocol_itself() -> None:
+    """It subclasses ``CachePort`` (so ``isinstance`` holds on every Python):
+    a member added to the protocol must not be inherited as a stub that
+    silently returns ``None``."""
+    members = [name for name in vars(CachePort) if not name.startswith("_")]
+    assert {"client", "get", "set", "delete", "has", "remember"} <= set(members)
+    inherited = [name for name in members if name not in vars(MemoryCachePort)]
+    assert inherited == []
+
+
+async def test_the_plugin_hands_out_a_fresh_one(memory_cache: MemoryCachePort) -> None:
+    assert isinstance(memory_cache, MemoryCachePort)
+    assert memory_cache.keys() == []
+    await memory_cache.set("k", "v")
+    assert memory_cache.keys() == ["k"]
