@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from beignet_redis_anyio import Observer, RedisCachePort, RedisConfig, open_redis_provider
 from beignet_redis_anyio._net import settings as _settings
+from beignet_redis_anyio.testing import MemoryCachePort
 from beignet_redis_anyio.testing.servers import Flavour
 from servers import (
     FLAVOURS,
@@ -111,6 +114,41 @@ def server_url(request: pytest.FixtureRequest) -> str:
 def key() -> str:
     """A key prefix no other test uses: tests share servers, never keys."""
     return f"test:{uuid.uuid4().hex[:12]}"
+
+
+#: Every implementation of the port the behaviour tests run against.
+AnyCache = RedisCachePort | MemoryCachePort
+OpenCache = Callable[..., AbstractAsyncContextManager[AnyCache]]
+
+
+@pytest.fixture(params=["fake", *FLAVOURS, "memory"])
+def open_any_cache(request: pytest.FixtureRequest) -> OpenCache:
+    """Opens a port — ``open_any_cache(observer=…)`` — of each kind in turn:
+    ``RedisCachePort`` on fakeredis, Redis and Valkey (a fresh key prefix
+    each time), and ``MemoryCachePort``. The shared behaviour tests
+    (``test_port_contract.py``) take it, so the test double cannot drift."""
+    if request.param == "memory":
+
+        @asynccontextmanager
+        async def open_memory(observer: Observer | None = None) -> AsyncIterator[AnyCache]:
+            yield MemoryCachePort(observer=observer)
+
+        return open_memory
+    name = "fake_server" if request.param == "fake" else f"{request.param}_session_server"
+    url = str(request.getfixturevalue(name).url)
+
+    def open_redis(observer: Observer | None = None) -> AbstractAsyncContextManager[AnyCache]:
+        config = RedisConfig(url=url, key_prefix=f"test:{uuid.uuid4().hex}:")
+        return open_redis_provider(config, observer=observer)
+
+    return open_redis
+
+
+@pytest.fixture
+async def any_cache(open_any_cache: OpenCache) -> AsyncIterator[AnyCache]:
+    """An open port of each kind (see ``open_any_cache``)."""
+    async with open_any_cache() as port:
+        yield port
 
 
 @pytest.fixture

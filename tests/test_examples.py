@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from redis.exceptions import ConnectionError
 
 from beignet_redis_anyio import RedisConfig
+from beignet_redis_anyio.testing import MemoryCachePort
+from beignet_redis_anyio.testing.asgi import RunningApp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -35,57 +39,32 @@ def test_app_runs_on_an_embedded_redis(backend: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_web_lifespan_opens_serves_and_closes(server_url: str) -> None:
+async def test_web_lifespan_opens_serves_and_closes(
+    server_url: str, asgi_lifespan: Callable[[Any], AbstractAsyncContextManager[RunningApp]]
+) -> None:
     from web_lifespan import make_app
 
     app = make_app(RedisConfig(url=server_url, key_prefix="web:"))
-    state: dict[str, Any] = {}
-    lifespan_in: list[dict[str, Any]] = [
-        {"type": "lifespan.startup"},
-        {"type": "lifespan.shutdown"},
-    ]
-    lifespan_out: list[dict[str, Any]] = []
-    startup_done, shutdown_go = anyio.Event(), anyio.Event()
-
-    async def lifespan_receive() -> dict[str, Any]:
-        if len(lifespan_out) == 1:
-            await shutdown_go.wait()
-        return lifespan_in.pop(0)
-
-    async def lifespan_send(message: dict[str, Any]) -> None:
-        lifespan_out.append(message)
-        if message["type"] == "lifespan.startup.complete":
-            startup_done.set()
-
-    async def request(path: str) -> tuple[int, Any]:
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-            "query_string": b"", "root_path": "", "headers": [],
-            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": dict(state),
-        }  # fmt: skip
-        await app(scope, receive, send)
-        return sent[0]["status"], json.loads(sent[1]["body"])
-
     with anyio.fail_after(10):
-        async with anyio.create_task_group() as tasks:
-            scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}
-            tasks.start_soon(app, scope, lifespan_receive, lifespan_send)
-            await startup_done.wait()
-            assert await request("/users/7") == (200, {"id": "7", "name": "user 7"})
-            cache = state["cache"]
+        async with asgi_lifespan(app) as running:
+            response = await running.request("GET", "/users/7")
+            assert (response.status, response.json()) == (200, {"id": "7", "name": "user 7"})
+            cache = running.state["cache"]
             assert await cache.get("user:7:profile") is not None
             await cache.delete("user:7:profile")
-            shutdown_go.set()
-    assert [m["type"] for m in lifespan_out] == [
-        "lifespan.startup.complete",
-        "lifespan.shutdown.complete",
-    ]
+    assert cache.in_flight == 0
+    with pytest.raises(ConnectionError, match="closed"):
+        await cache.client.ping()  # the lifespan's shutdown closed the provider
+
+
+@pytest.mark.anyio
+async def test_web_lifespan_handlers_take_a_memory_cache_port_in_tests() -> None:
+    from web_lifespan import get_cache, make_app
+
+    app = make_app(RedisConfig(url="redis://127.0.0.1:1"))  # never reached
+    memory = MemoryCachePort()
+    app.dependency_overrides[get_cache] = lambda: memory
+    # No lifespan: the handler needs nothing but the overridden dependency.
+    response = await RunningApp(app, {}).request("GET", "/users/7")
+    assert (response.status, response.json()) == (200, {"id": "7", "name": "user 7"})
+    assert memory.keys() == ["user:7:profile"]

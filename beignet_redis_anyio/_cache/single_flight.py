@@ -28,7 +28,7 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-__all__ = ["SingleFlight", "cancelled_from_outside"]
+__all__ = ["FlightTable", "SingleFlight", "cancelled_from_outside"]
 
 T = TypeVar("T")
 
@@ -68,16 +68,12 @@ class _Flight(Generic[T]):
         self.error: BaseException | None = None
 
 
-class SingleFlight(Generic[T]):
-    """Runs at most one computation per key at a time, in ``task_group``."""
+class FlightTable(Generic[T]):
+    """The runs in progress, one per key, and the re-entry check: what every
+    way of hosting runs shares (here, and ``caller_flight.py``)."""
 
-    def __init__(self, task_group: TaskGroup) -> None:
-        self._task_group = task_group
+    def __init__(self) -> None:
         self._flights: dict[str, _Flight[T]] = {}
-        #: Successful runs so far. A caller that saw no run for its key and
-        #: then missed can tell, by a change here, that a run may have stored
-        #: its value in between.
-        self.completed = 0
 
     def __len__(self) -> int:
         """Keys with a run in progress (the per-key state still held)."""
@@ -92,6 +88,27 @@ class SingleFlight(Generic[T]):
                 f"remember({key!r}) was called from inside its own factory; "
                 "it would wait for itself forever"
             )
+
+    def _mark_computing(self, key: str) -> None:
+        """Called in the run's task: a ``remember`` of ``key`` from there on
+        (in this context and any task it starts) is re-entry."""
+        _computing.set(_computing.get() | {(id(self), key)})
+
+    def _forget(self, key: str, flight: _Flight[T]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+
+class SingleFlight(FlightTable[T]):
+    """Runs at most one computation per key at a time, in ``task_group``."""
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        super().__init__()
+        self._task_group = task_group
+        #: Successful runs so far. A caller that saw no run for its key and
+        #: then missed can tell, by a change here, that a run may have stored
+        #: its value in between.
+        self.completed = 0
 
     async def run(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
         """Join the run for ``key``, starting one with ``compute`` if none is going."""
@@ -193,7 +210,7 @@ class SingleFlight(Generic[T]):
         results: that includes ``KeyboardInterrupt``/``SystemExit``, which
         re-raised here would reach the user wrapped in an exception group.
         """
-        _computing.set(_computing.get() | {(id(self), key)})
+        self._mark_computing(key)
         try:
             with flight.scope:
                 flight.result = await compute()
@@ -220,7 +237,3 @@ class SingleFlight(Generic[T]):
         with anyio.CancelScope(shield=True), anyio.move_on_after(within):
             for _, flight in flights:
                 await flight.done.wait()
-
-    def _forget(self, key: str, flight: _Flight[T]) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]

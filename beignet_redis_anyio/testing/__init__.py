@@ -12,6 +12,9 @@ background thread and yields its ``redis://`` URL; point a provider at it::
 It needs ``fakeredis`` (``pip install 'beignet-redis-anyio[testing]'``). For
 pytest, add ``pytest_plugins = ["beignet_redis_anyio.testing.pytest_plugin"]``
 to your ``conftest.py`` for a ready ``cache`` fixture.
+
+A unit test that needs no server at all takes ``MemoryCachePort()`` instead:
+the port's semantics, in this process (``memory.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from typing import Any
 
 import anyio
 
-__all__ = ["EmbeddedRedis", "embedded_redis"]
+from .memory import MemoryCachePort
+
+__all__ = ["EmbeddedRedis", "MemoryCachePort", "embedded_redis"]
 
 #: How often the server thread checks for shutdown; bounds how long stopping takes.
 _POLL_INTERVAL = 0.05
