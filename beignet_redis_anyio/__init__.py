@@ -12,10 +12,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._cache.codecs import CacheDecodeError, Codec, JsonValue
 from ._cache.config import RedisConfig
+from ._cache.conveniences import CacheConveniences
+from ._cache.decorator import CachedFunction
 from ._cache.events import CacheEvent, Observer
+from ._cache.namespace import Namespace
 from ._cache.port import RedisCachePort
 from ._cache.protocol import CachePort
+from ._cache.typed import TypedCache
 from ._client.client import RedisClient, open_redis_client
 from ._client.lock import Lock
 from ._client.monitor import Monitor
@@ -25,14 +30,20 @@ from ._net.settings import ConnectionSettings, TLSOptions
 from ._provider.provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [
+    "CacheConveniences",
+    "CacheDecodeError",
     "CacheEvent",
     "CachePort",
+    "CachedFunction",
     "CircuitOpenError",
+    "Codec",
     "ConfigError",
     "ConnectTimeoutError",
     "ConnectionSettings",
+    "JsonValue",
     "Lock",
     "Monitor",
+    "Namespace",
     "Observer",
     "Pipeline",
     "RedisCachePort",
@@ -40,6 +51,7 @@ __all__ = [
     "RedisConfig",
     "RedisProvider",
     "TLSOptions",
+    "TypedCache",
     "__version__",
     "open_redis_client",
     "open_redis_provider",
