@@ -148,3 +148,31 @@ async def test_codec_is_used_for_the_values(cache: RedisCachePort) -> None:
 
     assert await value() == "v"
     assert await cache.get("c") == "Tv"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), ((1, 2, 3), {}), ((1,), {"a": 2}), ((1,), {"c": 2}), ((), {"b": 1})],
+)
+async def test_a_call_the_function_would_refuse_is_refused_before_any_io(
+    cache: RedisCachePort, args: tuple[int, ...], kwargs: dict[str, int]
+) -> None:
+    @cache.cached(key="{a}:{b}")
+    async def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    await cache.json.set("1:0", 99)  # a hit must not hide a bad call
+    with pytest.raises(TypeError):
+        await add(*args, **kwargs)
+    with pytest.raises(TypeError):
+        add.key(*args, **kwargs)
+
+
+async def test_keyword_only_and_variadic_parameters_bind_too(cache: RedisCachePort) -> None:
+    @cache.cached(key="{a}:{rest}:{flag}:{extra}")
+    async def f(a: int, *rest: int, flag: bool = False, **extra: int) -> int:
+        return a
+
+    assert f.key(1, 2, 3, x=4) == "1:(2, 3):False:{'x': 4}"
+    assert f.key(a=1) == "1:():False:{}"
+    assert await f(5, flag=True) == 5

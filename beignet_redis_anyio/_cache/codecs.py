@@ -68,18 +68,23 @@ class JsonCodec:
     UTF-8 text as is (``ensure_ascii=False``), and no NaN or Infinity either
     way (they are not JSON; other languages' parsers reject them)."""
 
+    # Built once: json.dumps/json.loads with any option build a new
+    # encoder/decoder per call, which would dominate a cache hit.
+    _encode = json.JSONEncoder(
+        separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+    ).encode
+    _decode = json.JSONDecoder(parse_constant=_no_constants).decode
+
     def dumps(self, obj: JsonValue | tuple[Any, ...], /) -> str:
         try:
-            return json.dumps(
-                obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
-            )
+            return self._encode(obj)
         except ValueError as exc:
             if "Out of range float" in str(exc):
                 raise ValueError("NaN and Infinity cannot be stored as JSON") from None
             raise
 
     def loads(self, data: str, /) -> JsonValue:
-        value: JsonValue = json.loads(data, parse_constant=_no_constants)
+        value: JsonValue = self._decode(data)
         return value
 
     def __repr__(self) -> str:

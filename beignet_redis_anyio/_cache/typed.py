@@ -108,7 +108,8 @@ class TypedCache(Generic[T]):
         the factory returned stays cached. ``lock``/``early_refresh`` are the
         port's, passed through only when set.
         """
-        ttl_milliseconds(none_ttl_seconds)  # a bad TTL fails before the factory runs
+        if none_ttl_seconds is not None:
+            ttl_milliseconds(none_ttl_seconds)  # a bad TTL fails before the factory runs
         produced_none = False
 
         async def produce() -> str:
@@ -118,9 +119,13 @@ class TypedCache(Generic[T]):
             produced_none = obj is None
             return encoded
 
-        raw = await remember_on(self._port, key, produce, ttl_seconds, lock, early_refresh)
+        port = self._port
+        if lock is None and early_refresh is None:  # the hit path: no extra call layer
+            raw = await port.remember(key, produce, ttl_seconds=ttl_seconds)
+        else:
+            raw = await remember_on(port, key, produce, ttl_seconds, lock, early_refresh)
         if produced_none and none_ttl_seconds is not None and none_ttl_seconds != ttl_seconds:
-            await self._port.set(key, raw, ttl_seconds=none_ttl_seconds)
+            await port.set(key, raw, ttl_seconds=none_ttl_seconds)
         return self.decode(key, raw)
 
     def encode(self, key: str, obj: T) -> str:
