@@ -13,10 +13,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._cache.batches import BatchError
+from ._cache.codecs import CacheDecodeError, Codec, JsonValue
 from ._cache.config import RedisConfig
+from ._cache.conveniences import CacheConveniences
+from ._cache.decorator import CachedFunction
 from ._cache.events import CacheEvent, Observer
+from ._cache.namespace import Namespace
 from ._cache.port import RedisCachePort
 from ._cache.protocol import CachePort
+from ._cache.typed import TypedCache
 from ._client.client import RedisClient, open_redis_client
 from ._client.lock import Lock
 from ._client.monitor import Monitor
@@ -28,14 +33,20 @@ from ._provider.provider import RedisProvider, open_redis_provider, redis_provid
 
 __all__ = [
     "BatchError",
+    "CacheConveniences",
+    "CacheDecodeError",
     "CacheEvent",
     "CachePort",
+    "CachedFunction",
     "CircuitOpenError",
+    "Codec",
     "ConfigError",
     "ConnectTimeoutError",
     "ConnectionSettings",
+    "JsonValue",
     "Lock",
     "Monitor",
+    "Namespace",
     "Observer",
     "Pipeline",
     "PubSub",
@@ -44,6 +55,7 @@ __all__ = [
     "RedisConfig",
     "RedisProvider",
     "TLSOptions",
+    "TypedCache",
     "__version__",
     "open_redis_client",
     "open_redis_provider",

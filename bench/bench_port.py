@@ -32,6 +32,15 @@ always stops again. Three scenarios, each under asyncio and under trio:
     (bounded by the worker count), keys/s, and the growth of the process's
     max RSS (``ru_maxrss``) over the run, for information.
 
+``views``
+    The conveniences must stay thin. One task, hits only, in alternating
+    blocks like ``hit`` (the order rotating each round): the string
+    ``remember``, ``cache.json.remember`` on a small JSON object, and a
+    ``@cache.cached(key="user:{user_id}:profile")`` function reading the same
+    key. Reported: ops/s of each; json/string (target >= 0.85) and the
+    decorator's overhead over the direct ``cache.json.remember`` with an
+    f-string key — what you would write by hand (target <= 15%).
+
 Each backend and scenario runs in its OWN subprocess (this same file with
 ``--run``), like ``bench_client.py``: event loops, allocator state and the
 max-RSS high-water mark from one cannot leak into another, and a crash in one
@@ -82,7 +91,7 @@ if TYPE_CHECKING:
     from beignet_redis_anyio import RedisCachePort
 
 BACKENDS: tuple[str, ...] = ("asyncio", "trio")
-SCENARIOS: tuple[str, ...] = ("hit", "stampede", "state")
+SCENARIOS: tuple[str, ...] = ("hit", "stampede", "state", "views")
 
 HOT_KEY = "bench:hot"
 HOT_VALUE = "hello"
@@ -94,6 +103,9 @@ STAMPEDE_REPEATS = 3
 STATE_WORKERS = 100
 
 HIT_MIN_RATIO = 0.90
+JSON_MIN_RATIO = 0.85
+DECORATOR_MAX_OVERHEAD = 0.15
+VIEW_VALUE = {"id": 1, "name": "Ada", "tags": ["admin", "ops"]}
 
 
 def max_rss_bytes() -> int:
@@ -283,6 +295,79 @@ async def bench_state(cache: RedisCachePort, n: int) -> dict[str, Any]:
     }
 
 
+async def bench_views(cache: RedisCachePort, n: int) -> dict[str, Any]:
+    calls = 0
+
+    async def factory() -> Any:
+        nonlocal calls
+        calls += 1
+        return "recomputed"
+
+    @cache.cached(key="user:{user_id}:profile")
+    async def profile(user_id: int) -> Any:
+        return await factory()
+
+    user_id = 1
+    json_remember = cache.json.remember
+    remember = cache.remember
+
+    async def string_block(count: int) -> float:
+        value = ""
+        start = time.perf_counter()
+        for _ in range(count):
+            value = await remember(f"user:{user_id}:profile", factory)
+        elapsed = time.perf_counter() - start
+        check(json.loads(value) == VIEW_VALUE, f"remember returned {value!r}")
+        return elapsed
+
+    async def json_block(count: int) -> float:
+        value: Any = None
+        start = time.perf_counter()
+        for _ in range(count):
+            value = await json_remember(f"user:{user_id}:profile", factory)
+        elapsed = time.perf_counter() - start
+        check(value == VIEW_VALUE, f"json.remember returned {value!r}")
+        return elapsed
+
+    async def decorated_block(count: int) -> float:
+        value: Any = None
+        start = time.perf_counter()
+        for _ in range(count):
+            value = await profile(user_id)
+        elapsed = time.perf_counter() - start
+        check(value == VIEW_VALUE, f"the decorated function returned {value!r}")
+        return elapsed
+
+    await cache.json.set(f"user:{user_id}:profile", VIEW_VALUE)
+    blocks = {"string": string_block, "json": json_block, "decorated": decorated_block}
+    for block in blocks.values():
+        await block(HIT_WARMUP)
+    per_block = max(1, n // HIT_ROUNDS)
+    totals = dict.fromkeys(blocks, 0.0)
+    json_ratios: list[float] = []
+    overheads: list[float] = []
+    names = list(blocks)
+    for round_no in range(HIT_ROUNDS):
+        gc.collect()
+        order = names[round_no % 3 :] + names[: round_no % 3]
+        took = {name: await blocks[name](per_block) for name in order}
+        for name, seconds in took.items():
+            totals[name] += seconds
+        json_ratios.append(took["string"] / took["json"])
+        overheads.append(took["decorated"] / took["json"] - 1)
+    check(calls == 0, f"the factory ran {calls} time(s) on a hit")
+    ops = per_block * HIT_ROUNDS
+    return {
+        "ops_each": ops,
+        "rounds": HIT_ROUNDS,
+        **{f"{name}_ops_per_s": ops / seconds for name, seconds in totals.items()},
+        "json_ratio": totals["string"] / totals["json"],
+        "json_round_ratios": json_ratios,
+        "decorator_overhead": totals["decorated"] / totals["json"] - 1,
+        "decorator_round_overheads": overheads,
+    }
+
+
 def child_main(args: argparse.Namespace) -> None:
     import anyio
 
@@ -293,6 +378,7 @@ def child_main(args: argparse.Namespace) -> None:
         "hit": lambda cache: bench_hit(cache, n),
         "stampede": lambda cache: bench_stampede(cache, STAMPEDE_TASKS),
         "state": lambda cache: bench_state(cache, n),
+        "views": lambda cache: bench_views(cache, n),
     }
 
     async def main() -> dict[str, Any]:
@@ -318,7 +404,7 @@ class Evaluation:
 
 
 def evaluate(backend: str, results: dict[str, dict[str, Any] | None]) -> list[Evaluation]:
-    hit, stampede, state = (results.get(s) for s in SCENARIOS)
+    hit, stampede, state, views = (results.get(s) for s in SCENARIOS)
 
     def judged(target: str, measured: object, wanted: str, passed: bool) -> Evaluation:
         return Evaluation(backend, target, str(measured), wanted, status(passed))
@@ -352,12 +438,28 @@ def evaluate(backend: str, results: dict[str, dict[str, Any] | None]) -> list[Ev
             "== 0",
             state["in_flight_after"] == 0,
         ),
+        crashed("json.remember / remember (hit)")
+        if views is None
+        else judged(
+            "json.remember / remember (hit)",
+            f"{views['json_ratio']:.2f}x",
+            f">= {JSON_MIN_RATIO:.2f}x",
+            views["json_ratio"] >= JSON_MIN_RATIO,
+        ),
+        crashed("@cached over json.remember (hit)")
+        if views is None
+        else judged(
+            "@cached over json.remember (hit)",
+            f"{views['decorator_overhead']:+.1%}",
+            f"<= {DECORATOR_MAX_OVERHEAD:.0%}",
+            views["decorator_overhead"] <= DECORATOR_MAX_OVERHEAD,
+        ),
     ]
 
 
 def report_rows(results: dict[str, dict[str, Any] | None]) -> list[tuple[str, str]]:
     """(metric, formatted value) rows for one backend; "n/a" where a child crashed."""
-    hit, stampede, state = (results.get(s) for s in SCENARIOS)
+    hit, stampede, state, views = (results.get(s) for s in SCENARIOS)
     rows: list[tuple[str, str]] = []
     if hit is not None:
         ratios = hit["round_ratios"]
@@ -403,6 +505,24 @@ def report_rows(results: dict[str, dict[str, Any] | None]) -> list[tuple[str, st
                 f"{state['max_rss_growth_bytes'] / 2**20:.1f}",
             ),
         ]
+    if views is not None:
+        ops = f"{views['ops_each']:,} ops"
+        rows += [
+            (f"views: remember ops/s ({ops})", f"{views['string_ops_per_s']:,.0f}"),
+            (f"views: json.remember ops/s ({ops})", f"{views['json_ops_per_s']:,.0f}"),
+            (f"views: @cached ops/s ({ops})", f"{views['decorated_ops_per_s']:,.0f}"),
+            ("views: json.remember / remember", f"{views['json_ratio']:.2f}x"),
+            (
+                "views: json.remember / remember, per round",
+                f"{min(views['json_round_ratios']):.2f}-{max(views['json_round_ratios']):.2f}x",
+            ),
+            ("views: @cached over json.remember", f"{views['decorator_overhead']:+.1%}"),
+            (
+                "views: @cached overhead, per round",
+                f"{min(views['decorator_round_overheads']):+.1%} to "
+                f"{max(views['decorator_round_overheads']):+.1%}",
+            ),
+        ]
     return rows
 
 
@@ -438,13 +558,14 @@ def parent_main(args: argparse.Namespace) -> int:
 
     hit_n = 3000 if args.quick else 20000
     state_n = 10_000 if args.quick else 100_000
-    sizes = {"hit": hit_n, "stampede": STAMPEDE_TASKS, "state": state_n}
+    sizes = {"hit": hit_n, "stampede": STAMPEDE_TASKS, "state": state_n, "views": hit_n}
 
     print(
         f"hit: {hit_n} get + {hit_n} remember in {HIT_ROUNDS} alternating rounds "
         f"after {HIT_WARMUP} of each; stampede: {STAMPEDE_TASKS} tasks x "
         f"{STAMPEDE_REPEATS} runs, factory sleeps {STAMPEDE_SLEEP_S * 1000:.0f} ms; "
-        f"state: {state_n:,} distinct keys, {STATE_WORKERS} workers"
+        f"state: {state_n:,} distinct keys, {STATE_WORKERS} workers; "
+        f"views: {hit_n} hits each of remember, json.remember and @cached"
     )
 
     results: dict[str, dict[str, dict[str, Any] | None]] = {b: {} for b in BACKENDS}

@@ -31,6 +31,7 @@ from .._net.transport import CLOSE_TIMEOUT
 from .batches import Batches, FactoryMany
 from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from .config import RedisConfig
+from .conveniences import CacheConveniences
 from .events import Observer, Operation, Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
 from .lease import Lease
@@ -44,13 +45,16 @@ from .single_flight import SingleFlight
 __all__ = ["RedisCachePort"]
 
 
-class RedisCachePort:
+class RedisCachePort(CacheConveniences):
     """The Redis-backed :class:`CachePort`, made by :func:`open_redis_provider`.
 
     ``client`` is the escape hatch: the full :class:`RedisClient`, on the same
     connection, for anything the five operations do not cover
     (``await cache.client.incr("counter")``). It does not apply
     ``key_prefix``.
+
+    ``json``, ``with_codec``, ``cached`` and ``namespace`` come from
+    :class:`CacheConveniences`, written over the five operations.
     """
 
     def __init__(
@@ -256,6 +260,20 @@ class RedisCachePort:
         return await self._batches.remember_many(
             keys, factory_many, ttl_seconds=ttl_seconds, lock=lock, early_refresh=early_refresh
         )
+
+    # -- namespaces' generation counter (for CacheConveniences.namespace) ---
+
+    async def _generation(self, key: str, increment: int) -> int | None:
+        """``INCRBY`` (0 reads): atomic across processes, one key, so
+        cluster-safe. ``None`` when Redis is unavailable under ``bypass``."""
+        check_key(key)
+        try:
+            value = await self._guarded(self._execute, "INCRBY", self.key_prefix + key, increment)
+        except UNAVAILABLE:
+            if self._bypass:
+                return None
+            raise
+        return int(value)
 
     # -- remember's parts ---------------------------------------------------
 

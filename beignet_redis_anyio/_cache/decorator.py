@@ -1,0 +1,145 @@
+"""``@cache.cached(...)``: an ``async def`` whose results go through ``remember``.
+
+The key comes from the call's arguments: a template filled from
+``inspect.signature(f).bind(*args, **kwargs)`` with defaults applied
+(``"user:{user_id}:profile"``, ``str.format_map``, so ``{user.id}`` and
+format specs work), or a ``key=`` callable taking the function's own
+arguments. A template naming no parameter of the function fails at
+decoration time, not on the first call.
+
+Values go through a typed view (JSON unless ``codec=``), so the function may
+return any JSON value, ``None`` included (negative caching). The call *is*
+``view.remember(key, lambda: f(*args, **kwargs), …)``: single-flight,
+cancellation, the lease, early refresh, ``bypass`` and events are the
+port's, unchanged.
+
+The wrapper is a real ``async def`` (``functools.wraps``), so frameworks
+that inspect coroutine functions (FastAPI's ``Depends``) see one, with the
+original signature. It carries ``f.key(*args, **kwargs) -> str`` — the key
+as the view it was made from sees it (before any provider key prefix; for
+``ns.cached`` before the namespace's generation) — and ``await
+f.invalidate(*args, **kwargs) -> bool`` (delete that key). Decorate
+functions, not methods: the wrapper does not bind ``self`` (use ``key=``
+with a plain function that takes the object).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import string
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
+
+from .typed import TypedCache
+
+__all__ = ["CachedFunction", "cached"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class CachedFunction(Protocol[P, R_co]):
+    """What ``@cache.cached(...)`` returns: the function, plus its key and
+    its invalidation."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, bool]: ...
+
+
+def cached(
+    view: TypedCache[Any],
+    key: str | Callable[..., str],
+    *,
+    ttl_seconds: float | None = None,
+    none_ttl_seconds: float | None = None,
+    lock: bool | None = None,
+    early_refresh: bool | None = None,
+) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
+    """The decorator ``cache.cached(...)`` returns, over ``view``."""
+    if not (isinstance(key, str) or callable(key)):
+        raise TypeError(f"key must be a str template or a callable, got {type(key).__name__}")
+
+    def decorate(func: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(f"@cached decorates an async def, got {func!r}")
+        key_of: Callable[..., str] = _template(func, key) if isinstance(key, str) else key
+        remember = view.remember
+
+        @functools.wraps(func)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return cast(
+                R,
+                await remember(
+                    key_of(*args, **kwargs),
+                    functools.partial(func, *args, **kwargs),
+                    ttl_seconds=ttl_seconds,
+                    none_ttl_seconds=none_ttl_seconds,
+                    lock=lock,
+                    early_refresh=early_refresh,
+                ),
+            )
+
+        async def invalidate(*args: P.args, **kwargs: P.kwargs) -> bool:
+            return await view.delete(key_of(*args, **kwargs))
+
+        wrapper.key = key_of  # type: ignore[attr-defined]
+        wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+        return cast(CachedFunction[P, R], wrapper)
+
+    return decorate
+
+
+_FIELD_ROOT = re.compile(r"[^.\[]*")
+
+
+def _template(func: Callable[..., object], template: str) -> Callable[..., str]:
+    """A key builder for ``template`` over ``func``'s parameters."""
+    signature = inspect.signature(func)
+    fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    for field in fields:
+        root = _FIELD_ROOT.match(field).group()  # type: ignore[union-attr]
+        if root not in signature.parameters:
+            raise ValueError(
+                f"the key template {template!r} names {{{field}}}, which is not a "
+                f"parameter of {func.__qualname__}{signature}"
+            )
+    if not fields:
+        return lambda *args, **kwargs: template
+
+    bind = signature.bind
+
+    def bound(*args: object, **kwargs: object) -> dict[str, object]:
+        arguments = bind(*args, **kwargs)  # a call the function would refuse raises here
+        arguments.apply_defaults()
+        return arguments.arguments
+
+    parameters = signature.parameters.values()
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters):
+        return lambda *args, **kwargs: template.format_map(bound(*args, **kwargs))
+
+    # The common shape (plain parameters, some with defaults): the same
+    # arguments as bind() without its cost (a few µs, a tenth of a cache
+    # hit); anything unusual goes through bind(), which raises as the call would.
+    names = tuple(p.name for p in parameters)
+    known = frozenset(names)
+    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+    count = len(names)
+
+    def build(*args: object, **kwargs: object) -> str:
+        arguments = {**defaults, **dict(zip(names, args, strict=False)), **kwargs}
+        if (
+            len(args) > count
+            or len(arguments) != count
+            or not known.issuperset(kwargs)
+            or not kwargs.keys().isdisjoint(names[: len(args)])
+        ):
+            arguments = bound(*args, **kwargs)
+        return template.format_map(arguments)
+
+    return build
