@@ -189,3 +189,30 @@ async def test_the_plugin_hands_out_a_fresh_one(memory_cache: MemoryCachePort) -
     assert memory_cache.keys() == []
     await memory_cache.set("k", "v")
     assert memory_cache.keys() == ["k"]
+
+
+async def test_the_double_has_the_typed_view_decorator_and_namespaces() -> None:
+    from beignet_redis_anyio.testing import MemoryCachePort
+
+    cache = MemoryCachePort()
+    calls = 0
+
+    async def load(user_id: int) -> dict[str, object] | None:
+        nonlocal calls
+        calls += 1
+        return None if user_id == 0 else {"id": user_id}
+
+    cached = cache.cached(key="user:{user_id}", ttl_seconds=60)(load)
+    assert await cached(1) == {"id": 1}
+    assert await cached(1) == {"id": 1}
+    assert await cached(0) is None  # negative caching: a None is a value
+    assert await cached(0) is None
+    assert calls == 2
+    assert await cache.json.get("user:1") == {"id": 1}
+    assert await cache.json.get("missing", default="d") == "d"
+
+    users = cache.namespace("users")
+    await users.set("a", "1")
+    assert await users.get("a") == "1"
+    assert await users.invalidate()
+    assert await users.get("a") is None

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import anyio.lowlevel
 
 from .._cache.caller_flight import CallerFlights
+from .._cache.conveniences import CacheConveniences
 from .._cache.events import Observer, Operation, Status
 from .._cache.inputs import check_key, check_result, check_value, ttl_milliseconds
 from .._cache.protocol import CachePort, Factory
@@ -62,7 +63,7 @@ class _Entry(NamedTuple):
     delta: float | None
 
 
-class MemoryCachePort(CachePort):
+class MemoryCachePort(CacheConveniences, CachePort):
     """An in-process :class:`CachePort` with the Redis port's semantics.
 
     ``observer`` receives the same :class:`CacheEvent`\\ s as from
@@ -259,6 +260,22 @@ class MemoryCachePort(CachePort):
             del self._entries[full_key]
             return None
         return entry
+
+    async def _generation(self, key: str, increment: int) -> int | None:
+        """A namespace's generation counter, as ``INCRBY`` keeps it (for
+        :meth:`namespace`): missing counts as 0, the key keeps its TTL."""
+        check_key(key)
+        await anyio.lowlevel.checkpoint()
+        full_key = self.key_prefix + key
+        entry = self._live(full_key)
+        try:
+            value = (int(entry.value) if entry is not None else 0) + increment
+        except ValueError:
+            raise ValueError(f"{key!r} holds a value that is not an integer") from None
+        if increment:
+            expires = entry.expires if entry is not None else None
+            self._entries[full_key] = _Entry(str(value), expires, None)
+        return value
 
     def _store(self, full_key: str, value: str, ttl_ms: int | None, delta: float | None) -> None:
         expires = None if ttl_ms is None else self._clock() + ttl_ms / 1000
