@@ -11,9 +11,15 @@ from typing import Any
 
 import anyio
 import pytest
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError
 
-from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_client, open_redis_provider
+from beignet_redis_anyio import (
+    CacheEvent,
+    RedisConfig,
+    TrackingUnsupportedError,
+    open_redis_client,
+    open_redis_provider,
+)
 from beignet_redis_anyio._cache.local import ABSENT, LocalCache
 from beignet_redis_anyio._cache.port import RedisCachePort
 from beignet_redis_anyio._net.errors import ConfigError
@@ -279,7 +285,7 @@ async def test_both_memory_bounds_hold(real_server: RedisServer, key: str) -> No
 
 
 async def test_a_server_that_cannot_track_fails_on_entry(fake_server: FakeServer) -> None:
-    with pytest.raises(ResponseError, match="local_cache needs Redis or Valkey 6"):
+    with pytest.raises(TrackingUnsupportedError, match="local_cache needs Redis or Valkey 6"):
         async with _local(fake_server.url):
             pass
 
