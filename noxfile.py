@@ -90,6 +90,7 @@ def bench(session: nox.Session) -> None:
         "outage",
         "pubsub",
         "transaction",
+        "local_cache",
     )
     for script in scripts:
         session.run("python", f"bench/bench_{script}.py", *session.posargs)

@@ -18,6 +18,7 @@ from ._cache.config import RedisConfig
 from ._cache.conveniences import CacheConveniences
 from ._cache.decorator import CachedFunction
 from ._cache.events import CacheEvent, Observer
+from ._cache.local import LocalStats
 from ._cache.namespace import Namespace
 from ._cache.port import RedisCachePort
 from ._cache.protocol import CachePort
@@ -29,6 +30,7 @@ from ._client.pipeline import Pipeline
 from ._client.pubsub import PubSub
 from ._net.errors import CircuitOpenError, ConfigError, ConnectTimeoutError
 from ._net.settings import ConnectionSettings, TLSOptions
+from ._net.transport import TrackingUnsupportedError
 from ._provider.provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "ConnectTimeoutError",
     "ConnectionSettings",
     "JsonValue",
+    "LocalStats",
     "Lock",
     "Monitor",
     "Namespace",
@@ -55,6 +58,7 @@ __all__ = [
     "RedisConfig",
     "RedisProvider",
     "TLSOptions",
+    "TrackingUnsupportedError",
     "TypedCache",
     "__version__",
     "open_redis_client",

@@ -464,6 +464,27 @@ class Batches:
         """``commands``' replies, error replies as values; one write per node,
         through the breaker. A lost connection or timeout raises."""
         port = self._port
+        local = port._local
+        if local is None:
+            return await self._send_now(commands)
+        # Writes drop their keys' local entries before and after, as the
+        # port's own set and delete do (see RedisCachePort._store).
+        written = [
+            key
+            for command in commands
+            if command[0] in ("SET", "DEL")
+            for key in (command[1:2] if command[0] == "SET" else command[1:])
+        ]
+        for key in written:
+            local.invalidate(key)
+        try:
+            return await self._send_now(commands)
+        finally:
+            for key in written:
+                local.invalidate(key)
+
+    async def _send_now(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        port = self._port
         if len(commands) == 1:
             try:
                 return [await port._guarded(port._execute, *commands[0])]

@@ -50,6 +50,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     # A factor, not seconds: XFetch's beta is around 1; far outside, early
     # refresh would never (or always) happen.
     "REDIS_EARLY_REFRESH_BETA": (0.001, 1000.0),
+    "REDIS_LOCAL_CACHE_TTL": (0.001, 86_400.0),
 }
 
 
@@ -84,6 +85,12 @@ class RedisConfig:
     failure_policy: Literal["raise", "bypass"] = "raise"
     breaker_threshold: int = 5
     breaker_cooldown_seconds: float = 5.0
+    #: Hot keys from process memory, kept right by the server's invalidations
+    #: (``CLIENT TRACKING``; forces RESP3). See the README's "Local cache".
+    local_cache: bool = False
+    local_cache_max_entries: int = 10_000
+    local_cache_max_bytes: int = 64 * 1024 * 1024
+    local_cache_ttl: float = 60.0
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.strip(_ASCII_SPACE):
@@ -107,6 +114,7 @@ class RedisConfig:
         for variable, flag in (
             ("REDIS_REMEMBER_LOCK", self.remember_lock),
             ("REDIS_EARLY_REFRESH", self.early_refresh),
+            ("REDIS_LOCAL_CACHE", self.local_cache),
         ):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{variable} must be true or false, got {flag!r}")
@@ -126,6 +134,18 @@ class RedisConfig:
                 f"REDIS_BREAKER_THRESHOLD must be an integer >= 1, got {self.breaker_threshold!r}"
             )
         _check_number("REDIS_BREAKER_COOLDOWN", self.breaker_cooldown_seconds)
+        for variable, bound in (
+            ("REDIS_LOCAL_CACHE_MAX_ENTRIES", self.local_cache_max_entries),
+            ("REDIS_LOCAL_CACHE_MAX_BYTES", self.local_cache_max_bytes),
+        ):
+            if isinstance(bound, bool) or not (isinstance(bound, int) and bound >= 1):
+                raise ConfigError(f"{variable} must be an integer >= 1, got {bound!r}")
+        _check_number("REDIS_LOCAL_CACHE_TTL", self.local_cache_ttl)
+        if self.local_cache and self.protocol == 2:
+            raise ConfigError(
+                "REDIS_LOCAL_CACHE needs RESP3 (its invalidations share the connection "
+                "the reads use); leave REDIS_PROTOCOL unset or set it to 3"
+            )
         if self.protocol is not None and (
             isinstance(self.protocol, bool) or self.protocol not in (2, 3)
         ):
@@ -158,7 +178,8 @@ class RedisConfig:
             db=self.db,
             connect_timeout=self.connect_timeout,
             client_name=self.client_name,
-            protocol=self.protocol,
+            # The local cache's invalidations arrive as RESP3 push frames.
+            protocol=3 if self.local_cache else self.protocol,
             tls=tls,
             max_blocking_connections=self.max_blocking_connections,
         )
@@ -217,6 +238,7 @@ class RedisConfig:
         for variable, field in (
             ("REDIS_REMEMBER_LOCK", "remember_lock"),
             ("REDIS_EARLY_REFRESH", "early_refresh"),
+            ("REDIS_LOCAL_CACHE", "local_cache"),
         ):
             if (flag := get(variable)) is not None:
                 fields[field] = _boolean(variable, flag)
@@ -225,6 +247,7 @@ class RedisConfig:
             ("REDIS_LOCK_WAIT", "lock_wait_seconds"),
             ("REDIS_EARLY_REFRESH_BETA", "early_refresh_beta"),
             ("REDIS_BREAKER_COOLDOWN", "breaker_cooldown_seconds"),
+            ("REDIS_LOCAL_CACHE_TTL", "local_cache_ttl"),
         ):
             if (number := get(variable)) is not None:
                 fields[field] = _number(variable, number)
@@ -237,6 +260,12 @@ class RedisConfig:
             fields["failure_policy"] = policy.strip(_ASCII_SPACE).lower()
         if (threshold := get("REDIS_BREAKER_THRESHOLD")) is not None:
             fields["breaker_threshold"] = _integer("REDIS_BREAKER_THRESHOLD", threshold, minimum=1)
+        for variable, field in (
+            ("REDIS_LOCAL_CACHE_MAX_ENTRIES", "local_cache_max_entries"),
+            ("REDIS_LOCAL_CACHE_MAX_BYTES", "local_cache_max_bytes"),
+        ):
+            if (bound := get(variable)) is not None:
+                fields[field] = _integer(variable, bound, minimum=1)
         return cls(**fields)  # type: ignore[arg-type]
 
 

@@ -70,6 +70,9 @@ class CacheEvent:
     place (0 first), so an observer that wants one sample per batch (a
     duration histogram) takes the events with ``batch_index == 0``. For a
     single-key operation they are 1 and 0.
+
+    ``local`` tells a hit (or a known-missing key) served from the local
+    cache from one Redis answered.
     """
 
     operation: Operation
@@ -80,6 +83,9 @@ class CacheEvent:
     error: str | None = None
     batch_size: int = 1
     batch_index: int = 0
+    #: True when the local cache answered (``get``, ``has``, ``remember``),
+    #: without a round trip to Redis.
+    local: bool = False
 
 
 Observer = Callable[[CacheEvent], object]

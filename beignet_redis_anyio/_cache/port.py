@@ -35,6 +35,7 @@ from .conveniences import CacheConveniences
 from .events import Observer, Operation, Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
 from .lease import Lease
+from .local import ABSENT, LocalCache, LocalStats
 from .protocol import Factory
 from .ready import ReadyNotifications
 from .refresh import meta_key, meta_value, refresh_due, reported_refresh
@@ -64,8 +65,12 @@ class RedisCachePort(CacheConveniences):
         config: RedisConfig,
         *,
         observer: Observer | None = None,
+        local: LocalCache | None = None,
     ) -> None:
         self.client = client
+        #: The local cache (``local_cache=True``): the tracker of ``client``'s
+        #: shared connection, made with it by the provider.
+        self._local = local
         self.config = config
         self.key_prefix = config.key_prefix
         self._observer = observer
@@ -101,11 +106,18 @@ class RedisCachePort(CacheConveniences):
         Redis. Called by the provider on exit; shielded and bounded."""
         await self._flights.aclose(CLOSE_TIMEOUT)
         await self._batches.aclose(CLOSE_TIMEOUT)
+        if self._local is not None:
+            self._local.flush()
 
     @property
     def in_flight(self) -> int:
         """Keys with a ``remember`` computation running now (per-key state held)."""
         return len(self._flights)
+
+    @property
+    def local_stats(self) -> LocalStats | None:
+        """The local cache's counters (a snapshot), or ``None`` when it is off."""
+        return self._local.stats() if self._local is not None else None
 
     @property
     def breaker_state(self) -> str:
@@ -118,8 +130,19 @@ class RedisCachePort(CacheConveniences):
         """The value stored at ``key``, or ``None``."""
         check_key(key)
         started = time.perf_counter()
+        local = self._local
         try:
-            value: str | None = await self._guarded(self._execute, "GET", self.key_prefix + key)
+            if local is None:
+                value: str | None = await self._guarded(self._execute, "GET", self.key_prefix + key)
+            else:
+                # A local hit does not yield to the scheduler, as a dict would not.
+                value = local.lookup(self.key_prefix + key)
+                if value is not ABSENT:
+                    if self._observer is not None:
+                        status: Status = "hit" if value is not None else "miss"
+                        self._report.event("cache.get", key, status, None, started, local=True)
+                    return value
+                value = await self._guarded(self._read_tracked, self.key_prefix + key)
         except BaseException as exc:
             if self._bypassed("cache.get", key, None, started, exc):
                 return None
@@ -150,10 +173,29 @@ class RedisCachePort(CacheConveniences):
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when there was something to remove."""
-        return await self._count("cache.delete", "DEL", key, "deleted", "not_found")
+        local = self._local
+        if local is None:
+            return await self._count("cache.delete", "DEL", key, "deleted", "not_found")
+        check_key(key)
+        local.invalidate(self.key_prefix + key)
+        try:
+            return await self._count("cache.delete", "DEL", key, "deleted", "not_found")
+        finally:
+            local.invalidate(self.key_prefix + key)  # see _store
 
     async def has(self, key: str) -> bool:
         """True when ``key`` holds a value (an empty string counts)."""
+        local = self._local
+        if local is not None and isinstance(key, str):
+            held = local.lookup(self.key_prefix + key)
+            if held is not ABSENT:
+                check_key(key)
+                if self._observer is not None:
+                    status: Status = "hit" if held is not None else "miss"
+                    self._report.event(
+                        "cache.has", key, status, None, time.perf_counter(), local=True
+                    )
+                return held is not None
         return await self._count("cache.has", "EXISTS", key, "hit", "miss")
 
     async def remember(
@@ -194,7 +236,16 @@ class RedisCachePort(CacheConveniences):
         plan = _Plan(key, full_key, factory, ttl_ms, use_lock, refresh)
         unavailable: BaseException | None = None
         try:
-            if full_key not in flights:
+            local = self._local
+            held = ABSENT if local is None or refresh else local.lookup(full_key)
+            if held is not ABSENT and held is not None and full_key not in flights:
+                if self._observer is not None:
+                    self._report.event(
+                        "cache.remember", key, "hit", ttl_seconds, started, local=True
+                    )
+                return str(held)
+            # Known missing (held is None): straight to the computation.
+            if full_key not in flights and held is ABSENT:
                 try:
                     cached = await self._shared_reads.read(full_key, plan)
                 except UNAVAILABLE as exc:
@@ -283,12 +334,39 @@ class RedisCachePort(CacheConveniences):
         completed_before = flights.completed
         if plan.refresh:
             cached = await self._read_with_expiry(plan)
+        elif self._local is not None:
+            cached = await self._guarded(self._read_tracked, full_key)
         else:
             cached = await self._guarded(self._execute, "GET", full_key)
         if cached is None and flights.completed != completed_before:
             # A run ended while we read; it may have stored our key.
-            cached = await self._guarded(self._execute, "GET", full_key)
+            if self._local is not None:
+                cached = await self._guarded(self._read_tracked, full_key)
+            else:
+                cached = await self._guarded(self._execute, "GET", full_key)
         return cached
+
+    async def _read_tracked(self, full_key: str) -> str | None:
+        """A read that fills the local cache: GET and PTTL in one write (the
+        entry must not outlive the key), stored unless an invalidation or a
+        flush arrived before the caller got the reply (``local.py``)."""
+        local = self._local
+        assert local is not None
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command("GET", full_key)
+        pipe.execute_command("PTTL", full_key)
+        ticket = local.begin(full_key)  # before the read is queued
+        answered = False
+        value: Any = None
+        remaining_ms: Any = None
+        try:
+            value, remaining_ms = await pipe.execute(raise_on_error=False)
+            answered = not isinstance(value, BaseException)
+        finally:
+            local.finish(full_key, ticket, answered, value, remaining_ms)
+        if isinstance(value, BaseException):
+            raise value  # this key's own trouble (not text, WRONGTYPE)
+        return None if value is None else str(value)
 
     async def _read_with_expiry(self, plan: _Plan) -> str | None:
         """A hit that may start an early refresh (XFetch, ``refresh.py``)."""
@@ -388,6 +466,22 @@ class RedisCachePort(CacheConveniences):
         return answer
 
     async def _store(
+        self, full_key: str, value: str, ttl_ms: int | None, delta: float | None
+    ) -> None:
+        local = self._local
+        if local is None:
+            await self._write(full_key, value, ttl_ms, delta)
+            return
+        # Dropped before the write (reads in flight must not store the old
+        # value) and after it is answered (the server's own invalidation for
+        # a writer comes after the reply: read-your-writes cannot wait).
+        local.invalidate(full_key)
+        try:
+            await self._write(full_key, value, ttl_ms, delta)
+        finally:
+            local.invalidate(full_key)
+
+    async def _write(
         self, full_key: str, value: str, ttl_ms: int | None, delta: float | None
     ) -> None:
         ttl = () if ttl_ms is None else ("PX", ttl_ms)

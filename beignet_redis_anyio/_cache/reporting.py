@@ -46,6 +46,8 @@ class Reporter:
         ttl_seconds: float | None,
         started: float,
         error: str | None = None,
+        *,
+        local: bool = False,
     ) -> None:
         """One operation's outcome, timed from ``started`` (``time.perf_counter``)."""
         assert self.observer is not None
@@ -56,6 +58,7 @@ class Reporter:
             ttl_seconds=ttl_seconds,
             duration_seconds=time.perf_counter() - started,
             error=error,
+            local=local,
         )
         notify(self.observer, event)
 

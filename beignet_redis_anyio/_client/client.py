@@ -30,7 +30,7 @@ from redis.typing import KeyT
 
 from .._net.commands import DEDICATED, NOT_BLOCKING, SHARED, Command, command_for
 from .._net.dedicated import HeldConnection
-from .._net.multiplexer import Multiplexer
+from .._net.multiplexer import Multiplexer, Tracker
 from .._net.node import Node
 from .._net.redis_compat import (
     EMPTY_RESPONSE,
@@ -85,7 +85,10 @@ class RedisClient(AsyncCoreCommands):
         *,
         task_group: TaskGroup,
         decode_responses: bool = True,
+        tracker: Tracker | None = None,
     ) -> None:
+        # tracker: a client-side cache's hooks on the shared connection (see
+        # _net.multiplexer.Tracker); the local cache's only way in.
         self.settings = settings
         self._decode = decode_responses
         self._task_group = task_group
@@ -109,6 +112,8 @@ class RedisClient(AsyncCoreCommands):
         #: The one server's connections; a cluster has a node per primary instead.
         self._node: Node | None = None
         if isinstance(settings, ClusterSettings):
+            if tracker is not None:
+                raise NotImplementedError("a local cache on a Redis Cluster is not supported yet")
             self._cluster = ClusterRouter(settings, task_group, decode=decode_responses)
             self.command_timeout = settings.node.command_timeout
             self.db = 0
@@ -117,14 +122,20 @@ class RedisClient(AsyncCoreCommands):
             resolver = self._sentinel = SentinelResolver(settings)
             self.command_timeout = settings.node.command_timeout
             self.db = settings.node.db
-            self._node = Node(settings.node, task_group, decode=decode_responses, resolve=resolver)
+            self._node = Node(
+                settings.node,
+                task_group,
+                decode=decode_responses,
+                resolve=resolver,
+                tracker=tracker,
+            )
             task_group.start_soon(
                 self._follow_master, settings, name="beignet-redis sentinel watch"
             )
         else:
             self.command_timeout = settings.command_timeout
             self.db = settings.db
-            self._node = Node(settings, task_group, decode=decode_responses)
+            self._node = Node(settings, task_group, decode=decode_responses, tracker=tracker)
         # The hot path reaches the shared connection without a lookup.
         self._mux = self._node.shared
 

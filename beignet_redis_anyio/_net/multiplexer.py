@@ -46,7 +46,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -58,7 +58,7 @@ from .errors import ConnectTimeoutError, connection_lost, unavailable
 from .settings import ConnectionSettings
 from .transport import RawConnection, open_connection
 
-__all__ = ["Multiplexer"]
+__all__ = ["Multiplexer", "Tracker"]
 
 BACKOFF_BASE = 0.05
 BACKOFF_CAP = 1.0
@@ -93,6 +93,22 @@ _Push = hiredis.PushNotification
 
 #: Who gets the push frames a link reads: called synchronously, in order.
 PushHandler = Callable[[list[Any]], None]
+
+
+class Tracker(Protocol):
+    """What a client-side cache gives the shared connection to stay right.
+
+    With one, every link sends ``CLIENT TRACKING ON`` in its handshake, its
+    push frames (invalidations) go to :meth:`on_push` in wire order with the
+    replies, and :meth:`reset` is called — synchronously, before anything
+    else can use or miss it — when a link is lost and when a new one opens:
+    invalidations sent to a dead connection are never seen, so whatever was
+    read through it is in doubt.
+    """
+
+    def on_push(self, frame: list[Any]) -> None: ...
+
+    def reset(self) -> None: ...
 
 
 def _drop_push(frame: list[Any]) -> None:
@@ -170,8 +186,10 @@ class _Link:
         connection: RawConnection,
         command_timeout: float | None,
         on_push: PushHandler | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.connection = connection
+        self.on_lost = on_lost
         self.transport = connection.transport
         self.reader = connection.reader
         self.address = connection.settings.address
@@ -327,6 +345,8 @@ class _Link:
         if self.failed is not None:
             return
         self.failed = error
+        if self.on_lost is not None:
+            self.on_lost()  # before any failed caller runs again
         self.outbox.clear()
         while self.pending:
             request = self.pending.popleft()
@@ -460,9 +480,11 @@ class Multiplexer:
         decode: bool,
         resolve: Resolver | None = None,
         on_push: PushHandler | None = None,
+        tracker: Tracker | None = None,
     ) -> None:
         self._settings = settings
-        self._on_push = on_push
+        self._tracker = tracker
+        self._on_push = tracker.on_push if tracker is not None else on_push
         self._resolve = resolve
         self._task_group = task_group
         self._decode = decode
@@ -593,7 +615,9 @@ class Multiplexer:
                         settings = (
                             self._settings if self._resolve is None else await self._resolve()
                         )
-                        connection = await open_connection(settings, decode=self._decode)
+                        connection = await open_connection(
+                            settings, decode=self._decode, tracking=self._tracker is not None
+                        )
                     except Exception as exc:
                         failures += 1
                         self._outage = exc
@@ -603,8 +627,14 @@ class Multiplexer:
                         backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))
                         await anyio.sleep(backoff * random.uniform(0.5, 1.0))
                         continue
+                    tracker = self._tracker
+                    if tracker is not None:
+                        tracker.reset()  # nothing read before this link is vouched for
                     link = self._link = _Link(
-                        connection, self._settings.command_timeout, self._on_push
+                        connection,
+                        self._settings.command_timeout,
+                        self._on_push,
+                        tracker.reset if tracker is not None else None,
                     )
                     self._task_group.start_soon(
                         self._serve, link, name=f"beignet-redis link {self._settings.address}"

@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .dedicated import DedicatedConnections
-from .multiplexer import Multiplexer
+from .multiplexer import Multiplexer, Tracker
 from .settings import ConnectionSettings
 
 __all__ = ["Node"]
@@ -36,8 +36,11 @@ class Node:
         *,
         decode: bool,
         resolve: Callable[[], Awaitable[ConnectionSettings]] | None = None,
+        tracker: Tracker | None = None,
     ) -> None:
-        self.shared = Multiplexer(settings, task_group, decode=decode, resolve=resolve)
+        self.shared = Multiplexer(
+            settings, task_group, decode=decode, resolve=resolve, tracker=tracker
+        )
         self.dedicated = DedicatedConnections(
             settings, decode=decode, resolve=resolve, outage=self._outage
         )

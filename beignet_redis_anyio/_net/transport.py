@@ -29,6 +29,7 @@ __all__ = [
     "RawConnection",
     "SocketTransport",
     "StreamTransport",
+    "TrackingUnsupportedError",
     "Transport",
     "close_quietly",
     "open_connection",
@@ -219,7 +220,13 @@ async def close_quietly(stream: ByteStream) -> None:
             pass
 
 
-def handshake_commands(settings: ConnectionSettings) -> list[Sequence[Any]]:
+def handshake_commands(
+    settings: ConnectionSettings, *, tracking: bool = False
+) -> list[Sequence[Any]]:
+    """What a new connection sends first. ``tracking`` (the local cache's
+    shared connection, RESP3 only) turns on ``CLIENT TRACKING`` before any
+    read can go out on it: a key read on an untracked connection would never
+    be invalidated."""
     commands: list[Sequence[Any]] = []
     if settings.protocol == 3:
         # HELLO switches protocol, authenticates and names us in one command.
@@ -240,6 +247,8 @@ def handshake_commands(settings: ConnectionSettings) -> list[Sequence[Any]]:
         commands.append(("CLIENT", "SETNAME", settings.client_name))
     if settings.role_check:
         commands.append(("ROLE",))
+    if tracking:
+        commands.append(("CLIENT", "TRACKING", "ON"))
     if not commands:
         # A server that accepts connections but never answers (frozen,
         # overloaded) must fail the connect, within connect_timeout, not
@@ -298,7 +307,9 @@ async def _open_transport(settings: ConnectionSettings) -> Transport:
     return SocketTransport(await _connect_socket(settings))
 
 
-async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawConnection:
+async def open_connection(
+    settings: ConnectionSettings, *, decode: bool, tracking: bool = False
+) -> RawConnection:
     """Connect, AUTH, SELECT and CLIENT SETNAME (under RESP3: HELLO 3 with
     AUTH and SETNAME, then SELECT), all within ``connect_timeout``.
 
@@ -312,13 +323,14 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
             transport = await _open_transport(settings)
             reader = new_reader(errors=settings.encoding_errors)
             connection = RawConnection(transport, reader, settings, decode)
-            commands = handshake_commands(settings)
+            commands = handshake_commands(settings, tracking=tracking)
             if commands:
                 await transport.send(encode_commands(commands))
                 for command in commands:
                     reply = await connection.read_reply()
                     if isinstance(reply, Exception):
-                        raise _handshake_error(settings, command[0], reply)
+                        name = " ".join(command[:2]) if command[0] == "CLIENT" else command[0]
+                        raise _handshake_error(settings, name, reply)
                     if command[0] == "ROLE" and (
                         not reply or reply[0] not in ("master", b"master")
                     ):
@@ -343,6 +355,11 @@ async def open_connection(settings: ConnectionSettings, *, decode: bool) -> RawC
         raise
 
 
+class TrackingUnsupportedError(ResponseError):
+    """The server refused ``CLIENT TRACKING``: no local cache can be kept
+    consistent with it (fakeredis, Redis before 6)."""
+
+
 def _handshake_error(settings: ConnectionSettings, command: str, reply: Exception) -> Exception:
     """What a failed handshake means: wrong credentials only when the server
     says so — WRONGPASS/NOAUTH (redis-py's ``AuthenticationError``), or a
@@ -357,6 +374,11 @@ def _handshake_error(settings: ConnectionSettings, command: str, reply: Exceptio
         return ConnectionError(
             f"{settings.address} does not speak RESP3 (HELLO is Redis 6 and later): "
             "connect with protocol=2"
+        )
+    if command == "CLIENT TRACKING" and not isinstance(reply, ConnectionError):
+        return TrackingUnsupportedError(
+            f"{settings.address} cannot track keys for a local cache (CLIENT TRACKING ON "
+            f"answered: {reply}); local_cache needs Redis or Valkey 6 or later"
         )
     if isinstance(reply, ConnectionError):
         return ConnectionError(f"{settings.address} refused the connection: {reply}")

@@ -19,9 +19,11 @@ from redis.exceptions import AuthenticationError
 from .._cache.breaker import UNAVAILABLE
 from .._cache.config import RedisConfig
 from .._cache.events import Observer
+from .._cache.local import LocalCache
 from .._cache.port import RedisCachePort
 from .._client.client import RedisClient
 from .._net.task_group import background_task_group
+from .._topology.urls import ClusterSettings
 
 __all__ = ["RedisProvider", "open_redis_provider", "redis_provider"]
 
@@ -44,8 +46,24 @@ async def open_redis_provider(
     if config is None:
         config = RedisConfig.from_env()
     settings = config.connection_settings()
+    local = None
+    if config.local_cache:
+        if isinstance(settings, ClusterSettings):
+            raise NotImplementedError(
+                "local_cache on a Redis Cluster is not supported yet: use it with one "
+                "server (or Sentinel), or turn it off"
+            )
+        local = LocalCache(
+            max_entries=config.local_cache_max_entries,
+            max_bytes=config.local_cache_max_bytes,
+            ttl=config.local_cache_ttl,
+        )
     async with background_task_group() as task_group:
-        client = RedisClient(settings, task_group=task_group, decode_responses=True)
+        # With a local cache, the shared connection tracks what it reads: its
+        # handshake says CLIENT TRACKING ON, so a server that cannot track
+        # fails the PING below with TrackingUnsupportedError (a ResponseError:
+        # never bypassed, since it is no outage).
+        client = RedisClient(settings, task_group=task_group, decode_responses=True, tracker=local)
         port: RedisCachePort | None = None
         try:
             try:
@@ -57,7 +75,7 @@ async def open_redis_provider(
                 if config.failure_policy != "bypass" or isinstance(exc, AuthenticationError):
                     raise
                 _log.warning("Redis is unavailable at start-up; bypassing it: %s", exc)
-            port = RedisCachePort(client, task_group, config, observer=observer)
+            port = RedisCachePort(client, task_group, config, observer=observer, local=local)
             yield port
         finally:
             if port is not None:

@@ -1,0 +1,229 @@
+"""The local cache: hot keys served from process memory, kept right by the
+server's invalidations.
+
+The rule it keeps (DESIGN.md, "Client-side caching"): after a write by anyone
+is acknowledged, a reader that completes one round trip on its connection
+never again returns the old value. How:
+
+* The shared connection sends ``CLIENT TRACKING ON`` in its handshake (RESP3),
+  so the server remembers every key we read on it and pushes an
+  ``invalidate`` frame when one changes. The push is written to our socket
+  while the writer's command runs — before the writer's reply, so before the
+  reply to anything we send after that. The multiplexer parses in order and
+  hands pushes to :meth:`LocalCache.on_push` synchronously: by the time a
+  reply that follows an invalidation reaches its caller, the entry is gone.
+* A read can race an invalidation of its own key: the reply (the old value)
+  may be parsed just before the push, and the caller resumes after it. So a
+  read takes a ticket when it is issued (:meth:`begin`) and stores only if no
+  invalidation of its key — and no flush — arrived in between
+  (:meth:`finish`). Only keys being read are remembered for that, so the
+  bookkeeping is bounded by the reads in flight.
+* Any doubt flushes: the connection lost or reopened (invalidations sent to a
+  dead connection are never seen), a ``null`` invalidation (FLUSHDB,
+  FLUSHALL), the provider's exit. A flush also spoils every read in flight.
+* The port's own writes (``set``, ``delete``, the batches) drop the entry
+  before they are sent and again once answered: the server sends a writer's
+  own invalidation after its reply, and read-your-writes in one process
+  must not wait for it.
+
+Entries live at most ``ttl`` seconds, and never past the key's own expiry
+(its ``PTTL``, counted from when the read was issued). Memory is bounded by
+entries and bytes, least recently used out first.
+
+Everything here is synchronous and runs on the event loop's thread: no
+locks, no ``await``, nothing to cancel half-way.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import OrderedDict
+from typing import Any, Final, NamedTuple
+
+import attrs
+
+__all__ = ["ABSENT", "LocalCache", "LocalStats"]
+
+#: What :meth:`LocalCache.lookup` returns when it holds nothing for a key
+#: (``None`` is a value: the key is known to be missing).
+ABSENT: Final = object()
+
+#: What an entry costs beyond its key and value (the entry object, its
+#: OrderedDict node): counted, so that many tiny entries respect max_bytes.
+ENTRY_OVERHEAD = 120
+
+_now = time.monotonic
+
+
+@attrs.frozen
+class LocalStats:
+    """The local cache's counters, as ``cache.local_stats`` reports them.
+
+    ``hits``/``misses``: lookups answered locally / sent to Redis;
+    ``entries``/``bytes``: what it holds now (bytes as Python counts its
+    strings, plus a fixed overhead per entry); ``invalidations``: keys the
+    server said changed; ``flushes``: times it was emptied in doubt (a lost or
+    new connection, a ``null`` invalidation, exit); ``evictions``: entries
+    dropped to stay within the bounds.
+    """
+
+    hits: int
+    misses: int
+    entries: int
+    bytes: int
+    invalidations: int
+    flushes: int
+    evictions: int
+
+
+class _Entry:
+    __slots__ = ("expires", "size", "value")
+
+    def __init__(self, value: str | None, expires: float, size: int) -> None:
+        self.value = value
+        self.expires = expires
+        self.size = size
+
+
+class Ticket(NamedTuple):
+    """What a read remembers from when it was issued."""
+
+    sequence: int  # invalidations seen so far
+    flushes: int
+    issued: float  # monotonic seconds: the key's PTTL counts from here
+
+
+class LocalCache:
+    """Entries by full key (the key prefix included, as the server names
+    them). Given to the client as its shared connection's tracker."""
+
+    def __init__(self, *, max_entries: int, max_bytes: int, ttl: float) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bytes = 0
+        #: Reads in flight, per key; and for those keys only, the sequence
+        #: number of their latest invalidation.
+        self._reading: dict[str, int] = {}
+        self._invalidated: dict[str, int] = {}
+        self._sequence = 0
+        #: Every flush, counted or not: a read issued before one never stores.
+        self._generation = 0
+        self.hits = 0
+        self.misses = 0
+        self.invalidations = 0
+        self.flushes = 0
+        self.evictions = 0
+
+    def stats(self) -> LocalStats:
+        return LocalStats(
+            hits=self.hits,
+            misses=self.misses,
+            entries=len(self._entries),
+            bytes=self._bytes,
+            invalidations=self.invalidations,
+            flushes=self.flushes,
+            evictions=self.evictions,
+        )
+
+    # -- reads --------------------------------------------------------------
+
+    def lookup(self, key: str) -> Any:
+        """The value held for ``key`` (``None``: known missing), or :data:`ABSENT`."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry.expires > _now():
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry.value
+            self._drop(key, entry)
+        self.misses += 1
+        return ABSENT
+
+    def begin(self, key: str) -> Ticket:
+        """A read of ``key`` is about to be sent: call before it is queued."""
+        self._reading[key] = self._reading.get(key, 0) + 1
+        return Ticket(self._sequence, self._generation, _now())
+
+    def finish(
+        self, key: str, ticket: Ticket, answered: bool, value: str | None, pttl_ms: Any
+    ) -> None:
+        """The read ``ticket`` was taken for has ended — answered (``value``
+        and the key's ``PTTL``) or not. Store the answer only if nothing put
+        it in doubt meanwhile. Must follow every :meth:`begin` exactly once."""
+        left = self._reading[key] - 1
+        invalidated = self._invalidated.get(key, -1)
+        if left:
+            self._reading[key] = left
+        else:
+            del self._reading[key]
+            self._invalidated.pop(key, None)
+        if not answered or ticket.flushes != self._generation or invalidated > ticket.sequence:
+            return
+        if not isinstance(pttl_ms, int) or (pttl_ms == -2 and value is not None):
+            return  # gone or changed between GET and PTTL: its invalidation is on the way
+        # PTTL is whole milliseconds, rounded down or up: take one off.
+        lifetime = self.ttl if pttl_ms < 0 else min(self.ttl, (pttl_ms - 1) / 1000)
+        if lifetime <= 0:
+            return
+        self._store(key, value, ticket.issued + lifetime)
+
+    def _store(self, key: str, value: str | None, expires: float) -> None:
+        size = sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD
+        if size > self.max_bytes:
+            return
+        entries = self._entries
+        old = entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+        entries[key] = _Entry(value, expires, size)
+        self._bytes += size
+        while len(entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, evicted = entries.popitem(last=False)
+            self._bytes -= evicted.size
+            self.evictions += 1
+
+    # -- what puts entries in doubt ----------------------------------------
+
+    def invalidate(self, key: str) -> None:
+        """``key`` changed (or may have): drop it and spoil reads in flight."""
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry.size
+        if key in self._reading:
+            self._sequence += 1
+            self._invalidated[key] = self._sequence
+
+    def flush(self) -> None:
+        """Forget everything, and spoil every read in flight."""
+        self._generation += 1
+        if self._entries or self._reading:
+            self.flushes += 1
+        self._entries.clear()
+        self._bytes = 0
+
+    # -- the shared connection's tracker (_net.multiplexer.Tracker) ---------
+
+    def on_push(self, frame: list[Any]) -> None:
+        """A push frame from the shared connection, in wire order."""
+        if len(frame) < 2 or frame[0] not in ("invalidate", b"invalidate"):
+            return
+        keys = frame[1]
+        if keys is None:  # FLUSHDB / FLUSHALL (or the server's table overflowed)
+            self.flush()
+            return
+        for key in keys:
+            if isinstance(key, bytes):
+                key = key.decode("utf-8", "surrogateescape")
+            self.invalidations += 1
+            self.invalidate(key)
+
+    def reset(self) -> None:
+        """The shared connection was lost, or a new one opened."""
+        self.flush()
+
+    def _drop(self, key: str, entry: _Entry) -> None:
+        del self._entries[key]
+        self._bytes -= entry.size
