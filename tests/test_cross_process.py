@@ -326,7 +326,7 @@ async def test_a_failed_store_gives_the_lease_up_at_once(
                     assert a_token is not None
                     tasks.start_soon(_append, results, b.remember(key, good))
                     while True:  # until B follows (watches A's key): nothing to await
-                        if key in b._lease._notifications._watches:
+                        if b._lease._notifications.waiting(key):
                             break
                         await anyio.sleep(0.01)
                     release.set()
