@@ -84,6 +84,7 @@ class Lease:
         token = secrets.token_hex(16)
         lock = sidecar_key(full_key, "lock")
         give_up_at = time.monotonic() + self._wait_seconds
+        self._notifications.warm()
         if await self._take(lock, token, full_key):
             return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
         # Someone else leads. Subscribe to the key's channel — confirmed

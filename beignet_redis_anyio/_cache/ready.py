@@ -30,7 +30,10 @@ jittered poll: a lost message — a dropped connection, a reconnect's gap (the
 later one's — slows a follower down; it never makes one hang.
 
 All of it runs on one :class:`~.._client.pubsub.PubSub` per provider, created
-on the first wait, read by one task in the provider's task group.
+— and its connection opened in the background — on the first use of the
+lease, and read by one task in the provider's task group from the first
+subscribe on. (On a cluster, the connection to each primary opens with the
+first subscribe to one of its slots.)
 
 When the client-side cache (``CLIENT TRACKING``) lands, a follower that has
 just read the key can wait for the key's tracking invalidation instead: the
@@ -121,6 +124,26 @@ class ReadyNotifications:
         self._stale: dict[str, int] = {}
         #: Messages (not confirmations) this provider's subscriber has got.
         self.messages_received = 0
+
+    def warm(self) -> None:
+        """Open the subscriber's connection now, in the background, unless
+        it is open already: called on every use of the lease, so that the
+        first follower here does not wait for a connection (and its
+        ``CLIENT SETNAME``) before its ``SSUBSCRIBE``. An idle subscriber
+        costs the server nothing per computed key. A connection that cannot
+        be opened is left to the first subscribe, which tries again."""
+        if self._pubsub is None:
+            self._pubsub = self._open_pubsub()
+            self._task_group.start_soon(
+                self._connect, self._pubsub, name="beignet-redis ready connection"
+            )
+
+    @staticmethod
+    async def _connect(pubsub: PubSub) -> None:
+        try:
+            await pubsub.connect()
+        except (ConnectionError, OSError, TimeoutError):
+            pass
 
     def waiting(self, full_key: str) -> bool:
         """True while a follower here waits to be told about ``full_key``
