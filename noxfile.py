@@ -86,6 +86,7 @@ def bench(session: nox.Session) -> None:
         "port",
         "batches",
         "stampede",
+        "fleet",
         "topology",
         "outage",
         "pubsub",

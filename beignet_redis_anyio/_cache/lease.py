@@ -12,12 +12,15 @@ this makes one *process* compute. The protocol, per key:
    If anything fails before the value is stored (the factory, the store
    itself) or the leader is cancelled, the lease is released at once and the
    followers told.
-3. A follower subscribes to the ready notifications and waits for its key,
-   re-reading it when told or at a bounded, jittered poll. When the lease is
-   free again without a value (the leader died or failed), the next poll's
-   ``SET NX`` makes that follower the leader. After ``wait`` seconds at most
-   it computes the value itself: the lease saves work; it is never what
-   correctness depends on.
+3. A follower subscribes to its key's ready channel (``ready.py``: per key,
+   only while it waits), reads the key once the subscription is confirmed,
+   and waits to be told — the message carries the value — or for a bounded,
+   jittered poll. When the lease is free again without a value (the leader
+   died or failed), the next poll's ``SET NX`` makes that follower the
+   leader. A waiting process sends five commands: the first ``GET``, the
+   ``SET NX``, ``SSUBSCRIBE``, the ``GET`` after it, ``SUNSUBSCRIBE``.
+   After ``wait`` seconds at most it computes the value itself: the lease
+   saves work; it is never what correctness depends on.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import anyio
 from .._net.task_group import background_task_group
 from .commands import CommandClient
 from .keys import sidecar_key
-from .ready import ReadyNotifications
+from .ready import ReadyNotifications, ready_channel
 from .scripts import RELEASE, RENEW, STORE_AND_RELEASE
 
 __all__ = ["Lease", "LeaseReport"]
@@ -81,31 +84,35 @@ class Lease:
         token = secrets.token_hex(16)
         lock = sidecar_key(full_key, "lock")
         give_up_at = time.monotonic() + self._wait_seconds
-        timeout = self._client.command_timeout or self._lease_seconds
-        live = await self._notifications.subscribed(timeout)
-        with self._notifications.watch(full_key) as watch:
-            first = True
+        self._notifications.warm()
+        if await self._take(lock, token, full_key):
+            return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
+        # Someone else leads. Subscribe to the key's channel — confirmed
+        # before the next read, so a value stored after that read is heard —
+        # then read, and wait to be told (the message carries the value) or
+        # to poll. Told to look again (the leader gave up) or after a poll,
+        # try the lease: a free one makes us the leader.
+        leading = False
+        async with self._notifications.watch(full_key, self._poll) as watch:
             while True:
-                if await self._take(lock, token, full_key):
-                    return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
-                # Someone else leads. If we could not hear them (no live
-                # subscription) or might have subscribed after they finished,
-                # look now; otherwise wait to be told, or to poll.
-                value = None
-                if not (first and live):
-                    value = await self._client.execute_command("GET", full_key)
-                first = False
-                if value is None:
-                    left = give_up_at - time.monotonic()
-                    if left <= 0:
-                        self._report(key, "wait_expired", None)
-                        produced, delta = await produce()
-                        await store(produced, delta)
-                        return produced
-                    await watch.wait(min(left, self._poll * random.uniform(0.5, 1.5)))
-                    value = await self._client.execute_command("GET", full_key)
+                value = await self._client.execute_command("GET", full_key)
                 if value is not None:
                     return str(value)
+                left = give_up_at - time.monotonic()
+                if left <= 0:
+                    break
+                told = await watch.wait(min(left, self._poll * random.uniform(0.5, 1.5)))
+                if told is not None:
+                    return told
+                if await self._take(lock, token, full_key):
+                    leading = True
+                    break
+        if leading:
+            return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
+        self._report(key, "wait_expired", None)
+        produced, delta = await produce()
+        await store(produced, delta)
+        return produced
 
     async def _take(self, lock: str, token: str, full_key: str) -> bool:
         """Try to take the lease. Cancelled while the ``SET NX`` is in flight,
@@ -156,7 +163,7 @@ class Lease:
             ours = await STORE_AND_RELEASE(
                 self._client,
                 [full_key, sidecar_key(full_key, "meta"), lock],
-                [value, ttl_ms or 0, meta(delta), token, self._notifications.channel, full_key],
+                [value, ttl_ms or 0, meta(delta), token, ready_channel(full_key)],
             )
         except BaseException:
             await self._release(lock, token, full_key)
@@ -184,6 +191,6 @@ class Lease:
         """Give the lease up now (something failed, or we were cancelled)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._lease_seconds):
             try:
-                await RELEASE(self._client, [lock], [token, self._notifications.channel, full_key])
+                await RELEASE(self._client, [lock], [token, ready_channel(full_key)])
             except Exception:
                 pass  # the lease expires by itself

@@ -91,7 +91,7 @@ class RedisCachePort(CacheConveniences):
         )
         self._lease = Lease(
             client,
-            ReadyNotifications(client.node_settings, client.db, task_group),
+            ReadyNotifications(client.pubsub, task_group),
             lease_seconds=config.lock_lease_seconds,
             wait_seconds=config.lock_wait_seconds,
             report=self._report.lease_event,

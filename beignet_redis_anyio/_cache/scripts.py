@@ -32,15 +32,28 @@ class Script:
             return await client.execute_command("EVAL", self.source, len(keys), *keys, *args)
 
 
-#: KEYS[1] lock; ARGV[1] token, ARGV[2] channel, ARGV[3] message.
+#: Tells the key's followers (``ready.py``): ``SPUBLISH`` on the key's own
+#: channel, in the key's slot; ``PUBLISH`` where the server has no sharded
+#: pub/sub (Redis 6). A publish that fails anyway (an ACL on channels) only
+#: costs the followers a poll, so it never fails the script.
+_NOTIFY = """
+local function notify(channel, message)
+  if not pcall(redis.call, 'SPUBLISH', channel, message) then
+    pcall(redis.call, 'PUBLISH', channel, message)
+  end
+end
+"""
+
+#: KEYS[1] lock; ARGV[1] token, ARGV[2] the key's ready channel.
 #: Deletes the lock if it is still ours and tells the followers to look again.
 RELEASE = Script(
-    """
+    _NOTIFY
+    + """
 local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   released = redis.call('DEL', KEYS[1])
 end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+notify(ARGV[2], 'r')
 return released
 """
 )
@@ -57,11 +70,13 @@ return 0
 
 #: KEYS[1] value, KEYS[2] meta, KEYS[3] lock;
 #: ARGV[1] value, ARGV[2] ttl ms (0: none), ARGV[3] meta ('' : none),
-#: ARGV[4] token, ARGV[5] channel, ARGV[6] message.
+#: ARGV[4] token, ARGV[5] the key's ready channel.
 #: Stores the value (and its metadata) *before* giving the lease up, then
-#: tells the followers. Returns 1 if the lease was still ours, 0 if lost.
+#: tells the followers, handing them the value. Returns 1 if the lease was
+#: still ours, 0 if lost.
 STORE_AND_RELEASE = Script(
-    """
+    _NOTIFY
+    + """
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
@@ -82,7 +97,7 @@ if redis.call('GET', KEYS[3]) == ARGV[4] then
   redis.call('DEL', KEYS[3])
   ours = 1
 end
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+notify(ARGV[5], 'v' .. ARGV[1])
 return ours
 """
 )

@@ -148,16 +148,21 @@ class PubSubConnection:
             await connection.aclose()
 
     async def aclose(self) -> None:
-        """Stop the reader and close the connection; shielded, bounded."""
+        """Stop the reader and close the connection; shielded, bounded.
+
+        The reader is stopped first: a socket closed under a read that is
+        just starting is not a lost connection to asyncio's selector but a
+        ``ValueError`` (file descriptor -1), which would end the task group.
+        """
         self._closed = True
-        connection, self._connection = self._connection, None
         with anyio.CancelScope(shield=True):
-            if connection is not None:
-                await connection.aclose()
             if self._reader is not None:
                 self._reader.cancel()
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     await self._reader_done.wait()
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                await connection.aclose()
 
     # -- the reader task ------------------------------------------------------
 
