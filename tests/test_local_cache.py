@@ -23,7 +23,7 @@ from beignet_redis_anyio import (
 from beignet_redis_anyio._cache.local import ABSENT, LocalCache
 from beignet_redis_anyio._cache.port import RedisCachePort
 from beignet_redis_anyio._net.errors import ConfigError
-from servers import FakeServer, RedisCluster, RedisServer
+from servers import FakeServer, RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -287,12 +287,6 @@ async def test_both_memory_bounds_hold(real_server: RedisServer, key: str) -> No
 async def test_a_server_that_cannot_track_fails_on_entry(fake_server: FakeServer) -> None:
     with pytest.raises(TrackingUnsupportedError, match="local_cache needs Redis or Valkey 6"):
         async with _local(fake_server.url):
-            pass
-
-
-async def test_a_cluster_is_refused_on_entry(cluster: RedisCluster) -> None:
-    with pytest.raises(NotImplementedError, match="not supported yet"):
-        async with _local(cluster.url):
             pass
 
 

@@ -26,6 +26,15 @@ never again returns the old value. How:
   own invalidation after its reply, and read-your-writes in one process
   must not wait for it.
 
+On a cluster, each node's shared connection tracks what is read through it,
+and an entry is kept only while the node it was read from owns its slot
+(``_topology/cluster.py``, :class:`SlotTracker`): a slot that changes owner,
+and the slots of a node whose connection is lost or reopened, are forgotten,
+and every read in flight is spoiled. A missing key is not cached as missing
+there: if its slot moves, the new owner never heard we read it, and the old
+one never sees the write — a key that exists is deleted from the old owner
+by the migration, which tells us.
+
 Entries live at most ``ttl`` seconds, and never past the key's own expiry
 (its ``PTTL``, counted from when the read was issued). Memory is bounded by
 entries and bytes, least recently used out first.
@@ -42,6 +51,7 @@ from collections import OrderedDict
 from typing import Any, Final, NamedTuple
 
 import attrs
+from redis.crc import key_slot
 
 __all__ = ["ABSENT", "LocalCache", "LocalStats"]
 
@@ -78,12 +88,13 @@ class LocalStats:
 
 
 class _Entry:
-    __slots__ = ("expires", "size", "value")
+    __slots__ = ("expires", "size", "slot", "value")
 
-    def __init__(self, value: str | None, expires: float, size: int) -> None:
+    def __init__(self, value: str | None, expires: float, size: int, slot: int) -> None:
         self.value = value
         self.expires = expires
         self.size = size
+        self.slot = slot  # its cluster slot; 0 on one server
 
 
 class Ticket(NamedTuple):
@@ -96,12 +107,16 @@ class Ticket(NamedTuple):
 
 class LocalCache:
     """Entries by full key (the key prefix included, as the server names
-    them). Given to the client as its shared connection's tracker."""
+    them). Given to the client as its shared connection's tracker — on a
+    cluster (``cluster=True``), as every node's."""
 
-    def __init__(self, *, max_entries: int, max_bytes: int, ttl: float) -> None:
+    def __init__(
+        self, *, max_entries: int, max_bytes: int, ttl: float, cluster: bool = False
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl = ttl
+        self.cluster = cluster
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         #: Reads in flight, per key; and for those keys only, the sequence
@@ -164,6 +179,8 @@ class LocalCache:
             return
         if not isinstance(pttl_ms, int) or (pttl_ms == -2 and value is not None):
             return  # gone or changed between GET and PTTL: its invalidation is on the way
+        if value is None and self.cluster:
+            return  # see the module's docstring
         # PTTL is whole milliseconds, rounded down or up: take one off.
         lifetime = self.ttl if pttl_ms < 0 else min(self.ttl, (pttl_ms - 1) / 1000)
         if lifetime <= 0:
@@ -178,7 +195,8 @@ class LocalCache:
         old = entries.pop(key, None)
         if old is not None:
             self._bytes -= old.size
-        entries[key] = _Entry(value, expires, size)
+        slot = key_slot(key.encode("utf-8", "surrogateescape")) if self.cluster else 0
+        entries[key] = _Entry(value, expires, size, slot)
         self._bytes += size
         while len(entries) > self.max_entries or self._bytes > self.max_bytes:
             _, evicted = entries.popitem(last=False)
@@ -203,6 +221,18 @@ class LocalCache:
             self.flushes += 1
         self._entries.clear()
         self._bytes = 0
+
+    def forget_slots(self, slots: set[int]) -> None:
+        """A cluster's ``slots`` changed owner, or their node's connection is
+        in doubt: drop their entries, and spoil every read in flight."""
+        self._generation += 1
+        if not slots or not self._entries:
+            return
+        doomed = [key for key, entry in self._entries.items() if entry.slot in slots]
+        for key in doomed:
+            self._drop(key, self._entries[key])
+        if doomed:
+            self.flushes += 1
 
     # -- the shared connection's tracker (_net.multiplexer.Tracker) ---------
 

@@ -30,7 +30,7 @@ from redis.typing import KeyT
 
 from .._net.commands import DEDICATED, NOT_BLOCKING, SHARED, Command, command_for
 from .._net.dedicated import HeldConnection
-from .._net.multiplexer import Multiplexer, Tracker
+from .._net.multiplexer import Multiplexer
 from .._net.node import Node
 from .._net.redis_compat import (
     EMPTY_RESPONSE,
@@ -43,7 +43,7 @@ from .._net.redis_compat import (
 from .._net.settings import ConnectionSettings
 from .._net.task_group import background_task_group
 from .._net.wire import encode_command, encode_commands
-from .._topology.cluster import ClusterRouter, command_slot
+from .._topology.cluster import ClusterRouter, SlotTracker, command_slot
 from .._topology.sentinel import SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
 from .lock import Lock
@@ -85,10 +85,11 @@ class RedisClient(AsyncCoreCommands):
         *,
         task_group: TaskGroup,
         decode_responses: bool = True,
-        tracker: Tracker | None = None,
+        tracker: SlotTracker | None = None,
     ) -> None:
         # tracker: a client-side cache's hooks on the shared connection (see
-        # _net.multiplexer.Tracker); the local cache's only way in.
+        # _net.multiplexer.Tracker) — every node's, on a cluster
+        # (_topology.cluster.SlotTracker); the local cache's only way in.
         self.settings = settings
         self._decode = decode_responses
         self._task_group = task_group
@@ -112,9 +113,9 @@ class RedisClient(AsyncCoreCommands):
         #: The one server's connections; a cluster has a node per primary instead.
         self._node: Node | None = None
         if isinstance(settings, ClusterSettings):
-            if tracker is not None:
-                raise NotImplementedError("a local cache on a Redis Cluster is not supported yet")
-            self._cluster = ClusterRouter(settings, task_group, decode=decode_responses)
+            self._cluster = ClusterRouter(
+                settings, task_group, decode=decode_responses, tracker=tracker
+            )
             self.command_timeout = settings.node.command_timeout
             self.db = 0
             return

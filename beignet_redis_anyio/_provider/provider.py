@@ -48,15 +48,11 @@ async def open_redis_provider(
     settings = config.connection_settings()
     local = None
     if config.local_cache:
-        if isinstance(settings, ClusterSettings):
-            raise NotImplementedError(
-                "local_cache on a Redis Cluster is not supported yet: use it with one "
-                "server (or Sentinel), or turn it off"
-            )
         local = LocalCache(
             max_entries=config.local_cache_max_entries,
             max_bytes=config.local_cache_max_bytes,
             ttl=config.local_cache_ttl,
+            cluster=isinstance(settings, ClusterSettings),
         )
     async with background_task_group() as task_group:
         # With a local cache, the shared connection tracks what it reads: its

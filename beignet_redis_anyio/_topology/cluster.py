@@ -13,6 +13,9 @@ one multiplexed connection of its own, exactly like a single server does.
 * A connection that fails to a node fails its commands (never replayed: they
   may have applied) and marks the topology stale, so the next command
   re-reads it — that is how a primary replaced by failover is found.
+* With a local cache (``tracker=``), each node's shared connection tracks
+  the keys read through it, and every change of a slot's owner tells the
+  tracker which slots to forget (see :class:`SlotTracker`).
 * A command's keys, and whether it can be split, come from the command
   table (``_net/commands.py``). Those it marks ``split`` (``MGET``, ``MSET``,
   ``DEL``, ``UNLINK``, ``EXISTS``, ``TOUCH``) are split per slot when their
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -41,12 +44,12 @@ from redis.exceptions import (
 
 from .._net.commands import Command, Split
 from .._net.dedicated import DedicatedConnections
-from .._net.multiplexer import Multiplexer
+from .._net.multiplexer import Multiplexer, Tracker
 from .._net.node import Node
 from .._net.wire import encode_command, encode_commands
 from .urls import ClusterSettings
 
-__all__ = ["ClusterRouter", "command_slot"]
+__all__ = ["ClusterRouter", "SlotTracker", "command_slot"]
 
 SLOTS = 16384
 _MAX_REDIRECTS = 5
@@ -100,11 +103,64 @@ async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
         raise errors[0]
 
 
+class SlotTracker(Tracker, Protocol):
+    """A client-side cache across a cluster's nodes.
+
+    Its invariant: whatever it holds for a slot was read through the node
+    that owns the slot *now* — the only node whose tracking will tell us when
+    the key changes. So :meth:`forget_slots` is called, synchronously, for
+    every slot whose owner changes (``MOVED``, a re-read topology) and for
+    the slots of a node whose connection is lost or reopened, or that sent a
+    ``null`` invalidation; and it must also spoil every read in flight (the
+    reply may have come from the old owner, or through ``ASK``: a node that
+    will never tell us of a change). Key invalidations from any node go to
+    :meth:`on_push` as they do on one server.
+    """
+
+    def forget_slots(self, slots: set[int]) -> None: ...
+
+
+class _NodeTracking:
+    """One node's shared connection's tracker: its pushes and resets, told
+    to the cache as slots to forget."""
+
+    __slots__ = ("_address", "_opened", "_router", "_tracker")
+
+    def __init__(self, router: ClusterRouter, address: Address, tracker: SlotTracker) -> None:
+        self._router = router
+        self._address = address
+        self._tracker = tracker
+        self._opened = False
+
+    def on_push(self, frame: list[Any]) -> None:
+        if len(frame) >= 2 and frame[0] in ("invalidate", b"invalidate") and frame[1] is None:
+            # FLUSHDB/FLUSHALL on this node (or its tracking table overflowed).
+            self._tracker.forget_slots(self._router.slots_of(self._address))
+        else:
+            self._tracker.on_push(frame)
+
+    def reset(self) -> None:
+        if not self._opened:
+            # The node's first link: nothing was read through it before, and
+            # a read waiting for it to open is tracked by it — no doubt yet.
+            self._opened = True
+            return
+        self._tracker.forget_slots(self._router.slots_of(self._address))
+
+
 class ClusterRouter:
     """One :class:`Node` per server; commands sent to the owner of their slot."""
 
-    def __init__(self, settings: ClusterSettings, task_group: TaskGroup, *, decode: bool) -> None:
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        task_group: TaskGroup,
+        *,
+        decode: bool,
+        tracker: SlotTracker | None = None,
+    ) -> None:
         self.settings = settings
+        self._tracker = tracker
         self._task_group = task_group
         self._decode = decode
         self._nodes: dict[Address, Node] = {}
@@ -130,10 +186,37 @@ class ClusterRouter:
         if node is None:
             if self._closed:
                 raise ConnectionError("the client was closed")
+            tracker = self._tracker
+            tracking = None if tracker is None else _NodeTracking(self, address, tracker)
             node = self._nodes[address] = Node(
-                self.settings.for_node(*address), self._task_group, decode=self._decode
+                self.settings.for_node(*address),
+                self._task_group,
+                decode=self._decode,
+                tracker=tracking,
             )
         return node
+
+    def slots_of(self, address: Address) -> set[int]:
+        """The slots ``address`` owns, as far as we know."""
+        return {slot for slot, owner in enumerate(self._owners) if owner == address}
+
+    def _set_owners(self, owners: list[Address | None]) -> None:
+        tracker = self._tracker
+        if tracker is not None:
+            old = self._owners
+            changed = {slot for slot in range(SLOTS) if old[slot] != owners[slot]}
+            if changed:
+                tracker.forget_slots(changed)
+        self._owners = owners
+
+    def _moved(self, error: MovedError) -> None:
+        """``error``'s slot has a new owner; re-read the topology next time."""
+        self._stale = True
+        owner = (error.host, int(error.port))
+        if self._owners[error.slot_id] != owner:
+            if self._tracker is not None:
+                self._tracker.forget_slots({error.slot_id})
+            self._owners[error.slot_id] = owner
 
     def node(self, address: Address) -> Multiplexer:
         """The shared connection to the server at ``address``."""
@@ -164,7 +247,8 @@ class ClusterRouter:
                 if not primaries:
                     reasons.append(f"{address[0]}:{address[1]}: no slots assigned")
                     continue
-                self._owners, self._primaries = owners, primaries
+                self._set_owners(owners)
+                self._primaries = primaries
                 self._stale = False
                 self._epoch += 1
                 return
@@ -228,7 +312,7 @@ class ClusterRouter:
         held one): look the topology up again before the next command."""
         self._stale = True
         if isinstance(error, MovedError):
-            self._owners[error.slot_id] = (error.host, int(error.port))
+            self._moved(error)
 
     # -- commands -----------------------------------------------------------
 
@@ -255,11 +339,14 @@ class ClusterRouter:
                 raise
             reply = replies[-1]
             if isinstance(reply, MovedError):
-                self._stale = True
-                self._owners[reply.slot_id] = (reply.host, int(reply.port))
+                self._moved(reply)
                 address = (reply.host, int(reply.port))
                 continue
             if isinstance(reply, AskError):
+                if self._tracker is not None:
+                    # Answered by a node that does not own the slot yet: its
+                    # tracking of the key will not outlive the migration.
+                    self._tracker.forget_slots(set())
                 target = (reply.host, int(reply.port))
                 replies = await self.node(target).request(
                     encode_commands([("ASKING",), *commands]), len(commands) + 1, decode
@@ -340,6 +427,8 @@ class ClusterRouter:
                 if isinstance(reply, (MovedError, AskError)):
                     # It did not run there; run it where it lives now.
                     self._stale = True
+                    if isinstance(reply, MovedError):
+                        self._moved(reply)
                     reply = await self._send(slots[index], [commands[index]], decode)
                 results[index] = reply
 
