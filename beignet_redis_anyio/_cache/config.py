@@ -91,6 +91,9 @@ class RedisConfig:
     local_cache_max_entries: int = 10_000
     local_cache_max_bytes: int = 64 * 1024 * 1024
     local_cache_ttl: float = 60.0
+    #: With ``failure_policy="bypass"``: while Redis cannot be reached, serve
+    #: what the local cache held when the connection was lost.
+    local_cache_stale_if_error: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.strip(_ASCII_SPACE):
@@ -115,6 +118,7 @@ class RedisConfig:
             ("REDIS_REMEMBER_LOCK", self.remember_lock),
             ("REDIS_EARLY_REFRESH", self.early_refresh),
             ("REDIS_LOCAL_CACHE", self.local_cache),
+            ("REDIS_LOCAL_CACHE_STALE_IF_ERROR", self.local_cache_stale_if_error),
         ):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{variable} must be true or false, got {flag!r}")
@@ -141,6 +145,13 @@ class RedisConfig:
             if isinstance(bound, bool) or not (isinstance(bound, int) and bound >= 1):
                 raise ConfigError(f"{variable} must be an integer >= 1, got {bound!r}")
         _check_number("REDIS_LOCAL_CACHE_TTL", self.local_cache_ttl)
+        if self.local_cache_stale_if_error and not (
+            self.local_cache and self.failure_policy == "bypass"
+        ):
+            raise ConfigError(
+                "REDIS_LOCAL_CACHE_STALE_IF_ERROR needs REDIS_LOCAL_CACHE=true and "
+                "REDIS_FAILURE_POLICY=bypass (it is what the bypass serves from the local cache)"
+            )
         if self.local_cache and self.protocol == 2:
             raise ConfigError(
                 "REDIS_LOCAL_CACHE needs RESP3 (its invalidations share the connection "
@@ -239,6 +250,7 @@ class RedisConfig:
             ("REDIS_REMEMBER_LOCK", "remember_lock"),
             ("REDIS_EARLY_REFRESH", "early_refresh"),
             ("REDIS_LOCAL_CACHE", "local_cache"),
+            ("REDIS_LOCAL_CACHE_STALE_IF_ERROR", "local_cache_stale_if_error"),
         ):
             if (flag := get(variable)) is not None:
                 fields[field] = _boolean(variable, flag)

@@ -72,7 +72,9 @@ class CacheEvent:
     single-key operation they are 1 and 0.
 
     ``local`` tells a hit (or a known-missing key) served from the local
-    cache from one Redis answered.
+    cache from one Redis answered. ``stale`` marks one served while Redis
+    could not be reached (``local_cache_stale_if_error``): the entry was in
+    doubt, and ``error`` names what kept Redis from answering.
     """
 
     operation: Operation
@@ -86,6 +88,8 @@ class CacheEvent:
     #: True when the local cache answered (``get``, ``has``, ``remember``),
     #: without a round trip to Redis.
     local: bool = False
+    #: True when that answer was served in doubt, Redis unreachable.
+    stale: bool = False
 
 
 Observer = Callable[[CacheEvent], object]

@@ -35,6 +35,12 @@ there: if its slot moves, the new owner never heard we read it, and the old
 one never sees the write — a key that exists is deleted from the old owner
 by the migration, which tells us.
 
+With ``stale_if_error`` (and the ``bypass`` failure policy), what a lost
+connection puts in doubt is set aside rather than dropped: never served as a
+hit, only by :meth:`stale` while Redis cannot be reached, until the entry
+would have expired. A new connection drops it for good — from then on Redis
+answers — and so does an invalidation of its key.
+
 Entries live at most ``ttl`` seconds, and never past the key's own expiry
 (its ``PTTL``, counted from when the read was issued). Memory is bounded by
 entries and bytes, least recently used out first.
@@ -75,7 +81,8 @@ class LocalStats:
     strings, plus a fixed overhead per entry); ``invalidations``: keys the
     server said changed; ``flushes``: times it was emptied in doubt (a lost or
     new connection, a ``null`` invalidation, exit); ``evictions``: entries
-    dropped to stay within the bounds.
+    dropped to stay within the bounds; ``stale_hits``: entries served in doubt
+    while Redis could not be reached (``stale_if_error``).
     """
 
     hits: int
@@ -85,6 +92,7 @@ class LocalStats:
     invalidations: int
     flushes: int
     evictions: int
+    stale_hits: int = 0
 
 
 class _Entry:
@@ -111,13 +119,23 @@ class LocalCache:
     cluster (``cluster=True``), as every node's."""
 
     def __init__(
-        self, *, max_entries: int, max_bytes: int, ttl: float, cluster: bool = False
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        ttl: float,
+        cluster: bool = False,
+        stale_if_error: bool = False,
     ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.cluster = cluster
+        self.stale_if_error = stale_if_error
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        #: Entries a lost connection put in doubt, kept for :meth:`stale`
+        #: (``stale_if_error``); counted in the bounds, evicted first.
+        self._doubtful: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         #: Reads in flight, per key; and for those keys only, the sequence
         #: number of their latest invalidation.
@@ -131,6 +149,7 @@ class LocalCache:
         self.invalidations = 0
         self.flushes = 0
         self.evictions = 0
+        self.stale_hits = 0
 
     def stats(self) -> LocalStats:
         return LocalStats(
@@ -141,6 +160,7 @@ class LocalCache:
             invalidations=self.invalidations,
             flushes=self.flushes,
             evictions=self.evictions,
+            stale_hits=self.stale_hits,
         )
 
     # -- reads --------------------------------------------------------------
@@ -198,10 +218,20 @@ class LocalCache:
         slot = key_slot(key.encode("utf-8", "surrogateescape")) if self.cluster else 0
         entries[key] = _Entry(value, expires, size, slot)
         self._bytes += size
-        while len(entries) > self.max_entries or self._bytes > self.max_bytes:
-            _, evicted = entries.popitem(last=False)
+        doubtful = self._doubtful
+        while len(entries) + len(doubtful) > self.max_entries or self._bytes > self.max_bytes:
+            _, evicted = (doubtful or entries).popitem(last=False)
             self._bytes -= evicted.size
             self.evictions += 1
+
+    def stale(self, key: str) -> Any:
+        """What was held for ``key``, even in doubt, unless expired — for a
+        caller Redis cannot answer (``stale_if_error``); else :data:`ABSENT`."""
+        entry = self._entries.get(key) or self._doubtful.get(key)
+        if entry is None or entry.expires <= _now():
+            return ABSENT
+        self.stale_hits += 1
+        return entry.value
 
     # -- what puts entries in doubt ----------------------------------------
 
@@ -210,27 +240,47 @@ class LocalCache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry.size
+        if self._doubtful:
+            entry = self._doubtful.pop(key, None)
+            if entry is not None:
+                self._bytes -= entry.size
         if key in self._reading:
             self._sequence += 1
             self._invalidated[key] = self._sequence
 
-    def flush(self) -> None:
-        """Forget everything, and spoil every read in flight."""
+    def flush(self, *, lost: bool = False) -> None:
+        """Forget everything, and spoil every read in flight. ``lost``: the
+        connection was, so with ``stale_if_error`` the entries are set aside
+        for :meth:`stale` instead."""
         self._generation += 1
         if self._entries or self._reading:
             self.flushes += 1
+        if lost and self.stale_if_error:
+            for key, entry in self._entries.items():
+                self._set_aside(key, entry)
+        else:
+            self._doubtful.clear()
+            self._bytes = 0
         self._entries.clear()
-        self._bytes = 0
 
-    def forget_slots(self, slots: set[int]) -> None:
+    def forget_slots(self, slots: set[int], *, lost: bool = False) -> None:
         """A cluster's ``slots`` changed owner, or their node's connection is
-        in doubt: drop their entries, and spoil every read in flight."""
+        in doubt (``lost``: as :meth:`flush` says): drop their entries, and
+        spoil every read in flight."""
         self._generation += 1
-        if not slots or not self._entries:
+        if not slots:
             return
-        doomed = [key for key, entry in self._entries.items() if entry.slot in slots]
+        entries, doubtful = self._entries, self._doubtful
+        if doubtful and not lost:
+            for key in [key for key, entry in doubtful.items() if entry.slot in slots]:
+                self._bytes -= doubtful.pop(key).size
+        doomed = [key for key, entry in entries.items() if entry.slot in slots]
         for key in doomed:
-            self._drop(key, self._entries[key])
+            entry = entries.pop(key)
+            if lost and self.stale_if_error:
+                self._set_aside(key, entry)
+            else:
+                self._bytes -= entry.size
         if doomed:
             self.flushes += 1
 
@@ -250,9 +300,20 @@ class LocalCache:
             self.invalidations += 1
             self.invalidate(key)
 
+    def lost(self) -> None:
+        """The shared connection was lost."""
+        self.flush(lost=True)
+
     def reset(self) -> None:
-        """The shared connection was lost, or a new one opened."""
+        """A new shared connection opened."""
         self.flush()
+
+    def _set_aside(self, key: str, entry: _Entry) -> None:
+        """Keep ``entry`` (already counted in the bytes) for :meth:`stale` only."""
+        older = self._doubtful.pop(key, None)
+        if older is not None:
+            self._bytes -= older.size
+        self._doubtful[key] = entry
 
     def _drop(self, key: str, entry: _Entry) -> None:
         del self._entries[key]

@@ -27,6 +27,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from .._client.client import RedisClient
+from .._net.errors import describe
 from .._net.transport import CLOSE_TIMEOUT
 from .batches import Batches, FactoryMany
 from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
@@ -144,6 +145,10 @@ class RedisCachePort(CacheConveniences):
                     return value
                 value = await self._guarded(self._read_tracked, self.key_prefix + key)
         except BaseException as exc:
+            held = self._stale(key, exc)
+            if held is not ABSENT:
+                self._served_stale("cache.get", key, held, None, started, exc)
+                return held  # type: ignore[no-any-return]
             if self._bypassed("cache.get", key, None, started, exc):
                 return None
             if isinstance(exc, UnicodeDecodeError):
@@ -196,7 +201,7 @@ class RedisCachePort(CacheConveniences):
                         "cache.has", key, status, None, time.perf_counter(), local=True
                     )
                 return held is not None
-        return await self._count("cache.has", "EXISTS", key, "hit", "miss")
+        return await self._count("cache.has", "EXISTS", key, "hit", "miss", stale=True)
 
     async def remember(
         self,
@@ -251,6 +256,10 @@ class RedisCachePort(CacheConveniences):
                 except UNAVAILABLE as exc:
                     if not self._bypass:
                         raise
+                    held = self._stale(key, exc)
+                    if held is not ABSENT and held is not None:
+                        self._served_stale("cache.remember", key, held, ttl_seconds, started, exc)
+                        return str(held)
                     unavailable, cached = exc, None
                 if cached is not None:
                     if self._observer is not None:
@@ -450,14 +459,26 @@ class RedisCachePort(CacheConveniences):
         return result
 
     async def _count(
-        self, operation: Operation, command: str, key: str, yes: Status, no: Status
+        self,
+        operation: Operation,
+        command: str,
+        key: str,
+        yes: Status,
+        no: Status,
+        *,
+        stale: bool = False,
     ) -> bool:
-        """A one-key command that answers with a count: DEL, EXISTS."""
+        """A one-key command that answers with a count: DEL, EXISTS (``stale``:
+        a read, which ``stale_if_error`` may answer)."""
         check_key(key)
         started = time.perf_counter()
         try:
             answer = bool(await self._guarded(self._execute, command, self.key_prefix + key))
         except BaseException as exc:
+            held: Any = self._stale(key, exc) if stale else ABSENT
+            if held is not ABSENT:
+                self._served_stale(operation, key, held, None, started, exc)
+                return held is not None
             if self._bypassed(operation, key, None, started, exc):
                 return False
             raise
@@ -499,6 +520,29 @@ class RedisCachePort(CacheConveniences):
         if ttl_ms is None or not jitter:
             return ttl_ms
         return max(1, round(ttl_ms * random.uniform(1 - jitter, 1 + jitter)))
+
+    def _stale(self, key: str, exc: BaseException) -> Any:
+        """What ``local_cache_stale_if_error`` serves for ``key`` now that
+        Redis could not answer (``exc``), or :data:`ABSENT`."""
+        local = self._local
+        if local is None or not local.stale_if_error or not isinstance(exc, UNAVAILABLE):
+            return ABSENT
+        return local.stale(self.key_prefix + key)
+
+    def _served_stale(
+        self,
+        operation: Operation,
+        key: str,
+        held: str | None,
+        ttl_seconds: float | None,
+        started: float,
+        exc: BaseException,
+    ) -> None:
+        if self._observer is not None:
+            status: Status = "hit" if held is not None else "miss"
+            self._report.event(
+                operation, key, status, ttl_seconds, started, describe(exc), local=True, stale=True
+            )
 
     def _bypassed(
         self,

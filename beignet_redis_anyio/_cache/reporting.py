@@ -48,6 +48,7 @@ class Reporter:
         error: str | None = None,
         *,
         local: bool = False,
+        stale: bool = False,
     ) -> None:
         """One operation's outcome, timed from ``started`` (``time.perf_counter``)."""
         assert self.observer is not None
@@ -59,6 +60,7 @@ class Reporter:
             duration_seconds=time.perf_counter() - started,
             error=error,
             local=local,
+            stale=stale,
         )
         notify(self.observer, event)
 

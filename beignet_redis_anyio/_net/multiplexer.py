@@ -100,13 +100,17 @@ class Tracker(Protocol):
 
     With one, every link sends ``CLIENT TRACKING ON`` in its handshake, its
     push frames (invalidations) go to :meth:`on_push` in wire order with the
-    replies, and :meth:`reset` is called — synchronously, before anything
-    else can use or miss it — when a link is lost and when a new one opens:
-    invalidations sent to a dead connection are never seen, so whatever was
-    read through it is in doubt.
+    replies, and — synchronously, before anything else can use or miss it —
+    :meth:`lost` is called when a link is lost and :meth:`reset` when a new
+    one opens: invalidations sent to a dead connection are never seen, so
+    whatever was read through it is in doubt. (Told apart because a value
+    in doubt may still be worth serving while the server cannot be reached,
+    and not once it can.)
     """
 
     def on_push(self, frame: list[Any]) -> None: ...
+
+    def lost(self) -> None: ...
 
     def reset(self) -> None: ...
 
@@ -634,7 +638,7 @@ class Multiplexer:
                         connection,
                         self._settings.command_timeout,
                         self._on_push,
-                        tracker.reset if tracker is not None else None,
+                        tracker.lost if tracker is not None else None,
                     )
                     self._task_group.start_soon(
                         self._serve, link, name=f"beignet-redis link {self._settings.address}"

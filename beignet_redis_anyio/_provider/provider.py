@@ -53,6 +53,7 @@ async def open_redis_provider(
             max_bytes=config.local_cache_max_bytes,
             ttl=config.local_cache_ttl,
             cluster=isinstance(settings, ClusterSettings),
+            stale_if_error=config.local_cache_stale_if_error,
         )
     async with background_task_group() as task_group:
         # With a local cache, the shared connection tracks what it reads: its

@@ -111,13 +111,14 @@ class SlotTracker(Tracker, Protocol):
     the key changes. So :meth:`forget_slots` is called, synchronously, for
     every slot whose owner changes (``MOVED``, a re-read topology) and for
     the slots of a node whose connection is lost or reopened, or that sent a
-    ``null`` invalidation; and it must also spoil every read in flight (the
+    ``null`` invalidation (``lost=True`` when the node's connection was
+    lost); and it must also spoil every read in flight (the
     reply may have come from the old owner, or through ``ASK``: a node that
     will never tell us of a change). Key invalidations from any node go to
     :meth:`on_push` as they do on one server.
     """
 
-    def forget_slots(self, slots: set[int]) -> None: ...
+    def forget_slots(self, slots: set[int], *, lost: bool = False) -> None: ...
 
 
 class _NodeTracking:
@@ -138,6 +139,9 @@ class _NodeTracking:
             self._tracker.forget_slots(self._router.slots_of(self._address))
         else:
             self._tracker.on_push(frame)
+
+    def lost(self) -> None:
+        self._tracker.forget_slots(self._router.slots_of(self._address), lost=True)
 
     def reset(self) -> None:
         if not self._opened:
