@@ -361,15 +361,16 @@ class RedisCachePort(CacheConveniences):
         flush arrived before the caller got the reply (``local.py``)."""
         local = self._local
         assert local is not None
-        pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command("GET", full_key)
-        pipe.execute_command("PTTL", full_key)
         ticket = local.begin(full_key)  # before the read is queued
         answered = False
         value: Any = None
         remaining_ms: Any = None
         try:
-            value, remaining_ms = await pipe.execute(raise_on_error=False)
+            # The raw path a pipeline takes, without building one: replies
+            # as they come (an error reply as its exception), no callbacks.
+            value, remaining_ms = await self.client._execute_many(
+                [("GET", full_key), ("PTTL", full_key)], False
+            )
             answered = not isinstance(value, BaseException)
         finally:
             local.finish(full_key, ticket, answered, value, remaining_ms)
