@@ -99,6 +99,53 @@ async def test_remember_hits_locally_and_single_flight_still_holds(
         assert calls == 1
 
 
+async def test_the_cross_process_lease_still_computes_once_across_providers(
+    real_server: RedisServer, key: str
+) -> None:
+    """Two providers (two processes, as far as Redis can tell) miss at once:
+    one computes under the lease, the other waits for its value; then both
+    hit from memory."""
+    calls = 0
+    started = anyio.Event()
+    release = anyio.Event()
+
+    async def factory() -> str:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await release.wait()
+        return "leased"
+
+    async with (
+        _local(real_server.url) as first,
+        _local(real_server.url) as second,
+        open_redis_client(real_server.url) as other,
+    ):
+        results: list[str] = []
+
+        async def remember(cache: RedisCachePort) -> None:
+            results.append(await cache.remember(key, factory, ttl_seconds=60, lock=True))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(remember, first)
+                await started.wait()  # the first holds the lease
+                tasks.start_soon(remember, second)
+                # Its miss has begun (it waits on the lease); nothing to await for that.
+                while second.in_flight == 0:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                release.set()
+        assert (results, calls) == (["leased", "leased"], 1)
+        for cache in (first, second):
+            assert await cache.remember(key, factory, ttl_seconds=60, lock=True) == "leased"
+        before = await _gets(other)
+        for cache in (first, second):
+            assert await cache.remember(key, factory, ttl_seconds=60, lock=True) == "leased"
+            assert await cache.get(key) == "leased"
+        assert await _gets(other) == before
+        assert calls == 1
+
+
 async def test_events_tell_local_hits_from_remote_ones(real_server: RedisServer, key: str) -> None:
     events: list[CacheEvent] = []
     config = RedisConfig(url=real_server.url, local_cache=True)

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import pytest
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError, MovedError
@@ -211,3 +212,30 @@ def test_forgetting_slots_spoils_reads_in_flight_and_keeps_other_slots() -> None
     local.finish("{c}k", in_flight, True, "v", -1)  # read before the change
     assert local.lookup("{c}k") is ABSENT
     assert local.stats().flushes == 1
+
+
+async def test_many_readers_and_a_writer_converge_across_nodes(cluster: RedisCluster) -> None:
+    keys = [f"lcc:{uuid.uuid4().hex[:10]}" for _ in range(30)]  # on every node
+    last: dict[str, str] = {}
+    async with _local(cluster) as cache, open_redis_client(cluster.url) as other:
+        for key in keys:
+            await other.set(key, "0")
+
+        async def reader(seed: int) -> None:
+            for index in range(100):
+                await cache.get(keys[(seed + index) % len(keys)])
+
+        async def writer() -> None:
+            for round_ in range(1, 6):
+                for key in keys:
+                    await other.set(key, str(round_))
+                    last[key] = str(round_)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                for seed in range(200):
+                    tasks.start_soon(reader, seed)
+                tasks.start_soon(writer)
+        await _round_trips(cache)
+        assert {key: await cache.get(key) for key in keys} == last
+        await other.delete(*keys)
