@@ -376,6 +376,9 @@ async def test_a_thousand_readers_and_a_writer_end_on_the_last_writes(
     rng = random.Random(7)
     async with _local(real_server.url) as cache, open_redis_client(real_server.url) as writer:
         done = anyio.Event()
+        # Connected before the crowd starts: a connect's deadline is wall
+        # time, and a thousand busy tasks on 2 cores can outlast it.
+        await writer.ping()
 
         async def reader(seed: int) -> None:
             mine = random.Random(seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.exceptions import DataError
 
-from beignet_redis_anyio._net.wire import encode_command, new_reader
+from beignet_redis_anyio._net.wire import as_strict_text, encode_command, new_reader
 
 
 def test_str_bytes_int_float_encode_like_redis_py() -> None:
@@ -43,3 +43,22 @@ def test_reader_returns_error_replies_as_values() -> None:
     error = reader.gets()
     assert type(error).__name__ == "ResponseError"
     assert reader.gets() == "ok"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff", b"ok\xc3", b"caf\xc3\xa9 \xe9"],
+)
+def test_as_strict_text_gives_the_error_a_strict_reader_raises(raw: bytes) -> None:
+    escaped = raw.decode("utf-8", "surrogateescape")
+    with pytest.raises(UnicodeDecodeError) as strict:
+        raw.decode("utf-8")
+    for reply in (escaped, [1, escaped], {"field": [escaped]}, {escaped: "v"}):
+        error = as_strict_text(reply)
+        assert isinstance(error, UnicodeDecodeError)
+        assert str(error) == str(strict.value)
+
+
+def test_as_strict_text_passes_text_through() -> None:
+    for reply in ("ascii", "café", None, 7, [b"\xff", "é"], {"k": ["v", 1.5]}):
+        assert as_strict_text(reply) is reply

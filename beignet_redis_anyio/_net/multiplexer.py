@@ -57,6 +57,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from .errors import ConnectTimeoutError, connection_lost, unavailable
 from .settings import ConnectionSettings
 from .transport import RawConnection, open_connection
+from .wire import as_strict_text
 
 __all__ = ["Multiplexer", "Tracker"]
 
@@ -196,6 +197,7 @@ class _Link:
         self.on_lost = on_lost
         self.transport = connection.transport
         self.reader = connection.reader
+        self.strict_text = connection.strict_text
         self.address = connection.settings.address
         self.command_timeout = command_timeout
         self.on_push = on_push or _drop_push
@@ -334,6 +336,8 @@ class _Link:
             if type(reply) is _Push:
                 self.on_push(reply)
                 continue
+            if self.strict_text and head.decode:
+                reply = as_strict_text(reply)
             head.replies.append(reply)
             if len(head.replies) == head.expected:
                 pending.popleft()

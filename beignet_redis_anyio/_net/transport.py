@@ -168,7 +168,7 @@ _RECEIVE_SIZE = 65536
 class RawConnection:
     """A connected transport with the hiredis reader that parses what it receives."""
 
-    __slots__ = ("decode", "reader", "settings", "transport")
+    __slots__ = ("decode", "reader", "settings", "strict_text", "transport")
 
     def __init__(
         self,
@@ -183,6 +183,9 @@ class RawConnection:
         #: Whether replies nobody asked about in particular (the handshake's,
         #: push frames) are decoded: the client's ``decode_responses``.
         self.decode = decode
+        #: Read with surrogateescape where the settings say strict: replies
+        #: must go through ``wire.as_strict_text`` (a tracking connection).
+        self.strict_text = False
 
     async def read_reply(self, decode: bool | None = None) -> Any:
         """Read exactly one reply (decoded as ``decode`` says, by default as
@@ -321,8 +324,12 @@ async def open_connection(
     try:
         with anyio.fail_after(settings.connect_timeout):
             transport = await _open_transport(settings)
-            reader = new_reader(errors=settings.encoding_errors)
+            errors = settings.encoding_errors
+            # Tracking: its pushes must never fail to parse (wire.as_strict_text).
+            strict_text = tracking and errors == "strict"
+            reader = new_reader(errors="surrogateescape" if strict_text else errors)
             connection = RawConnection(transport, reader, settings, decode)
+            connection.strict_text = strict_text
             commands = handshake_commands(settings, tracking=tracking)
             if commands:
                 await transport.send(encode_commands(commands))

@@ -16,7 +16,7 @@ from redis.exceptions import DataError, InvalidResponse
 
 from .redis_compat import parse_error_reply
 
-__all__ = ["EncodableArg", "encode_command", "encode_commands", "new_reader"]
+__all__ = ["EncodableArg", "as_strict_text", "encode_command", "encode_commands", "new_reader"]
 
 EncodableArg = str | bytes | bytearray | memoryview | int | float
 
@@ -87,3 +87,41 @@ def new_reader(*, errors: str = "strict") -> hiredis.Reader:
         encoding="utf-8",
         errors=errors,
     )
+
+
+def as_strict_text(reply: Any) -> Any:
+    """``reply``, read with ``errors="surrogateescape"``, as a strict reader
+    would have given it: itself, or the ``UnicodeDecodeError`` it would have
+    raised.
+
+    Why a connection reads that way: a strict reader raises on a push frame
+    as readily as on a reply (a tracked key whose name is not UTF-8), and
+    an exception does not say which of the two it was — taken for the
+    waiting caller's reply, it would shift every reply after it by one. So a
+    tracking connection never raises while parsing, and this gives each
+    caller the error it would have had. Valid UTF-8 never decodes to a lone
+    surrogate, so one in a reply marks bytes that were not.
+    """
+    try:
+        _check_text(reply)
+    except UnicodeEncodeError as exc:
+        raw = exc.object.encode("utf-8", "surrogateescape")
+        try:
+            raw.decode("utf-8")  # the very error a strict reader raises
+        except UnicodeDecodeError as error:
+            return error
+    return reply
+
+
+def _check_text(reply: Any) -> None:
+    kind = type(reply)
+    if kind is str:
+        if not reply.isascii():
+            reply.encode()  # UnicodeEncodeError on a surrogate-escaped byte
+    elif kind is dict:
+        for field, value in reply.items():
+            _check_text(field)
+            _check_text(value)
+    elif isinstance(reply, (list, tuple, set)):
+        for item in reply:
+            _check_text(item)
