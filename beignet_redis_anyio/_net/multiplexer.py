@@ -205,6 +205,10 @@ class _Link:
         # and only while nobody listens for pushes, which may arrive when no
         # caller is reading: then the reader task reads all the time.
         self.callers_read = connection.transport.direct and on_push is None
+        # With pushes on a socket, a caller alone may still look for its reply
+        # for a few turns without blocking (the reader task, parked on the
+        # socket, only wakes to find it read); then it waits for that task.
+        self.callers_spin = connection.transport.direct and on_push is not None
         self.pending: deque[_Request] = deque()
         self.outbox: list[bytes] = []
         self.writing = False
@@ -266,7 +270,7 @@ class _Link:
             # Others are waiting too: let the writer coalesce us with them.
             self.outbox.append(payload)
             self._wake_writer()
-        if alone and self.callers_read and not self.caller_reading:
+        if alone and (self.callers_read or self.callers_spin) and not self.caller_reading:
             return True
         self._wake_reader()
         return False
@@ -291,7 +295,9 @@ class _Link:
 
         Replies for requests queued behind ours are handed out too. On the
         way out — answered, failed or cancelled — reading passes to the reader
-        task if anyone is still waiting.
+        task if anyone is still waiting. On a link with pushes
+        (``callers_spin``) the reader task is parked on the socket all along,
+        so after the turns we wait for it to hand us the reply instead.
         """
         self.caller_reading = True
         try:
@@ -306,6 +312,13 @@ class _Link:
                     if request.finished:
                         break
             self.spin.record(turns, caught=request.finished)
+            if not self.callers_read:
+                # The reader task waits on the socket too (callers_spin):
+                # two tasks must not, so leave the rest to it.
+                while not request.finished:
+                    waiter = request.waiter = self.new_event()
+                    await waiter.wait()
+                return
             while not request.finished:
                 self._dispatch(await self.transport.receive())
         except _STREAM_ERRORS as exc:
