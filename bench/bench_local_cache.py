@@ -107,7 +107,7 @@ async def _measure(url: str, n: int, writes: int) -> dict[str, float]:
                 results[f"remember_{name}"] = await sequential(cache, "remember")
                 # What tracking costs a round trip: its connection's reader
                 # task reads all the time (pushes may come while idle), so
-                # a caller no longer reads its own reply.
+                # a caller reads its own reply only within its first turns.
                 started = time.perf_counter()
                 for _ in range(n):
                     await cache.client.ping()

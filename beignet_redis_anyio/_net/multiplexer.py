@@ -21,7 +21,10 @@ How order is kept, and why cancellation cannot break it:
   task's sequential commands fast. It looks for the reply between a few
   scheduler turns before it parks on readiness, since a nearby server usually
   answers within them (see :data:`SPIN_TURNS`). Whenever others are waiting
-  (or that caller is cancelled) the reader task reads instead. Reading is
+  (or that caller is cancelled) the reader task reads instead. On a link
+  that receives pushes (client-side caching) the reader task reads all the
+  time, and a caller alone only looks during those turns, then waits for it:
+  two tasks may not wait on one socket. Reading is
   cancellation-safe either way: we wait for readiness, then ``recv``
   synchronously, so a cancelled wait consumes nothing.
 * Who waits on what: callers whose commands leave in the same write share
