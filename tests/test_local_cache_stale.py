@@ -200,3 +200,26 @@ def test_the_option_needs_the_local_cache_and_the_bypass() -> None:
         }
     )
     assert config.local_cache_stale_if_error is True
+
+
+async def test_a_frozen_server_serves_what_was_held_once_the_connection_is_dropped(
+    own_server: RedisServer, key: str
+) -> None:
+    async with _stale_if_error(own_server.url, command_timeout=0.5) as cache:
+        await cache.set(key, "held")
+        assert await cache.get(key) == "held"
+        own_server.freeze()
+        try:
+            assert await cache.get(key) == "held"  # a plain hit: nothing in doubt yet
+            # A read that waits out the timeout; the silent connection is dropped.
+            assert await cache.get(f"{key}:unheld") is None
+            with anyio.fail_after(10):
+                while cache.local_stats.entries:  # type: ignore[union-attr]  # noqa: ASYNC110
+                    await anyio.sleep(0.05)  # the watchdog's verdict; no event to await
+            assert await cache.get(key) == "held"  # now served in doubt
+            assert cache.local_stats.stale_hits >= 1  # type: ignore[union-attr]
+        finally:
+            own_server.thaw()
+        await _until_back(cache)
+        assert await cache.get(key) == "held"  # read from Redis again
+        assert cache.local_stats.entries == 1  # type: ignore[union-attr]
