@@ -161,8 +161,11 @@ class RedisSentinels:
     name = "beignet-master"
 
     def __init__(self, flavour: launcher.Flavour = "redis") -> None:
-        self.master = RedisServer(flavour=flavour)
-        self.replica = RedisServer(flavour=flavour)
+        # The replica's first sync starts at once, not after the default 5 s
+        # wait for more replicas to share it (either may be master later).
+        at_once = ("--repl-diskless-sync-delay", "0")
+        self.master = RedisServer(*at_once, flavour=flavour)
+        self.replica = RedisServer(*at_once, flavour=flavour)
         command(self.replica.port, "REPLICAOF", "127.0.0.1", str(self.master.port))
         self.sentinels: list[subprocess.Popen[bytes]] = []
         self.sentinel_ports: list[int] = []
@@ -196,6 +199,10 @@ class RedisSentinels:
             except OSError:
                 return False
             if str(self.replica.port).encode() not in reply or b"-" in master[:1]:
+                return False
+            # The sentinel has read the replica's own INFO, synced: without
+            # that, SENTINEL FAILOVER finds "no suitable replica".
+            if b"master-link-status\r\n$2\r\nok" not in reply:
                 return False
         return b"master_link_status:up" in command(self.replica.port, "INFO", "replication")
 
