@@ -162,6 +162,21 @@ async def test_blocking_timeout_gives_up_without_oversleeping(
         await holder.release()
 
 
+async def test_acquire_s_own_sleep_wins_over_the_lock_s(
+    server_url: str, key: str, fake_clock: list[float]
+) -> None:
+    """redis-py 8.2's ``acquire(sleep=)``: this call's pause between tries."""
+    async with _client(server_url) as client:
+        holder = await _held(client, key)
+        waiter = client.lock(key, sleep=0.05, blocking_timeout=0.2)
+        assert not await waiter.acquire(sleep=0.1)
+        assert fake_clock == [0.1] * 2
+        fake_clock.clear()
+        assert not await waiter.acquire()  # the lock's own sleep again
+        assert fake_clock == [0.05] * 4
+        await holder.release()
+
+
 async def test_blocking_timeout_expires_on_the_real_clock(server_url: str, key: str) -> None:
     async with _client(server_url) as client:
         holder = await _held(client, key)

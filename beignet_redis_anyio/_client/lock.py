@@ -33,7 +33,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
-from uuid import uuid1
+from uuid import uuid4
 
 import anyio
 from redis.asyncio.lock import Lock as RedisPyLock
@@ -170,9 +170,10 @@ class Lock(RedisPyLock):
         self.lua_release, self.lua_extend, self.lua_reacquire = _RELEASE, _EXTEND, _REACQUIRE
 
     async def __aenter__(self) -> Lock:
-        if await self.acquire():
-            return self
-        raise LockError("Unable to acquire lock within the time specified")
+        # redis-py's own: it calls our acquire, and its LockError is worded
+        # (and, from 8.2, carries lock_name) as the installed release does.
+        await super().__aenter__()  # type: ignore[no-untyped-call, unused-ignore]
+        return self
 
     async def __aexit__(
         self,
@@ -199,19 +200,22 @@ class Lock(RedisPyLock):
         blocking: bool | None = None,
         blocking_timeout: Number | None = None,
         token: str | bytes | None = None,
+        *,
+        sleep: Number | None = None,
     ) -> bool:
         """Take the lock; ``True`` once held, ``False`` if not (``blocking=False``,
         or ``blocking_timeout`` ran out).
 
-        Tries once, then — if ``blocking`` — again every ``sleep`` seconds,
-        giving up without a last sleep when that would pass
-        ``blocking_timeout`` (redis-py's loop). ``token`` (``str`` or
-        ``bytes``) replaces the generated ``uuid1`` hex. Cancellation: see the
-        class docstring.
+        Tries once, then — if ``blocking`` — again every ``sleep`` seconds
+        (this call's ``sleep``, else the lock's), giving up without a last
+        sleep when that would pass ``blocking_timeout`` (redis-py's loop).
+        ``token`` (``str`` or ``bytes``) replaces the generated ``uuid4`` hex.
+        Cancellation: see the class docstring.
         """
-        sleep = self.sleep
+        if sleep is None:
+            sleep = self.sleep
         if token is None:
-            encoded = uuid1().hex.encode()
+            encoded = uuid4().hex.encode()
         else:
             encoded = self._client.get_encoder().encode(token)  # type: ignore[no-untyped-call]
         if blocking is None:
