@@ -54,9 +54,29 @@ def test_the_encoder_encodes_and_decodes_as_redis_py_does() -> None:
     assert _redis_compat.Encoder("utf-8", "strict", False).decode(b"\xff") == b"\xff"
 
 
-def test_pipeline_error_helpers_word_commands_as_redis_py_does() -> None:
+def test_safe_str_words_arguments_as_redis_py_does() -> None:
     assert _redis_compat.safe_str(b"LPUSH") == "LPUSH"
     assert _redis_compat.safe_str(3) == "3"
-    assert _redis_compat.truncate_text("a " * 80) == "a " * 48 + "a..."
-    shortened = _redis_compat.truncate_text("x" * 150)
-    assert len(shortened) <= 100 and shortened.endswith("...")
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["LPUSH", "c", "3"],
+        ["HSET", "a" * 50, "field_a", "a" * 20, "field_b", "b" * 20],  # truncated
+        ["LLEN", chr(3456) + "abcd"],
+    ],
+)
+def test_pipeline_errors_are_worded_by_the_installed_redis_py(words: list[str]) -> None:
+    """The wording comes from a real redis-py asyncio pipeline, whatever its
+    release makes of it (8.2 changed it from the args tuple to the text)."""
+    from redis.asyncio import Redis
+
+    ours = ResponseError("WRONGTYPE Operation against a key", "second arg")
+    theirs = ResponseError("WRONGTYPE Operation against a key", "second arg")
+    _redis_compat.annotate_pipeline_error(ours, 2, words)
+    Redis().pipeline().annotate_exception(theirs, 2, words)
+    assert ours.args == theirs.args
+    assert ours.args[0].startswith("Command # 2 (")
+    assert "WRONGTYPE Operation against a key" in ours.args[0]
+    assert ours.args[1:] == ("second arg",)

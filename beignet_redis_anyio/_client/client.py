@@ -396,7 +396,7 @@ class RedisClient(AsyncCoreCommands):
         try:
             slot = command_slot(command_for(("WATCH", *keys)), ("WATCH", *keys))
         except ClusterCrossSlotError:
-            raise CrossSlotTransactionError(
+            raise CrossSlotTransactionError(  # type: ignore[no-untyped-call, unused-ignore]
                 "All keys involved in a cluster transaction must map to the same slot: "
                 "WATCH's keys span slots (give them a shared hash tag, {tag})"
             ) from None

@@ -34,7 +34,7 @@ error: …``, the command and its arguments as redis-py shows them (values
 included, as redis-py does) — except commands that carry credentials
 (``AUTH``, ``HELLO … AUTH``, ``MIGRATE … AUTH/AUTH2``, ``ACL SETUSER``,
 ``CONFIG SET requirepass/masterauth``, ``SENTINEL`` settings), whose
-arguments are replaced by ``<redacted>``.
+arguments are replaced by ``<REDACTED>``.
 
 Scripts (``client.register_script``) run in a pipeline as EVALSHA: before the
 pipeline is sent, the scripts it uses are checked with SCRIPT EXISTS and the
@@ -61,7 +61,12 @@ from redis.exceptions import (
 
 from .._net.commands import DEDICATED, NOT_BLOCKING, Command, command_for
 from .._net.dedicated import HeldConnection
-from .._net.redis_compat import EMPTY_RESPONSE, EVENT_DISPATCHER, safe_str, truncate_text
+from .._net.redis_compat import (
+    EMPTY_RESPONSE,
+    EVENT_DISPATCHER,
+    annotate_pipeline_error,
+    safe_str,
+)
 from .._net.wire import encode_command, encode_commands
 from .._topology.cluster import command_slot
 
@@ -330,7 +335,7 @@ class Pipeline(AsyncCoreCommands):
             return
         slot = command_slot(command, args)
         if slot is not None and slot != self._slot:
-            raise CrossSlotTransactionError(
+            raise CrossSlotTransactionError(  # type: ignore[no-untyped-call, unused-ignore]
                 f"{command.name}'s keys are not in the slot of the watched keys: while "
                 "watching, every key must share one cluster slot (give them a hash tag)"
             )
@@ -448,7 +453,8 @@ class Pipeline(AsyncCoreCommands):
 _SECRET_PARAMETERS = frozenset({"REQUIREPASS", "MASTERAUTH", "MASTERUSER"})
 #: Options after which ``HELLO`` and ``MIGRATE`` carry credentials.
 _AUTH_WORDS = frozenset({"AUTH", "AUTH2"})
-_REDACTED = "<redacted>"
+#: redis-py 8.2 writes the same placeholder, so the wording does not change with its release.
+_REDACTED = "<REDACTED>"
 
 
 def _redacted(args: Sequence[Any]) -> list[str]:
@@ -479,11 +485,7 @@ def _redacted(args: Sequence[Any]) -> list[str]:
 
 
 def annotate_exception(error: Exception, number: int, args: Sequence[Any]) -> Exception:
-    """Word ``error`` as redis-py's pipeline does (``Command # 2 (LPUSH c 3)
-    of pipeline caused error: …``), credentials redacted; returns it."""
-    command = " ".join(_redacted(args))
-    message = (
-        f"Command # {number} ({truncate_text(command)}) of pipeline caused error: {error.args}"
-    )
-    error.args = (message, *error.args[1:])
+    """Word ``error`` as the installed redis-py's pipeline does (``Command # 2
+    (LPUSH c 3) of pipeline caused error: …``), credentials redacted; returns it."""
+    annotate_pipeline_error(error, number, _redacted(args))
     return error

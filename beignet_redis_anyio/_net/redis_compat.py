@@ -4,8 +4,9 @@ We reuse a few things from redis-py that it does not promise to keep still:
 the table of response callbacks (turns raw RESP replies into the Python
 shapes redis-py users know), the mapping of error-reply prefixes to exception
 classes, the option keys its command methods pass to ``execute_command``, and
-the two helpers its pipelines word their errors with (``safe_str``,
-``truncate_text``), so our pipeline errors read exactly like redis-py's.
+the function its asyncio pipeline words a failed command's error with, so our
+pipeline errors read exactly like those of the redis-py that is installed
+(redis-py 8.2 changed that wording; calling its function follows it).
 When a redis-py release moves one of them, ``tests/test_redis_compat.py``
 fails with the name of what moved, instead of some command quietly returning
 raw bytes.
@@ -13,18 +14,18 @@ raw bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from redis._parsers import Encoder as Encoder
 from redis._parsers.base import BaseParser
+from redis.asyncio.client import Pipeline as _RedisPyPipeline
 from redis.client import EMPTY_RESPONSE as EMPTY_RESPONSE
 from redis.client import NEVER_DECODE as NEVER_DECODE
 from redis.client import CaseInsensitiveDict as CaseInsensitiveDict
 from redis.event import EventDispatcher
 from redis.exceptions import RedisError
 from redis.utils import safe_str as _safe_str
-from redis.utils import truncate_text as _truncate_text
 
 __all__ = [
     "EMPTY_RESPONSE",
@@ -32,11 +33,11 @@ __all__ = [
     "NEVER_DECODE",
     "CaseInsensitiveDict",
     "Encoder",
+    "annotate_pipeline_error",
     "parse_error_reply",
     "resp2_response_callbacks",
     "response_callbacks",
     "safe_str",
-    "truncate_text",
 ]
 
 ResponseCallback = Callable[..., Any]
@@ -52,15 +53,9 @@ def response_callbacks(protocol: int) -> dict[str, ResponseCallback]:
     command name: exactly the shapes redis-py's own client returns when it
     is created with ``protocol=2`` or ``protocol=3``.
     """
-    try:  # redis-py >= 8.0
-        from redis._parsers.response_callbacks import get_response_callbacks
-    except ImportError:  # pragma: no cover - redis-py 5.x-7.x
-        from redis._parsers import helpers
+    from redis._parsers.response_callbacks import get_response_callbacks
 
-        overlay = helpers._RedisCallbacksRESP3 if protocol == 3 else helpers._RedisCallbacksRESP2  # type: ignore[attr-defined]
-        merged: dict[str, ResponseCallback] = {**helpers._RedisCallbacks, **overlay}  # type: ignore[attr-defined]
-    else:
-        merged = get_response_callbacks(user_protocol=protocol, legacy_responses=True)
+    merged = get_response_callbacks(user_protocol=protocol, legacy_responses=True)
     return {name.upper(): callback for name, callback in merged.items()}
 
 
@@ -89,6 +84,13 @@ def safe_str(value: Any) -> str:
     return str(_safe_str(value))  # type: ignore[no-untyped-call]
 
 
-def truncate_text(text: str) -> str:
-    """``text`` cut to redis-py's 100 characters, ending in ``...``."""
-    return str(_truncate_text(text))  # type: ignore[no-untyped-call]
+def annotate_pipeline_error(error: Exception, number: int, words: Sequence[str]) -> None:
+    """Word ``error`` as redis-py's asyncio pipeline words the error of its
+    ``number``-th command (``Command # 2 (LPUSH c 3) of pipeline caused
+    error: …``), in place.
+
+    ``words`` must already have its credentials redacted: redis-py redacts
+    fewer commands than we do, and not at all before 8.2. The method uses
+    nothing of its pipeline, so it is called without one.
+    """
+    cast(Any, _RedisPyPipeline).annotate_exception(None, error, number, words)
