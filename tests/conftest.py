@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.metadata
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -7,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from beignet_redis_anyio import Observer, RedisCachePort, RedisConfig, open_redis_provider
 from beignet_redis_anyio._net import settings as _settings
@@ -30,6 +32,20 @@ collect_ignore = ["redis_py_suite"]
 
 # The protocol a connection speaks when not told (see servers.PROTOCOL).
 _settings.DEFAULT_PROTOCOL = PROTOCOL
+
+
+def pytest_report_header() -> str:
+    """The versions this run resolved, first thing in its output: a run that
+    fails on the day a dependency releases says which one moved."""
+    declared = importlib.metadata.requires("beignet-redis-anyio") or []
+    names = sorted({Requirement(text).name for text in declared} - {"beignet-redis-anyio"})
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue  # an extra this run did not install
+    return "resolved: " + ", ".join(found)
 
 
 @pytest.fixture(params=["asyncio", "trio"])
