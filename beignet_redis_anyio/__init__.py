@@ -13,16 +13,16 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._cache.batches import BatchError
-from ._cache.codecs import CacheDecodeError, Codec, JsonValue
 from ._cache.config import RedisConfig
-from ._cache.conveniences import CacheConveniences
-from ._cache.decorator import CachedFunction
 from ._cache.events import CacheEvent, Observer
 from ._cache.local import LocalStats
-from ._cache.namespace import Namespace
 from ._cache.port import RedisCachePort
 from ._cache.protocol import CachePort
-from ._cache.typed import TypedCache
+from ._cache.views.codecs import CacheDecodeError, Codec, JsonValue
+from ._cache.views.conveniences import CacheConveniences
+from ._cache.views.decorator import CachedFunction
+from ._cache.views.namespace import Namespace
+from ._cache.views.typed import TypedCache
 from ._client.client import RedisClient, open_redis_client
 from ._client.lock import Lock
 from ._client.monitor import Monitor
@@ -31,7 +31,7 @@ from ._client.pubsub import PubSub
 from ._net.errors import CircuitOpenError, ConfigError, ConnectTimeoutError
 from ._net.settings import ConnectionSettings, TLSOptions
 from ._net.transport import TrackingUnsupportedError
-from ._provider.provider import RedisProvider, open_redis_provider, redis_provider
+from ._provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [
     "BatchError",

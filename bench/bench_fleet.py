@@ -54,7 +54,7 @@ import anyio
 from _harness import exit_status, print_header, print_table, report_parser, status, write_json
 
 from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_provider
-from beignet_redis_anyio._cache import lease as lease_module
+from beignet_redis_anyio._cache.remember import lease as lease_module
 from beignet_redis_anyio.testing.servers import RedisServer, command
 
 FLEETS = (1, 10, 50, 200)

@@ -53,8 +53,8 @@ from .._net.redis_compat import NEVER_DECODE
 from .breaker import UNAVAILABLE
 from .events import Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
-from .refresh import meta_key, meta_value, refresh_due, reported_refresh
-from .single_flight import SingleFlight
+from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
+from .remember.single_flight import SingleFlight
 
 if TYPE_CHECKING:
     from .port import RedisCachePort

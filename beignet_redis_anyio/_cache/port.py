@@ -32,17 +32,17 @@ from .._net.transport import CLOSE_TIMEOUT
 from .batches import Batches, FactoryMany
 from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
 from .config import RedisConfig
-from .conveniences import CacheConveniences
 from .events import Observer, Operation, Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
-from .lease import Lease
 from .local import ABSENT, LocalCache, LocalStats
 from .protocol import Factory
-from .ready import ReadyNotifications
-from .refresh import meta_key, meta_value, refresh_due, reported_refresh
+from .remember.lease import Lease
+from .remember.ready import ReadyNotifications
+from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
+from .remember.shared_read import SharedReads
+from .remember.single_flight import SingleFlight
 from .reporting import Reporter
-from .shared_read import SharedReads
-from .single_flight import SingleFlight
+from .views.conveniences import CacheConveniences
 
 __all__ = ["RedisCachePort"]
 

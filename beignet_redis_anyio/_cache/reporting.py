@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from .._net.errors import describe
 from .events import CacheEvent, Observer, Operation, Status, notify
-from .single_flight import cancelled_from_outside
+from .remember.single_flight import cancelled_from_outside
 
 __all__ = ["Reporter"]
 

@@ -15,7 +15,7 @@ Where it differs, and why:
   move it (``clock=lambda: now[0]``) instead of sleeping. An expired key is a
   miss at once; it is dropped when next touched.
 * **``remember`` hosts its computation in the first caller's task**
-  (``_cache/caller_flight.py``), since there is no task group to run it in.
+  (``testing/caller_flight.py``), since there is no task group to run it in.
   Everything single-flight promises holds, except that a first caller
   cancelled while others still wait leaves only when the computation ends.
 * **``lock=``** is accepted and changes nothing: with one process,
@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import anyio.lowlevel
 
-from .._cache.caller_flight import CallerFlights
-from .._cache.conveniences import CacheConveniences
 from .._cache.events import Observer, Operation, Status
 from .._cache.inputs import check_key, check_result, check_value, ttl_milliseconds
 from .._cache.protocol import CachePort, Factory
-from .._cache.refresh import meta_value, refresh_due, reported_refresh
+from .._cache.remember.refresh import meta_value, refresh_due, reported_refresh
+from .._cache.remember.single_flight import cancelled_from_outside
 from .._cache.reporting import Reporter
-from .._cache.single_flight import cancelled_from_outside
+from .._cache.views.conveniences import CacheConveniences
+from .caller_flight import CallerFlights
 
 if TYPE_CHECKING:
     from .._client.client import RedisClient

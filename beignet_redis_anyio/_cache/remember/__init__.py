@@ -1,0 +1,1 @@
+"""remember: single-flight, the cross-process lease, early refresh."""

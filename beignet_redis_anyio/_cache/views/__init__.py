@@ -1,0 +1,1 @@
+"""The views over the port: typed values, the decorator, namespaces."""

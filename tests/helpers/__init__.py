@@ -1,0 +1,1 @@
+"""Helpers the tests share: servers, crowds of callers, factories, observers."""
