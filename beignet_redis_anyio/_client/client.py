@@ -38,6 +38,7 @@ from .._net.redis_compat import (
     NEVER_DECODE,
     CaseInsensitiveDict,
     Encoder,
+    decode_raw_info,
     response_callbacks,
 )
 from .._net.settings import ConnectionSettings
@@ -212,6 +213,8 @@ class RedisClient(AsyncCoreCommands):
                     "the master was demoted by a failover; the next command goes to the new one"
                 ) from reply
             raise reply
+        if NEVER_DECODE in options and command.name == "INFO":
+            reply = decode_raw_info(reply, self.get_encoder())
         callback = _plain_get(self._callbacks, command.callback)
         if callback is None:
             return reply

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from redis._parsers import Encoder as Encoder
+from redis._parsers import helpers as _helpers
 from redis._parsers.base import BaseParser
 from redis.asyncio.client import Pipeline as _RedisPyPipeline
 from redis.client import EMPTY_RESPONSE as EMPTY_RESPONSE
@@ -34,6 +35,7 @@ __all__ = [
     "CaseInsensitiveDict",
     "Encoder",
     "annotate_pipeline_error",
+    "decode_raw_info",
     "parse_error_reply",
     "resp2_response_callbacks",
     "response_callbacks",
@@ -94,3 +96,21 @@ def annotate_pipeline_error(error: Exception, number: int, words: Sequence[str])
     nothing of its pipeline, so it is called without one.
     """
     cast(Any, _RedisPyPipeline).annotate_exception(None, error, number, words)
+
+
+#: redis-py 8.2's INFO decoding; older releases read INFO decoded already.
+_decode_info: Callable[[Any, Encoder], Any] | None = getattr(_helpers, "decode_info", None)
+
+
+def decode_raw_info(reply: Any, encoder: Encoder) -> Any:
+    """An ``INFO`` reply read undecoded (``NEVER_DECODE``), as the installed
+    redis-py hands it to the callback.
+
+    From redis-py 8.2, ``info()`` asks for the raw bytes and decodes them with
+    the client's encoder, replacing what cannot be decoded: a non-UTF-8 error
+    name in ``errorstats`` no longer fails the whole command. Older releases
+    never ask, so this is called only where the installed release does.
+    """
+    if _decode_info is None:  # pragma: no cover - redis-py < 8.2 never sends NEVER_DECODE here
+        return reply
+    return _decode_info(reply, encoder)

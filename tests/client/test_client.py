@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import anyio
+import anyio.to_thread
 import pytest
 from redis.exceptions import DataError, ExecAbortError, NoScriptError, ResponseError
 
 from beignet_redis_anyio import RedisClient, open_redis_client
 from helpers.servers import PROTOCOL, RedisServer
+from helpers.versions import redis_py_version
 
 pytestmark = pytest.mark.anyio
 
@@ -84,6 +87,43 @@ async def test_error_replies_map_to_redis_py_exceptions(server_url: str, key: st
             await client.execute_command("NOSUCHCOMMAND")
         # An error reply leaves the connection perfectly usable.
         assert await client.get(key) == "string"
+
+
+async def test_info_reaches_a_custom_callback_decoded(real_server: RedisServer) -> None:
+    async with open_redis_client(real_server.url) as client:
+        client.set_response_callback("INFO", lambda response, **options: response)
+        assert "redis_version:" in await client.info("server")
+
+
+async def test_info_decodes_a_non_utf8_error_name_as_the_installed_redis_py(
+    real_server: RedisServer,
+) -> None:
+    """redis-py 8.2 reads INFO raw and replaces what its encoder cannot
+    decode; before 8.2 the whole reply failed to decode. Ours does what the
+    installed release does, so compare with redis-py's own client."""
+    import redis
+
+    def info_by_redis_py() -> object:
+        theirs_client = redis.Redis.from_url(real_server.url, decode_responses=True)
+        try:
+            return theirs_client.info("errorstats")
+        except UnicodeDecodeError as error:
+            return type(error)
+        finally:
+            theirs_client.close()
+
+    async with open_redis_client(real_server.url) as client:
+        await client.config_resetstat()
+        with pytest.raises(ResponseError):
+            await client.eval(b"return redis.error_reply('\xff\xfeBAD oops')", 0)
+        theirs = await anyio.to_thread.run_sync(info_by_redis_py)
+        try:
+            ours: object = await client.info("errorstats")
+        except UnicodeDecodeError as error:
+            ours = type(error)
+        assert ours == theirs
+        if redis_py_version() >= (8, 2):
+            assert isinstance(ours, dict) and ours["errorstat_\ufffd\ufffdBAD"] == {"count": 1}
 
 
 async def test_noscript_maps_to_its_class(real_server: RedisServer) -> None:
