@@ -424,6 +424,10 @@ class PubSub:
             return None
         return await self.handle_message(response, ignore_subscribe_messages)
 
+    #: redis-py 8.2's name for reading shard-channel messages: the same call,
+    #: since ``smessage`` frames arrive on the same connection.
+    get_sharded_message = get_message
+
     async def handle_message(
         self, response: Any, ignore_subscribe_messages: bool = False
     ) -> dict[str, Any] | None:

@@ -210,6 +210,15 @@ async def test_restart_resubscribes(own_server: RedisServer, key: str) -> None:
         assert await next_message(ps) == shape("smessage", f"{key}:s", "sharded")
 
 
+async def test_get_sharded_message_reads_shard_channels(real_server: RedisServer, key: str) -> None:
+    """redis-py 8.2's name for the same read, on every release we support."""
+    async with open_redis_client(real_server.url) as client, client.pubsub() as ps:
+        await ps.ssubscribe(f"{key}:s")
+        assert (await ps.get_sharded_message(timeout=5) or {})["type"] == "ssubscribe"
+        assert await client.spublish(f"{key}:s", "hello") == 1
+        assert await ps.get_sharded_message(timeout=5) == shape("smessage", f"{key}:s", "hello")
+
+
 async def test_an_unconfirmed_unsubscribe_is_not_undone_by_a_reconnect(
     own_server: RedisServer, key: str
 ) -> None:
