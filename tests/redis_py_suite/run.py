@@ -62,7 +62,10 @@ CAUSES = [
         r"(exec_error|parse_error).*\| (AssertionError: )?assert False",
     ),
     ("client_getname: we set a default client name", r"client_getname.*beignet"),
-    ("commands refused by design (SELECT …)", r"cannot run on the shared connection|refus"),
+    (
+        "commands refused by design (SELECT …)",
+        r"cannot run on the shared connection|refus|blocks the connection it runs on",
+    ),
     (
         "redis-py internals (connection_pool, connection, response_callbacks)",
         r"attribute '(connection_pool|connection|response_callbacks|_\w+)'",
@@ -194,6 +197,15 @@ PRIVATE = [
         "reads pubsub.connection.socket_timeout",
     ),
     (r"TestBaseException::test_base_exception\[", "patches redis._parsers' read_response"),
+    (
+        r"TestPubSubAcloseCancellation::",
+        "drives redis-py's pool leasing: r.connection_pool, pool._lock, p._lock, "
+        "and patches p.connection's send_command and disconnect",
+    ),
+    (
+        r"test_cancelled_watch_transaction_does_not_reconnect_for_unwatch\[",
+        "reads r.connection_pool's connections",
+    ),
     (
         r"test_standalone_pubsub_on_connect_batches_shard_channels\[",
         "calls PubSub.on_connect(connection) with a redis-py Connection",
