@@ -12,13 +12,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._cache.batches import BatchError
 from ._cache.config import RedisConfig
 from ._cache.events import CacheEvent, Observer
 from ._cache.local import LocalStats
 from ._cache.port import RedisCachePort
 from ._cache.protocol import CachePort
-from ._cache.views.codecs import CacheDecodeError, Codec, JsonValue
+from ._cache.views.codecs import Codec, JsonValue
 from ._cache.views.conveniences import CacheConveniences
 from ._cache.views.decorator import CachedFunction
 from ._cache.views.namespace import Namespace
@@ -28,9 +27,16 @@ from ._client.lock import Lock
 from ._client.monitor import Monitor
 from ._client.pipeline import Pipeline
 from ._client.pubsub import PubSub
-from ._net.errors import CircuitOpenError, ConfigError, ConnectTimeoutError
+from ._exceptions import (
+    BatchError,
+    CacheDecodeError,
+    CircuitOpenError,
+    ConfigError,
+    ConnectTimeoutError,
+    ServerNotFound,
+    TrackingUnsupportedError,
+)
 from ._net.settings import ConnectionSettings, TLSOptions
-from ._net.transport import TrackingUnsupportedError
 from ._provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [
@@ -57,6 +63,7 @@ __all__ = [
     "RedisClient",
     "RedisConfig",
     "RedisProvider",
+    "ServerNotFound",
     "TLSOptions",
     "TrackingUnsupportedError",
     "TypedCache",

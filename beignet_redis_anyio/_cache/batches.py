@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from redis.crc import key_slot
 
+from .._exceptions import BatchError
 from .._net.errors import describe
 from .._net.redis_compat import NEVER_DECODE
 from .breaker import UNAVAILABLE
@@ -59,7 +60,7 @@ from .remember.single_flight import SingleFlight
 if TYPE_CHECKING:
     from .port import RedisCachePort
 
-__all__ = ["CHUNK", "BatchError", "Batches", "FactoryMany"]
+__all__ = ["CHUNK", "Batches", "FactoryMany"]
 
 #: Keys per command (see the module's docstring).
 CHUNK = 1000
@@ -69,31 +70,6 @@ FactoryMany = Callable[[list[str]], Awaitable[Mapping[str, str]]]
 
 #: A key's outcome in a batch: its value (``None``: missing) or its error.
 _Outcome = Any
-
-
-class BatchError(Exception):
-    """Some keys of a batch failed; the others did what was asked.
-
-    ``values`` holds what the keys that succeeded got (for ``remember_many``
-    and ``get_many`` their values, for ``set_many`` what was stored), in the
-    order given; ``errors`` maps each failed key to its exception. The
-    message names the first failed key and its error.
-    """
-
-    def __init__(
-        self,
-        operation: str,
-        values: dict[str, str | None],
-        errors: dict[str, Exception],
-    ) -> None:
-        self.values = values
-        self.errors = errors
-        key, first = next(iter(errors.items()))
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(
-            f"{operation}: {len(errors)} of {len(values) + len(errors)} keys failed; "
-            f"{key!r}: {type(first).__name__}: {first}{more}"
-        )
 
 
 def distinct_keys(keys: Iterable[str]) -> list[str]:

@@ -21,9 +21,9 @@ from typing import Literal
 
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from .._net.errors import CircuitOpenError
+from .._exceptions import CircuitOpenError
 
-__all__ = ["UNAVAILABLE", "CircuitBreaker", "CircuitOpenError"]
+__all__ = ["UNAVAILABLE", "CircuitBreaker"]
 
 #: Errors that mean "Redis is unavailable", as opposed to "you asked wrongly".
 UNAVAILABLE = (ConnectionError, TimeoutError)

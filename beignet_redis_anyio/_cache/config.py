@@ -13,7 +13,7 @@ from typing import Literal
 
 import attrs
 
-from .._net.errors import ConfigError
+from .._exceptions import ConfigError
 from .._net.numbers import ascii_decimal, ascii_integer, in_range
 from .._net.settings import (
     MAX_TIMEOUT,

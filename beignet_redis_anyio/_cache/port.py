@@ -27,10 +27,11 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from .._client.client import RedisClient
+from .._exceptions import CircuitOpenError
 from .._net.errors import describe
 from .._net.transport import CLOSE_TIMEOUT
 from .batches import Batches, FactoryMany
-from .breaker import UNAVAILABLE, CircuitBreaker, CircuitOpenError
+from .breaker import UNAVAILABLE, CircuitBreaker
 from .config import RedisConfig
 from .events import Observer, Operation, Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds

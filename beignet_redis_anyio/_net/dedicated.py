@@ -51,7 +51,8 @@ import hiredis
 from anyio.lowlevel import checkpoint_if_cancelled
 from redis.exceptions import ConnectionError, TimeoutError
 
-from .errors import ConnectTimeoutError, connection_lost, unavailable
+from .._exceptions import ConnectTimeoutError
+from .errors import connection_lost, unavailable
 from .settings import ConnectionSettings
 from .transport import CLOSE_TIMEOUT, RawConnection, open_connection
 

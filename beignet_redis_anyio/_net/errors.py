@@ -1,48 +1,19 @@
-"""The library's own exception classes, and the messages repeated across layers.
-
-Here, in the lowest layer, so that every layer may raise them. Errors from
-Redis or the network stay redis-py's classes; ours subclass them (or
-``ValueError``) so code that catches redis-py's keeps working. The public
-ones say they live in the package root, where users import them from, so a
-traceback shows the name to ``except``.
+"""The words of failures, shared by every layer: an exception described for a
+message, a log line or an event, and the errors a lost or unavailable
+connection raises. The exception classes themselves live in
+``beignet_redis_anyio._exceptions``.
 """
 
 from __future__ import annotations
 
 import anyio
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError
 
 __all__ = [
-    "CircuitOpenError",
-    "ConfigError",
-    "ConnectTimeoutError",
     "connection_lost",
     "describe",
     "unavailable",
 ]
-
-
-class ConfigError(ValueError):
-    """Missing or malformed configuration. The message names the variable."""
-
-    __module__ = "beignet_redis_anyio"  # where users import it from
-
-
-class ConnectTimeoutError(TimeoutError, ConnectionError):
-    """The server did not accept and answer a new connection in time.
-
-    Both a ``TimeoutError`` (redis-py raises that for connect timeouts) and a
-    ``ConnectionError`` (the server is, for practical purposes, unreachable),
-    so either ``except`` clause catches it.
-    """
-
-    __module__ = "beignet_redis_anyio"  # where users import it from
-
-
-class CircuitOpenError(ConnectionError):
-    """Redis failed repeatedly; calls are refused without trying until the cooldown ends."""
-
-    __module__ = "beignet_redis_anyio"  # where users import it from
 
 
 def describe(cause: BaseException) -> str:

@@ -57,7 +57,8 @@ import hiredis
 from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError, TimeoutError
 
-from .errors import ConnectTimeoutError, connection_lost, unavailable
+from .._exceptions import ConnectTimeoutError
+from .errors import connection_lost, unavailable
 from .settings import ConnectionSettings
 from .transport import RawConnection, open_connection
 from .wire import as_strict_text

@@ -20,7 +20,8 @@ import hiredis
 from anyio.abc import ByteStream, SocketAttribute
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
-from .errors import ConnectTimeoutError, connection_lost, describe
+from .._exceptions import ConnectTimeoutError, TrackingUnsupportedError
+from .errors import connection_lost, describe
 from .settings import ConnectionSettings
 from .wire import encode_commands, new_reader
 
@@ -29,7 +30,6 @@ __all__ = [
     "RawConnection",
     "SocketTransport",
     "StreamTransport",
-    "TrackingUnsupportedError",
     "Transport",
     "close_quietly",
     "open_connection",
@@ -360,11 +360,6 @@ async def open_connection(
                 f"Error connecting to {settings.address}: {describe(exc)}"
             ) from None
         raise
-
-
-class TrackingUnsupportedError(ResponseError):
-    """The server refused ``CLIENT TRACKING``: no local cache can be kept
-    consistent with it (fakeredis, Redis before 6)."""
 
 
 def _handshake_error(settings: ConnectionSettings, command: str, reply: Exception) -> Exception:

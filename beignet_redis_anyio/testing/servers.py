@@ -39,6 +39,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from .._exceptions import ServerNotFound
+
 __all__ = [
     "HOST",
     "Flavour",
@@ -57,10 +59,6 @@ HOST = "127.0.0.1"
 Flavour = Literal["redis", "valkey"]
 #: How long a server may take to answer its first PING.
 START_TIMEOUT_S = 10.0
-
-
-class ServerNotFound(FileNotFoundError):
-    """The server binary is not installed."""
 
 
 def find_server(flavour: Flavour = "redis") -> str | None:

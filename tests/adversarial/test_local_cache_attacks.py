@@ -18,10 +18,15 @@ import anyio.lowlevel
 import pytest
 from redis.exceptions import ConnectionError, ResponseError
 
-from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_client, open_redis_provider
+from beignet_redis_anyio import (
+    ConfigError,
+    RedisCachePort,
+    RedisConfig,
+    open_redis_client,
+    open_redis_provider,
+)
 from beignet_redis_anyio._cache.local import LocalCache
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
-from beignet_redis_anyio._net.errors import ConfigError
 from helpers.observing import Observed
 from helpers.servers import RedisSentinels, RedisServer, command
 

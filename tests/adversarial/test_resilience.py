@@ -6,8 +6,8 @@ import anyio
 import pytest
 from redis.exceptions import ConnectionError
 
-from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_provider
-from beignet_redis_anyio._cache.breaker import CircuitBreaker, CircuitOpenError
+from beignet_redis_anyio import CacheEvent, CircuitOpenError, RedisConfig, open_redis_provider
+from beignet_redis_anyio._cache.breaker import CircuitBreaker
 from beignet_redis_anyio._cache.remember.keys import has_hash_tag, sidecar_key
 from helpers.observing import Observed
 from helpers.servers import RedisServer

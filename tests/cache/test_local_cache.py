@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError
 
 from beignet_redis_anyio import (
     CacheEvent,
+    ConfigError,
     RedisConfig,
     TrackingUnsupportedError,
     open_redis_client,
@@ -22,7 +23,6 @@ from beignet_redis_anyio import (
 )
 from beignet_redis_anyio._cache.local import ABSENT, LocalCache
 from beignet_redis_anyio._cache.port import RedisCachePort
-from beignet_redis_anyio._net.errors import ConfigError
 from helpers.servers import FakeServer, RedisServer
 
 pytestmark = pytest.mark.anyio

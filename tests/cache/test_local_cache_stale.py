@@ -12,10 +12,15 @@ import anyio
 import pytest
 from redis.exceptions import ConnectionError
 
-from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_client, open_redis_provider
+from beignet_redis_anyio import (
+    CacheEvent,
+    ConfigError,
+    RedisConfig,
+    open_redis_client,
+    open_redis_provider,
+)
 from beignet_redis_anyio._cache.local import ABSENT, LocalCache
 from beignet_redis_anyio._cache.port import RedisCachePort
-from beignet_redis_anyio._net.errors import ConfigError
 from helpers.servers import RedisServer
 
 pytestmark = pytest.mark.anyio

@@ -1,10 +1,11 @@
 """The layout is the architecture: each layer a subpackage, imports only downward.
 
-Layers, bottom up: ``_net`` (bytes, connections) < ``_topology`` (many
-servers) < ``_client`` (redis-py's vocabulary) < ``_cache`` (the port) <
-``_provider`` (the lifecycle). A module may import from its own layer and
-the layers below; the package root, ``testing`` and ``otel`` sit on top. Read from
-the source with ``ast``, so a new upward import fails here, named.
+Layers, bottom up: ``_exceptions`` (every exception class) < ``_net``
+(bytes, connections) < ``_topology`` (many servers) < ``_client`` (redis-py's
+vocabulary) < ``_cache`` (the port) < ``_provider`` (the lifecycle). A module
+may import from its own layer and the layers below; the package root,
+``testing`` and ``otel`` sit on top. Read from the source with ``ast``, so a
+new upward import fails here, named.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "beignet_redis_anyio"
-LAYERS = ["_net", "_topology", "_client", "_cache", "_provider"]
+LAYERS = ["_exceptions", "_net", "_topology", "_client", "_cache", "_provider"]
 #: Above every layer: may import anything.
 TOP = {"__init__", "testing", "otel"}
 #: The package root, which imports every layer: no layer may import it.
@@ -120,3 +121,4 @@ def test_the_detector_sees_an_upward_import(tmp_path: Path) -> None:
     fake.write_text("from .._cache.port import RedisCachePort\nfrom .. import CacheEvent\n")
     found = _imported_layers(fake, tmp_path / "beignet_redis_anyio")
     assert {target for target, _ in found} == {"_cache", ROOT}
+

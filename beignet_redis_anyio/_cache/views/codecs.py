@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol, TypeVar, Union
 
-__all__ = ["JSON", "CacheDecodeError", "Codec", "JsonCodec", "JsonValue"]
+__all__ = ["JSON", "Codec", "JsonCodec", "JsonValue"]
 
 T = TypeVar("T")
 
@@ -41,22 +41,6 @@ class Codec(Protocol[T]):
     def dumps(self, obj: T, /) -> str: ...
 
     def loads(self, data: str, /) -> T: ...
-
-
-class CacheDecodeError(ValueError):
-    """The value stored at ``key`` is not something the view's codec can
-    decode (written by another program, or by another version of yours).
-
-    Never treated as a miss: ``remember`` raises it rather than overwrite
-    data it does not understand. ``__cause__`` is the codec's own error.
-    """
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(
-            f"the value at {key!r} cannot be decoded ({reason}); nothing was "
-            "overwritten — delete the key, or read it through the string port"
-        )
-        self.key = key
 
 
 def _no_constants(name: str) -> Any:

@@ -35,8 +35,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar, overload
 
+from ..._exceptions import CacheDecodeError
 from ..inputs import ttl_milliseconds
-from .codecs import CacheDecodeError, Codec
+from .codecs import Codec
 from .viewed import ViewedPort, remember_on
 
 __all__ = ["TypedCache"]
