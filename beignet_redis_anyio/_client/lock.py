@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 from uuid import uuid4
 
 import anyio
@@ -41,10 +41,26 @@ from redis.exceptions import LockError, LockNotOwnedError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, KeyT, Number
 
-if TYPE_CHECKING:
-    from .client import RedisClient
 
-__all__ = ["Lock"]
+class LockClient(Protocol):
+    """What the lock needs of its client (``RedisClient`` is one): the script
+    commands its Lua runs with, the encoder its tokens go through, and the
+    command timeout its shielded release is bounded by. redis-py's own lock
+    code calls ``set``, ``get`` and ``register_script`` as well, untyped.
+    Typed here rather than imported, so the client (which makes locks) and
+    the lock do not import each other."""
+
+    @property
+    def command_timeout(self) -> float | None: ...
+
+    def get_encoder(self) -> Any: ...
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]: ...
+
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]: ...
+
+
+__all__ = ["Lock", "LockClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +90,7 @@ class _Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     async def __call__(
-        self, keys: Sequence[KeyT], args: Iterable[EncodableT], client: RedisClient
+        self, keys: Sequence[KeyT], args: Iterable[EncodableT], client: LockClient
     ) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
@@ -141,7 +157,7 @@ class Lock(RedisPyLock):
 
     def __init__(
         self,
-        redis: RedisClient,
+        redis: LockClient,
         name: KeyT,
         timeout: float | None = None,
         sleep: float = 0.1,
@@ -217,7 +233,7 @@ class Lock(RedisPyLock):
         if token is None:
             encoded = uuid4().hex.encode()
         else:
-            encoded = self._client.get_encoder().encode(token)  # type: ignore[no-untyped-call]
+            encoded = self._client.get_encoder().encode(token)
         if blocking is None:
             blocking = self.blocking
         if blocking_timeout is None:
