@@ -18,9 +18,8 @@ from ._cache.local import LocalStats
 from ._cache.port import RedisCachePort
 from ._cache.protocol import CachePort
 from ._cache.views.codecs import Codec, JsonValue
-from ._cache.views.conveniences import CacheConveniences
 from ._cache.views.decorator import CachedFunction
-from ._cache.views.namespace import Namespace
+from ._cache.views.namespace import CacheConveniences, Namespace
 from ._cache.views.typed import TypedCache
 from ._client.client import RedisClient, open_redis_client
 from ._client.lock import Lock

@@ -2,8 +2,9 @@
 
 ``get_many``, ``set_many``, ``delete_many`` and ``remember_many`` are the
 port's batch operations; ``port.py`` forwards to :class:`Batches`, which uses
-the port's own plumbing (the breaker in ``_guarded``, the failure policy,
-TTL jitter, the reporter, the single-flight table).
+the port's own plumbing, its :class:`~.core.PortCore` (the breaker in
+``guarded``, the failure policy, TTL jitter, the reporter, the single-flight
+table).
 
 How they talk to Redis. Every key is checked before any I/O; an empty batch
 returns at once without I/O. The commands of one batch go in one write per
@@ -44,7 +45,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from redis.crc import key_slot
 
@@ -52,13 +53,11 @@ from .._exceptions import BatchError
 from .._net.errors import describe
 from .._net.redis_compat import NEVER_DECODE
 from .breaker import UNAVAILABLE
+from .core import PortCore
 from .events import Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
 from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
 from .remember.single_flight import SingleFlight
-
-if TYPE_CHECKING:
-    from .port import RedisCachePort
 
 __all__ = ["CHUNK", "Batches", "FactoryMany"]
 
@@ -95,8 +94,8 @@ class _Plan(NamedTuple):
 class Batches:
     """The batch operations of one :class:`RedisCachePort`."""
 
-    def __init__(self, port: RedisCachePort, flights: SingleFlight[dict[str, _Outcome]]) -> None:
-        self._port = port
+    def __init__(self, core: PortCore, flights: SingleFlight[dict[str, _Outcome]]) -> None:
+        self._core = core
         #: One run per ``factory_many`` call, joined by the keys it computes.
         self._factory_runs = flights
         self._numbers = itertools.count()
@@ -109,22 +108,22 @@ class Batches:
     # -- the operations -------------------------------------------------------
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, str | None]:
-        port = self._port
+        core = self._core
         wanted = distinct_keys(keys)
         if not wanted:
             return {}
         started = time.perf_counter()
-        prefix = port.key_prefix
+        prefix = core.key_prefix
         try:
             read = await self._mget([prefix + key for key in wanted])
         except BaseException as exc:
-            port._report.batch_failed("cache.get_many", wanted, None, started, exc)
+            core.report.batch_failed("cache.get_many", wanted, None, started, exc)
             if self._bypassed(exc):
                 return dict.fromkeys(wanted)
             raise
         outcomes = [read[prefix + key] for key in wanted]
-        if port._observer is not None:
-            port._report.batch(
+        if core.observer is not None:
+            core.report.batch(
                 "cache.get_many",
                 [_status(key, o, "hit", "miss") for key, o in zip(wanted, outcomes, strict=True)],
                 None,
@@ -133,7 +132,7 @@ class Batches:
         return _answer("get_many", wanted, outcomes)
 
     async def set_many(self, mapping: Mapping[str, str], ttl_seconds: float | None) -> None:
-        port = self._port
+        core = self._core
         if not isinstance(mapping, Mapping):
             raise TypeError(f"set_many takes a mapping of keys to values, got {type(mapping)}")
         items = list(mapping.items())
@@ -145,11 +144,11 @@ class Batches:
             return
         keys = [key for key, _ in items]
         started = time.perf_counter()
-        prefix = port.key_prefix
+        prefix = core.key_prefix
         try:
             replies = await self._send([("SET", prefix + key, value, *ttl) for key, value in items])
         except BaseException as exc:
-            port._report.batch_failed("cache.set_many", keys, ttl_seconds, started, exc)
+            core.report.batch_failed("cache.set_many", keys, ttl_seconds, started, exc)
             if self._bypassed(exc):
                 return
             raise
@@ -157,8 +156,8 @@ class Batches:
             reply if isinstance(reply, Exception) else value
             for (_, value), reply in zip(items, replies, strict=True)
         ]
-        if port._observer is not None:
-            port._report.batch(
+        if core.observer is not None:
+            core.report.batch(
                 "cache.set_many",
                 [
                     _status(key, o, "stored", "stored")
@@ -170,16 +169,16 @@ class Batches:
         _answer("set_many", keys, outcomes)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        port = self._port
+        core = self._core
         wanted = distinct_keys(keys)
         if not wanted:
             return 0
         started = time.perf_counter()
-        full = [port.key_prefix + key for key in wanted]
+        full = [core.key_prefix + key for key in wanted]
         # With an observer each key's event says whether it was there, so
         # each key gets a DEL of its own (still one write per node); without
         # one, a DEL per chunk of a slot.
-        per_key = port._observer is not None
+        per_key = core.observer is not None
         commands = [("DEL", k) for k in full] if per_key else self._chunked("DEL", full)
         try:
             replies = await self._send(commands)
@@ -187,12 +186,12 @@ class Batches:
                 if isinstance(reply, Exception):
                     raise reply
         except BaseException as exc:
-            port._report.batch_failed("cache.delete_many", wanted, None, started, exc)
+            core.report.batch_failed("cache.delete_many", wanted, None, started, exc)
             if self._bypassed(exc):
                 return 0
             raise
         if per_key:
-            port._report.batch(
+            core.report.batch(
                 "cache.delete_many",
                 [
                     (key, "deleted" if reply else "not_found", None)
@@ -212,36 +211,36 @@ class Batches:
         lock: bool | None,
         early_refresh: bool | None,
     ) -> dict[str, str]:
-        port = self._port
+        core = self._core
         wanted = distinct_keys(keys)
         if not callable(factory_many):
             raise TypeError(
                 f"factory_many must be an async callable, got {type(factory_many).__name__}"
             )
         ttl_ms = ttl_milliseconds(ttl_seconds)
-        if port.config.remember_lock if lock is None else lock:
+        if core.config.remember_lock if lock is None else lock:
             raise NotImplementedError(
                 "remember_many does not take the cross-process lease (lock=True) yet; "
                 "pass lock=False (single-flight within this process still holds per key), "
                 "or use remember() per key"
             )
-        refresh = (port.config.early_refresh if early_refresh is None else early_refresh) and (
+        refresh = (core.config.early_refresh if early_refresh is None else early_refresh) and (
             ttl_ms is not None
         )
         if not wanted:
             return {}
-        names = {port.key_prefix + key: key for key in wanted}
+        names = {core.key_prefix + key: key for key in wanted}
         plan = _Plan(factory_many, ttl_ms, refresh, names)
         started = time.perf_counter()
         try:
             hits, outcomes = await self._remember(plan)
         except BaseException as exc:
-            port._report.batch_failed("cache.remember_many", wanted, ttl_seconds, started, exc)
+            core.report.batch_failed("cache.remember_many", wanted, ttl_seconds, started, exc)
             raise
         by_key = {names[full]: outcome for full, outcome in outcomes.items()}
         in_order = [by_key[key] for key in wanted]
-        if port._observer is not None:
-            port._report.batch(
+        if core.observer is not None:
+            core.report.batch(
                 "cache.remember_many",
                 [
                     _status(key, o, "hit" if key in hits else "miss", "miss")
@@ -259,8 +258,8 @@ class Batches:
 
     async def _remember(self, plan: _Plan) -> tuple[set[str], dict[str, _Outcome]]:
         """Each full key's outcome, and the caller's names of those that were hits."""
-        port = self._port
-        flights = port._flights
+        core = self._core
+        flights = core.flights
         for full in plan.names:
             flights.check_reentry(full)
         outcomes: dict[str, _Outcome] = {}
@@ -276,7 +275,7 @@ class Batches:
             try:
                 read = await self._read_for_remember(unread, plan)
             except UNAVAILABLE:
-                if not port._bypass:
+                if not core.bypass:
                     raise
                 break  # bypass: every unread key is a miss
             outcomes.update((full, o) for full, o in read.items() if o is not None)
@@ -308,16 +307,16 @@ class Batches:
             if plan.refresh and isinstance(value, str):
                 remaining, meta = replies[index * step + 1], replies[index * step + 2]
                 if not isinstance(meta, Exception) and refresh_due(
-                    meta, remaining, self._port.config.early_refresh_beta
+                    meta, remaining, self._core.config.early_refresh_beta
                 ):
                     due.append(full)
-        flights = self._port._flights
+        flights = self._core.flights
         due = [full for full in due if full not in flights]
         if due:
             computes = self._start(plan, due)
             for full in due:
                 flights.start_background(
-                    full, reported_refresh(plan.names[full], computes[full], self._port._report)
+                    full, reported_refresh(plan.names[full], computes[full], self._core.report)
                 )
         return read
 
@@ -341,8 +340,8 @@ class Batches:
     async def _produce(self, plan: _Plan, keys: list[str]) -> dict[str, _Outcome]:
         """One ``factory_many`` call for ``keys``: check each value, store the
         good ones (one write per node), and say what became of each key."""
-        port = self._port
-        port._flights.mark_computing(keys)  # remember(k) from inside: an error, not a hang
+        core = self._core
+        core.flights.mark_computing(keys)  # remember(k) from inside: an error, not a hang
         names = [plan.names[full] for full in keys]
         began = time.perf_counter()
         produced = await plan.factory(list(names))
@@ -365,7 +364,7 @@ class Batches:
             except (TypeError, ValueError) as exc:
                 outcomes[full] = exc
                 continue
-            ttl_ms = port._jittered(plan.ttl_ms)
+            ttl_ms = core.jittered(plan.ttl_ms)
             ttl = () if ttl_ms is None else ("PX", ttl_ms)
             # The recompute time goes beside the value, never inside it (not
             # atomically with it, as ``remember`` does in a transaction: a
@@ -379,7 +378,7 @@ class Batches:
             try:
                 replies = iter(await self._send([c for _, commands in stores for c in commands]))
             except UNAVAILABLE:
-                if not port._bypass:
+                if not core.bypass:
                     raise
                 return outcomes  # with bypass the values are still good; Redis is not
             for full, commands in stores:
@@ -401,8 +400,8 @@ class Batches:
             if isinstance(reply, UnicodeDecodeError):
                 # One value is not text: read this chunk again as bytes and
                 # decode each, so only that key fails.
-                raw = await self._port._guarded(
-                    partial(self._port._execute, *command, **{NEVER_DECODE: True})
+                raw = await self._core.guarded(
+                    partial(self._core.execute, *command, **{NEVER_DECODE: True})
                 )
                 for full, value in zip(chunk, raw, strict=True):
                     read[full] = self._decoded(full, value)
@@ -418,12 +417,12 @@ class Batches:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return not_text(full[len(self._port.key_prefix) :], exc)
+            return not_text(full[len(self._core.key_prefix) :], exc)
 
     def _chunked(self, command: str, keys: list[str]) -> list[tuple[Any, ...]]:
         """``command`` over ``keys``: one per cluster slot (one on a single
         server), each of at most :data:`CHUNK` keys."""
-        if self._port.client._cluster is None:
+        if not self._core.client.routes_by_slot:
             groups: Iterable[list[str]] = [keys]
         else:
             by_slot: dict[int, list[str]] = {}
@@ -439,8 +438,8 @@ class Batches:
     async def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """``commands``' replies, error replies as values; one write per node,
         through the breaker. A lost connection or timeout raises."""
-        port = self._port
-        local = port._local
+        core = self._core
+        local = core.local
         if local is None:
             return await self._send_now(commands)
         # Writes drop their keys' local entries before and after, as the
@@ -460,23 +459,23 @@ class Batches:
                 local.invalidate(key)
 
     async def _send_now(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        port = self._port
+        core = self._core
         if len(commands) == 1:
             try:
-                return [await port._guarded(port._execute, *commands[0])]
+                return [await core.guarded(core.execute, *commands[0])]
             except UNAVAILABLE:
                 raise
             except Exception as exc:  # an error reply, a value that is not text
                 return [exc]
-        pipe = port.client.pipeline(transaction=False)
+        pipe = core.client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        replies: list[Any] = await port._guarded(partial(pipe.execute, raise_on_error=False))
+        replies: list[Any] = await core.guarded(partial(pipe.execute, raise_on_error=False))
         return replies
 
     def _bypassed(self, exc: BaseException) -> bool:
         """True when the failure policy says to carry on without Redis."""
-        return self._port._bypass and isinstance(exc, UNAVAILABLE)
+        return self._core.bypass and isinstance(exc, UNAVAILABLE)
 
 
 def _status(key: str, outcome: _Outcome, yes: Status, no: Status) -> tuple[str, Status, str | None]:

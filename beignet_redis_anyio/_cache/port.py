@@ -16,23 +16,20 @@ observer is set.
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
-import anyio
-import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from .._client.client import RedisClient
-from .._exceptions import CircuitOpenError
 from .._net.errors import describe
 from .._net.transport import CLOSE_TIMEOUT
 from .batches import Batches, FactoryMany
-from .breaker import UNAVAILABLE, CircuitBreaker
+from .breaker import UNAVAILABLE
 from .config import RedisConfig
+from .core import PortCore
 from .events import Observer, Operation, Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
 from .local import ABSENT, LocalCache, LocalStats
@@ -42,8 +39,7 @@ from .remember.ready import ReadyNotifications
 from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
 from .remember.shared_read import SharedReads
 from .remember.single_flight import SingleFlight
-from .reporting import Reporter
-from .views.conveniences import CacheConveniences
+from .views.namespace import CacheConveniences
 
 __all__ = ["RedisCachePort"]
 
@@ -70,27 +66,23 @@ class RedisCachePort(CacheConveniences):
         local: LocalCache | None = None,
     ) -> None:
         self.client = client
-        #: The local cache (``local_cache=True``): the tracker of ``client``'s
-        #: shared connection, made with it by the provider.
-        self._local = local
         self.config = config
         self.key_prefix = config.key_prefix
-        self._observer = observer
         self._task_group = task_group
-        self._flights: SingleFlight[str] = SingleFlight(task_group)
-        self._batches = Batches(self, SingleFlight(task_group))
+        self._core = core = PortCore(client, task_group, config, observer, local)
+        # The core's parts under the names the operations use: one attribute
+        # lookup on the hot path, as before the batches shared them.
+        self._local = core.local
+        self._observer = core.observer
+        self._flights = core.flights
+        self._execute = core.execute
+        self._bypass = core.bypass
+        self._report = core.report
+        self._breaker = core.breaker
+        self._guarded = core.guarded
+        self._jittered = core.jittered
+        self._batches = Batches(core, SingleFlight(task_group))
         self._shared_reads = SharedReads(self._read_for_remember)
-        self._execute = client.execute_command
-        self._bypass = config.failure_policy == "bypass"
-        self._report = Reporter(
-            observer, bypass=self._bypass, breaker_cooldown=config.breaker_cooldown_seconds
-        )
-        self._breaker = CircuitBreaker(
-            threshold=config.breaker_threshold,
-            cooldown=config.breaker_cooldown_seconds,
-            on_change=self._report.breaker_changed,
-            last_heard=lambda: client.last_heard,
-        )
         self._lease = Lease(
             client,
             ReadyNotifications(client.pubsub, task_group),
@@ -439,27 +431,6 @@ class RedisCachePort(CacheConveniences):
 
     # -- plumbing -----------------------------------------------------------
 
-    async def _guarded(self, send: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """``await send(*args)`` through the circuit breaker: anything that
-        talks to Redis. The five operations pass the client's
-        ``execute_command`` and their arguments, so the hot path has no
-        extra layer."""
-        try:
-            self._breaker.check()
-        except CircuitOpenError:
-            await anyio.lowlevel.checkpoint()  # failing fast still lets others run
-            raise
-        try:
-            result = await send(*args)
-        except UNAVAILABLE as exc:
-            self._breaker.failed(exc)
-            raise
-        except BaseException as exc:
-            self._breaker.settle(exc)
-            raise
-        self._breaker.succeeded()
-        return result
-
     async def _count(
         self,
         operation: Operation,
@@ -516,12 +487,6 @@ class RedisCachePort(CacheConveniences):
         pipe.execute_command("SET", full_key, value, *ttl)
         pipe.execute_command("SET", meta_key(full_key), meta_value(delta), *ttl)
         await self._guarded(pipe.execute)
-
-    def _jittered(self, ttl_ms: int | None) -> int | None:
-        jitter = self.config.ttl_jitter
-        if ttl_ms is None or not jitter:
-            return ttl_ms
-        return max(1, round(ttl_ms * random.uniform(1 - jitter, 1 + jitter)))
 
     def _stale(self, key: str, exc: BaseException) -> Any:
         """What ``local_cache_stale_if_error`` serves for ``key`` now that

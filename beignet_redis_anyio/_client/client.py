@@ -313,6 +313,12 @@ class RedisClient(AsyncCoreCommands):
                 await self._cluster.aclose()
 
     @property
+    def routes_by_slot(self) -> bool:
+        """``True`` on a Redis Cluster, where each key goes to the node that
+        owns its hash slot (so a multi-key command must keep to one slot)."""
+        return self._cluster is not None
+
+    @property
     def last_heard(self) -> float:
         """When the server last sent anything on a shared connection
         (``time.monotonic()``; 0.0 before the first)."""

@@ -46,7 +46,7 @@ from .._cache.protocol import CachePort, Factory
 from .._cache.remember.refresh import meta_value, refresh_due, reported_refresh
 from .._cache.remember.single_flight import cancelled_from_outside
 from .._cache.reporting import Reporter
-from .._cache.views.conveniences import CacheConveniences
+from .._cache.views.namespace import CacheConveniences
 from .caller_flight import CallerFlights
 
 if TYPE_CHECKING:

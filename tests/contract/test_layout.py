@@ -3,14 +3,17 @@
 Layers, bottom up: ``_exceptions`` (every exception class) < ``_net``
 (bytes, connections) < ``_topology`` (many servers) < ``_client`` (redis-py's
 vocabulary) < ``_cache`` (the port) < ``_provider`` (the lifecycle). A module
-may import from its own layer and the layers below; the package root,
-``testing`` and ``otel`` sit on top. Read from the source with ``ast``, so a
-new upward import fails here, named.
+may import from its own layer and the layers below, and no two modules may
+import each other, directly or round a longer circle, whether the import is
+at module level, under ``TYPE_CHECKING`` or inside a function. The package
+root, ``testing`` and ``otel`` sit on top. Read from the source with ``ast``,
+so a new upward import or a new circle fails here, named.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,94 @@ def test_the_detector_sees_an_upward_import(tmp_path: Path) -> None:
     found = _imported_layers(fake, tmp_path / "beignet_redis_anyio")
     assert {target for target, _ in found} == {"_cache", ROOT}
 
+
+# -- circles -------------------------------------------------------------------
+
+
+def _module_name(path: Path, package: Path) -> str:
+    parts = list(path.relative_to(package).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, package: Path) -> Iterator[tuple[str, int]]:
+    """Every module of the package that ``path`` imports (as dotted names
+    below the package), with line numbers: module level, ``TYPE_CHECKING``
+    and function-level imports alike."""
+    known = {_module_name(p, package) for p in package.rglob("*.py")}
+    here = _module_name(path, package).split(".") if _module_name(path, package) else []
+    if path.name != "__init__.py":
+        here = here[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                target = [*base, *(node.module.split(".") if node.module else [])]
+            elif node.module and node.module.split(".")[0] == package.name:
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            for alias in node.names:
+                submodule = ".".join([*target, alias.name])
+                yield (submodule if submodule in known else ".".join(target)), node.lineno
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == package.name:
+                    yield ".".join(alias.name.split(".")[1:]), node.lineno
+
+
+def _circles(package: Path = PACKAGE) -> list[list[str]]:
+    """The import circles among the package's modules (Tarjan's strongly
+    connected components of more than one module, or a module importing
+    itself)."""
+    graph = {
+        _module_name(p, package): {t for t, _ in _imports(p, package)}
+        for p in package.rglob("*.py")
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in graph:
+                continue
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                circles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(circles)
+
+
+def test_no_module_imports_round_a_circle() -> None:
+    assert _circles() == []
+
+
+def test_the_detector_sees_a_circle_through_type_checking_and_functions(tmp_path: Path) -> None:
+    package = tmp_path / "beignet_redis_anyio"
+    (package / "_cache").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "_cache" / "__init__.py").write_text("")
+    (package / "_cache" / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n"
+    )
+    (package / "_cache" / "b.py").write_text("def f():\n    from . import c\n")
+    (package / "_cache" / "c.py").write_text("from beignet_redis_anyio._cache.a import A\n")
+    (package / "_cache" / "d.py").write_text("from .a import A\n")
+    assert _circles(package) == [["_cache.a", "_cache.b", "_cache.c"]]

@@ -1,35 +1,33 @@
-"""``CacheConveniences``: ``json``, ``with_codec``, ``cached``, ``namespace``.
+"""``TypedConveniences``: ``json``, ``with_codec`` and ``cached`` over a port.
 
-A mixin for any port with the five string operations (see ``viewed.py``):
-``RedisCachePort`` inherits it, so does ``testing.MemoryCachePort``, and so
-does ``Namespace`` — the same code gives every port the same conveniences.
-It keeps its state in the instance's ``__dict__`` (the ``json`` view, the
-namespaces' generations), so a port using it must not define ``__slots__``.
+A mixin for any port with the five string operations (see ``viewed.py``).
+``namespace.py`` adds ``namespace()`` to make the full ``CacheConveniences``,
+which ``RedisCachePort``, ``testing.MemoryCachePort`` and ``Namespace`` itself
+inherit: the same code gives every port the same conveniences. It keeps its
+state in the instance's ``__dict__`` (the ``json`` view, the namespaces'
+generations), so a port using it must not define ``__slots__``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from .codecs import JSON, Codec, JsonValue
 from .decorator import CachedFunction, cached
 from .typed import TypedCache
 from .viewed import ViewedPort
 
-if TYPE_CHECKING:
-    from .namespace import GenerationState, Namespace
-
-__all__ = ["CacheConveniences"]
+__all__ = ["TypedConveniences"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class CacheConveniences:
-    """Typed values, the ``@cached`` decorator and namespaces, over ``self``."""
+class TypedConveniences:
+    """Typed values and the ``@cached`` decorator, over ``self``."""
 
     @cached_property
     def json(self) -> TypedCache[JsonValue]:
@@ -62,20 +60,3 @@ class CacheConveniences:
             lock=lock,
             early_refresh=early_refresh,
         )
-
-    def namespace(self, name: str, *, generation_ttl_seconds: float = 1.0) -> Namespace:
-        """A view whose keys ``await ns.invalidate()`` makes unreachable at
-        once; see ``namespace.py`` for the staleness window."""
-        # Imported here: Namespace is itself a CacheConveniences.
-        from .namespace import Namespace
-
-        return Namespace(
-            self,
-            name,
-            generation_ttl_seconds=generation_ttl_seconds,
-            states=self._generation_states,
-        )
-
-    @cached_property
-    def _generation_states(self) -> dict[str, GenerationState]:
-        return {}

@@ -1,5 +1,9 @@
 """``cache.namespace(name)``: a group of keys invalidated at once.
 
+Here too the mixin that offers it, ``CacheConveniences``: a namespace *is* a
+port with every convenience, nested namespaces included, so the class that
+makes namespaces and the namespace build on each other and share a module.
+
 A namespace is a port (the five operations, and every convenience: ``ns.json``,
 ``ns.cached``, nested ``ns.namespace``) whose keys carry the namespace's
 generation: ``key`` is stored at ``{name}#{generation}:{key}``, and the
@@ -30,16 +34,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import cached_property
 from typing import Any, cast
 
 import anyio
 
 from ..._net.numbers import in_range, is_number
 from ..inputs import check_key, check_result
-from .conveniences import CacheConveniences
+from .conveniences import TypedConveniences
 from .viewed import GenerationPort, ViewedPort, remember_on
 
-__all__ = ["GenerationState", "Namespace"]
+__all__ = ["CacheConveniences", "GenerationState", "Namespace"]
 
 SEPARATOR = "#"
 
@@ -54,6 +59,24 @@ class GenerationState:
         self.value: int | None = None
         self.fresh_until = float("-inf")
         self.reading: anyio.Event | None = None
+
+
+class CacheConveniences(TypedConveniences):
+    """Typed values, the ``@cached`` decorator and namespaces, over ``self``."""
+
+    def namespace(self, name: str, *, generation_ttl_seconds: float = 1.0) -> Namespace:
+        """A view whose keys ``await ns.invalidate()`` makes unreachable at
+        once; see this module's docstring for the staleness window."""
+        return Namespace(
+            self,
+            name,
+            generation_ttl_seconds=generation_ttl_seconds,
+            states=self._generation_states,
+        )
+
+    @cached_property
+    def _generation_states(self) -> dict[str, GenerationState]:
+        return {}
 
 
 class Namespace(CacheConveniences):
