@@ -1,14 +1,19 @@
-"""The cache port and everything ``remember`` needs.
+"""The cache port: the five operations, their batches, and what they need.
 
-Holds ``RedisConfig`` (``config``); the port and its five operations
-(``port``), the protocol applications type against (``protocol``), input
-checks (``inputs``) and the events and log lines they report
-(``reporting``, ``events``); per-key single-flight (``single_flight``) and the
-first read shared by concurrent callers (``shared_read``); XFetch early
-refresh (``refresh``); the cross-process lease (``lease``, its Lua
-``scripts``, the ``ready`` notifications followers wait on, typed against
-``commands.CommandClient``); sidecar key names in the value's slot
-(``keys``); and the circuit breaker (``breaker``).
+May import: ``_exceptions``, ``_net``, ``_topology``, ``_client``.
 
-May import: ``_net``, ``_topology``, ``_client``.
+Modules and subpackages:
+
+- ``config``: ``RedisConfig``, from the environment or from code.
+- ``port``: ``RedisCachePort`` and its five operations.
+- ``core``: the plumbing the operations and the batches share.
+- ``batches``: ``get_many``, ``set_many``, ``delete_many``, ``remember_many``.
+- ``protocol``: ``CachePort``, what an application types against.
+- ``inputs``: what the port accepts, checked before any I/O.
+- ``events``: ``CacheEvent``, what the port reports of each operation.
+- ``reporting``: events and log lines, told by one ``Reporter``.
+- ``breaker``: the circuit breaker in front of Redis.
+- ``local``: the local cache, kept right by the server's invalidations.
+- ``remember``: single-flight, the shared first read, early refresh, the cross-process lease.
+- ``views``: typed values, the ``@cached`` decorator and namespaces.
 """

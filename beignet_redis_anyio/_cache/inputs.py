@@ -53,7 +53,7 @@ def _check_encodable(value: str, what: str) -> None:
 
 #: The longest TTL accepted, in seconds (about 31,700 years). Redis takes
 #: ``PX`` up to 2**63 - 1 ms minus the current time; ``ttl_jitter`` may
-#: stretch a TTL up to 2x; and the lease's store script reads the TTL as a
+#: stretch a TTL to double; and the lease's store script reads the TTL as a
 #: Lua number, a double, exact for integers below 2**53 ms (~9e15). 10**12 s
 #: is 10**15 ms, at most 2 * 10**15 ms jittered: clear of all three, and
 #: every float below it still resolves a millisecond.

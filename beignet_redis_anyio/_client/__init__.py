@@ -1,10 +1,15 @@
 """redis-py's command vocabulary on our connections.
 
-Holds ``RedisClient`` (redis-py's command mixins, sending on the multiplexer,
-a dedicated connection or a cluster node, shaping replies with redis-py's
-callbacks), its ``Pipeline`` (WATCH on a held dedicated connection) and
-``Script``, and what needs a connection of its own or none: ``Lock``,
-``Monitor``.
+May import: ``_exceptions``, ``_net``, ``_topology``.
 
-May import: ``_net``, ``_topology``.
+Modules:
+
+- ``client``: ``RedisClient``: redis-py's command mixins, sent on our connections.
+- ``pipeline``: ``Pipeline``: many commands in one write, MULTI/EXEC and WATCH.
+- ``script``: ``client.register_script(...)``, pipelines included.
+- ``lock``: ``Lock``: redis-py's distributed lock, safe under cancellation.
+- ``pubsub``: ``client.pubsub()``: redis-py's ``PubSub`` on anyio.
+- ``pubsub_connection``: one subscribed connection, re-subscribed after a loss.
+- ``pubsub_inbox``: the bounded queue of frames not yet taken.
+- ``monitor``: ``client.monitor()``: every command the server runs.
 """

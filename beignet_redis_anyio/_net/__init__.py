@@ -1,14 +1,20 @@
 """The network layer: bytes, connections, and what a command does to one.
 
-Holds the settings of one server (``settings``, with the strict number
-parsing it needs in ``numbers``), RESP on the wire (``wire``, parsed by
-hiredis, error replies mapped by ``redis_compat`` — the one module that
-touches redis-py internals), opening an authenticated connection
-(``transport``), the shared multiplexed connection (``multiplexer``), the
-bounded set of connections for blocking commands (``dedicated``), which path
-each command takes (``commands``), and the task group that keeps a body's
-exception unwrapped (``task_group``).
+Only this layer opens sockets. It may import the standard library, anyio,
+hiredis, redis-py and ``_exceptions`` — nothing else of ours.
 
-May import: the standard library, anyio, hiredis, redis-py — nothing else of
-ours. Only this layer opens sockets.
+Modules:
+
+- ``settings``: where to connect and how, parsed from a URL and checked up front.
+- ``numbers``: strict ASCII number parsing and range checks, for every setting.
+- ``wire``: RESP on the wire, packed and parsed by hiredis.
+- ``redis_compat``: every redis-py internal we use, guarded by a test.
+- ``transport``: opening one authenticated, selected, named connection.
+- ``multiplexer``: the one connection every task shares (writer, reader, watchdog, reconnect).
+- ``dedicated``: the bounded connections for commands that block on the server.
+- ``node``: one server, owning its shared connection and its dedicated ones.
+- ``commands``: the command table: each command's path, keys, block time, refusal.
+- ``subscriber``: staying connected and subscribed, with backoff, while a task runs.
+- ``errors``: the wording of failures that every layer raises.
+- ``task_group``: a task group whose body's exception comes out as itself.
 """

@@ -222,7 +222,7 @@ def _stream_keys(args: Sequence[Any]) -> list[Any]:
 #: capture other tasks' commands (MULTI, ASKING), or turn replies into a
 #: stream of something else (SUBSCRIBE, MONITOR, SYNC) — so they are refused
 #: with a pointer to what to use. Audited against the commands the server
-#: flags ``noscript`` (tests/test_client.py); ``CLIENT`` subcommands are
+#: flags ``noscript`` (tests/client/test_client.py); ``CLIENT`` subcommands are
 #: named ``"CLIENT <SUB>"``.
 _PUBSUB = (
     "pub/sub needs a connection of its own: use client.pubsub() "

@@ -30,7 +30,7 @@ How order is kept, and why cancellation cannot break it:
 * Who waits on what: callers whose commands leave in the same write share
   one event. Their replies usually come back in one read, so one ``set``
   wakes them all — instead of making, waiting on and setting an event per
-  command, which was a quarter of the cost of a concurrent ``GET``. A caller
+  command, a large share of a concurrent ``GET``'s cost. A caller
   woken before its own reply arrived (its write was answered in parts, or a
   neighbour timed out) waits again on an event of its own: at most one
   spurious wake-up per command, and nobody waits for a neighbour's reply.
@@ -77,8 +77,8 @@ IDLE_CHECK_AFTER = 1.0
 #: many turns of the scheduler, looking for its reply after each, before it
 #: parks on the socket's readiness. A nearby server's reply usually lands
 #: within them, and parking costs more than the turns: a blocking poll and a
-#: wake-up — on a virtual machine, a trip through the host. On the CI machine
-#: that made one task's commands 1.7x (trio) to 2x (asyncio) as fast.
+#: wake-up — on a virtual machine, a trip through the host. ``bench_client``'s
+#: one-task rows measure what the turns buy.
 SPIN_TURNS = 5
 #: After this many replies in a row that the turns did not catch (a distant
 #: server, where they only burn CPU), a link parks after a single turn and

@@ -7,7 +7,7 @@ classes, the option keys its command methods pass to ``execute_command``, and
 the function its asyncio pipeline words a failed command's error with, so our
 pipeline errors read exactly like those of the redis-py that is installed
 (redis-py 8.2 changed that wording; calling its function follows it).
-When a redis-py release moves one of them, ``tests/test_redis_compat.py``
+When a redis-py release moves one of them, ``tests/net/test_redis_compat.py``
 fails with the name of what moved, instead of some command quietly returning
 raw bytes.
 """

@@ -1,9 +1,10 @@
 """Many servers behind one address: cluster and Sentinel.
 
-Holds the URLs that name them (``urls``: ``redis+cluster://``,
-``redis+sentinel://``), routing by hash slot with MOVED/ASK handling and
-per-slot splitting (``cluster``), and asking sentinels for the master and
-following ``+switch-master`` (``sentinel``).
+May import: ``_exceptions``, ``_net``.
 
-May import: ``_net``.
+Modules:
+
+- ``urls``: the ``redis+cluster://`` and ``redis+sentinel://`` URLs that name them.
+- ``cluster``: routing by hash slot, MOVED/ASK, a node per primary, per-slot splitting.
+- ``sentinel``: asking sentinels for the master and following ``+switch-master``.
 """

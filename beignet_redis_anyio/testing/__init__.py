@@ -15,6 +15,15 @@ to your ``conftest.py`` for a ready ``cache`` fixture.
 
 A unit test that needs no server at all takes ``MemoryCachePort()`` instead:
 the port's semantics, in this process (``memory.py``).
+
+Modules:
+
+- ``memory``: ``MemoryCachePort``, the port in this process, for tests with no server.
+- ``caller_flight``: the single-flight ``MemoryCachePort`` runs in its callers.
+- ``pytest_plugin``: a ready ``cache`` fixture, both backends, an app's lifespan.
+- ``asgi``: an ASGI app's real lifespan in a test, and requests to it.
+- ``servers``: throw-away real ``redis-server`` and ``valkey-server`` processes.
+- ``cleanup``: deleting the keys a test wrote, on every node.
 """
 
 from __future__ import annotations

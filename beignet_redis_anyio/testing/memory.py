@@ -6,7 +6,7 @@ input checks and errors, the same events — without a Redis to start. This is
 that, made with a plain ``MemoryCachePort()``: nothing to open, no task
 group, no connection. The checks are the port's own (``_cache/inputs.py``),
 the events come from the port's own ``Reporter``, and the shared behaviour
-tests (``tests/test_port_contract.py``) run against it and against
+tests (``tests/contract/test_port_contract.py``) run against it and against
 ``RedisCachePort`` alike, so the two cannot drift.
 
 Where it differs, and why:

@@ -2,7 +2,8 @@
 world does to it (values that are not text, other types, cancelled reads,
 a crowd of readers, killed connections, outages, absurd settings).
 
-Each test asserts the consistency rule (DESIGN.md, "Client-side caching") or
+Each test asserts the consistency rule (the module docstring of
+``beignet_redis_anyio._cache.local`` states it) or
 a bound of the local cache's, where ``test_local_cache.py`` does not already.
 """
 

@@ -1,5 +1,5 @@
 """The local cache: hot keys from process memory, never stale after the
-reader's next round trip (the consistency rule, DESIGN.md)."""
+reader's next round trip (the consistency rule in ``_cache/local.py``)."""
 
 from __future__ import annotations
 
