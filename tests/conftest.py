@@ -14,7 +14,7 @@ from beignet_redis_anyio import Observer, RedisCachePort, RedisConfig, open_redi
 from beignet_redis_anyio._net import settings as _settings
 from beignet_redis_anyio.testing import MemoryCachePort
 from beignet_redis_anyio.testing.servers import Flavour
-from helpers.servers import (
+from helpers.targets import (
     FLAVOURS,
     PROTOCOL,
     FakeServer,

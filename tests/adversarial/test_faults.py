@@ -7,7 +7,7 @@ import pytest
 from redis.exceptions import ConnectionError, TimeoutError
 
 from beignet_redis_anyio import open_redis_client
-from helpers.servers import RedisServer, serve_script
+from helpers.targets import RedisServer, serve_script
 
 pytestmark = pytest.mark.anyio
 

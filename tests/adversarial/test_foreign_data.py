@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provider
-from helpers.servers import RedisServer, expected_pop
+from helpers.targets import RedisServer, expected_pop
 
 pytestmark = pytest.mark.anyio
 

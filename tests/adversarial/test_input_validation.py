@@ -25,7 +25,7 @@ from beignet_redis_anyio._cache.inputs import ttl_milliseconds as _ttl_milliseco
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from beignet_redis_anyio._net.settings import parse_redis_url
 from beignet_redis_anyio._topology.urls import parse_topology
-from helpers.servers import RedisServer
+from helpers.targets import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError
 
 from beignet_redis_anyio import RedisConfig, open_redis_provider
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
-from helpers.servers import FLAVOURS, RedisServer
+from helpers.targets import FLAVOURS, RedisServer
 
 pytestmark = pytest.mark.anyio
 

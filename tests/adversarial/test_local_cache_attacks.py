@@ -29,7 +29,7 @@ from beignet_redis_anyio import (
 from beignet_redis_anyio._cache.local import LocalCache
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from helpers.observing import Observed
-from helpers.servers import RedisSentinels, RedisServer, command
+from helpers.targets import RedisSentinels, RedisServer, command
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ from beignet_redis_anyio import (
     open_redis_provider,
 )
 from beignet_redis_anyio._net import multiplexer as connection_module
-from helpers.servers import FLAVOURS, RedisServer
+from helpers.targets import FLAVOURS, RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from beignet_redis_anyio import CacheEvent, CircuitOpenError, RedisConfig, open_
 from beignet_redis_anyio._cache.breaker import CircuitBreaker
 from beignet_redis_anyio._cache.remember.keys import has_hash_tag, sidecar_key
 from helpers.observing import Observed
-from helpers.servers import RedisServer
+from helpers.targets import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from beignet_redis_anyio import (
 from beignet_redis_anyio._cache import batches
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from helpers.observing import Observed
-from helpers.servers import RedisCluster, RedisServer
+from helpers.targets import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ from beignet_redis_anyio import (
     open_redis_provider,
 )
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
-from helpers.servers import RedisServer
+from helpers.targets import RedisServer
 
 pytestmark = pytest.mark.anyio
 

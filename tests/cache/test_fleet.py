@@ -18,7 +18,7 @@ import pytest
 from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_client, open_redis_provider
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from beignet_redis_anyio._cache.remember.ready import ready_channel
-from helpers.servers import RedisCluster, RedisServer, command
+from helpers.targets import RedisCluster, RedisServer, command
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provi
 from beignet_redis_anyio._cache.local import ABSENT, LocalCache
 from beignet_redis_anyio._cache.port import RedisCachePort
 from beignet_redis_anyio._net.wire import encode_command
-from helpers.servers import RedisCluster, command
+from helpers.targets import RedisCluster, command
 
 pytestmark = pytest.mark.anyio
 

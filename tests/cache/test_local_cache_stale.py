@@ -21,7 +21,7 @@ from beignet_redis_anyio import (
 )
 from beignet_redis_anyio._cache.local import ABSENT, LocalCache
 from beignet_redis_anyio._cache.port import RedisCachePort
-from helpers.servers import RedisServer
+from helpers.targets import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from beignet_redis_anyio import Namespace, RedisCachePort, RedisConfig, open_redis_provider
-from helpers.servers import RedisCluster, RedisServer
+from helpers.targets import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.anyio
 

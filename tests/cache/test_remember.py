@@ -14,7 +14,7 @@ from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_provider
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from helpers.factories import Factory, append, backends_and_kinds, base_exception
 from helpers.observing import Observed
-from helpers.servers import RedisServer
+from helpers.targets import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from beignet_redis_anyio import (
 )
 from beignet_redis_anyio._cache.remember.refresh import meta_key
 from helpers.crowds import crowd
-from helpers.servers import RedisServer
+from helpers.targets import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import pytest
 from redis.exceptions import DataError, ExecAbortError, NoScriptError, ResponseError
 
 from beignet_redis_anyio import RedisClient, open_redis_client
-from helpers.servers import PROTOCOL, RedisServer
+from helpers.targets import PROTOCOL, RedisServer
 from helpers.versions import redis_py_version
 
 pytestmark = pytest.mark.anyio

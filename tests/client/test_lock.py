@@ -23,7 +23,7 @@ from beignet_redis_anyio import RedisClient, open_redis_client
 from beignet_redis_anyio._client import lock as lock_module
 from beignet_redis_anyio._client.lock import Lock
 from beignet_redis_anyio._topology.urls import parse_topology
-from helpers.servers import RedisCluster, RedisServer, serve_script
+from helpers.targets import RedisCluster, RedisServer, serve_script
 
 pytestmark = pytest.mark.anyio
 

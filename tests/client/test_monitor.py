@@ -8,7 +8,7 @@ from redis.exceptions import DataError
 
 from beignet_redis_anyio import open_redis_client
 from beignet_redis_anyio._client.monitor import parse_monitor_line
-from helpers.servers import RedisServer
+from helpers.targets import RedisServer
 
 pytestmark = pytest.mark.anyio
 

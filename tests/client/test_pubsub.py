@@ -15,7 +15,7 @@ from redis.typing import Subscription
 
 from beignet_redis_anyio import RedisClient, open_redis_client
 from beignet_redis_anyio._client.pubsub import PubSub
-from helpers.servers import RedisCluster, RedisServer
+from helpers.targets import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ from beignet_redis_anyio import open_redis_client
 from beignet_redis_anyio._client.client import RedisClient
 from beignet_redis_anyio._client.pipeline import Pipeline, annotate_exception
 from beignet_redis_anyio._net.dedicated import DedicatedConnections, HeldConnection
-from helpers.servers import RedisCluster, RedisServer
+from helpers.targets import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.anyio
 

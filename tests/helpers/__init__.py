@@ -1,1 +1,2 @@
-"""Helpers the tests share: servers, crowds of callers, factories, observers."""
+"""Helpers the tests share: the servers they run against (``targets``), crowds
+of callers, factories, observers, versions, and the cross-process worker."""

@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 from beignet_redis_anyio import RedisClient, RedisConfig, open_redis_client, open_redis_provider
 from beignet_redis_anyio._net.commands import NOT_BLOCKING, blocking_wait
-from helpers.servers import PROTOCOL, RedisCluster, RedisServer, expected_pop, serve_script
+from helpers.targets import PROTOCOL, RedisCluster, RedisServer, expected_pop, serve_script
 
 pytestmark = pytest.mark.anyio
 

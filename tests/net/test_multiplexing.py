@@ -10,7 +10,7 @@ import pytest
 from beignet_redis_anyio import open_redis_client
 from beignet_redis_anyio._net.multiplexer import SPIN_GIVE_UP, SPIN_PROBE_EVERY, SPIN_TURNS, _Spin
 from beignet_redis_anyio._net.transport import SocketTransport
-from helpers.servers import RedisServer, bulk, serve_script
+from helpers.targets import RedisServer, bulk, serve_script
 
 pytestmark = pytest.mark.anyio
 

@@ -19,7 +19,7 @@ from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provi
 from beignet_redis_anyio._net.multiplexer import Multiplexer
 from beignet_redis_anyio._net.settings import ConnectionSettings
 from beignet_redis_anyio._net.wire import encode_command
-from helpers.servers import RedisServer, serve_script
+from helpers.targets import RedisServer, serve_script
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import pytest
 from redis.exceptions import AuthenticationError, ConnectionError
 
 from beignet_redis_anyio import ConnectTimeoutError, TLSOptions, open_redis_client
-from helpers.servers import RedisServer, TLSFiles, free_port
+from helpers.targets import RedisServer, TLSFiles, free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -19,7 +19,7 @@ from beignet_redis_anyio import (
     redis_provider,
 )
 from beignet_redis_anyio.testing import embedded_redis
-from helpers.servers import RedisServer, free_port
+from helpers.targets import RedisServer, free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -19,7 +19,7 @@ from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provi
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from beignet_redis_anyio.testing.asgi import run_asgi_lifespan
 from beignet_redis_anyio.testing.cleanup import delete_prefixed
-from helpers.servers import RedisCluster, RedisServer
+from helpers.targets import RedisCluster, RedisServer
 
 pytest_plugins = ["pytester"]
 

@@ -11,7 +11,7 @@ from beignet_redis_anyio.testing.servers import (
     command,
     encode_command,
 )
-from helpers.servers import server_binary
+from helpers.targets import server_binary
 
 
 def test_encode_command() -> None:

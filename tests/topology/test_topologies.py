@@ -10,7 +10,7 @@ from redis.exceptions import ClusterCrossSlotError, ConnectionError
 
 from beignet_redis_anyio import ConfigError, RedisConfig, open_redis_client, open_redis_provider
 from beignet_redis_anyio._topology.urls import ClusterSettings, SentinelSettings, parse_topology
-from helpers.servers import RedisCluster, RedisSentinels, command
+from helpers.targets import RedisCluster, RedisSentinels, command
 
 pytestmark = pytest.mark.anyio
 
