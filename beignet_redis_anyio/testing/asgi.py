@@ -20,10 +20,11 @@ connections.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import json as _json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote, urlencode
 
 import anyio
 import attrs
@@ -33,6 +34,8 @@ from .._net.task_group import background_task_group
 __all__ = ["AsgiResponse", "RunningApp", "run_asgi_lifespan"]
 
 Message = MutableMapping[str, Any]
+#: ``json=`` not given (``None`` is a JSON value: ``null``).
+_NO_JSON: Any = object()
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
@@ -47,7 +50,8 @@ class AsgiResponse:
     body: bytes
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        """The body, decoded as JSON."""
+        return _json.loads(self.body)
 
 
 class RunningApp:
@@ -64,11 +68,41 @@ class RunningApp:
         method: str,
         path: str,
         *,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        json: Any = _NO_JSON,
         body: bytes = b"",
         headers: list[tuple[bytes, bytes]] | None = None,
         query_string: bytes = b"",
     ) -> AsgiResponse:
-        """One HTTP request straight into the app, as a server would send it."""
+        """One HTTP request straight into the app, as a server would send it.
+
+        ``path`` may carry a query (``"/items?page=2"``); ``params`` adds to it,
+        URL-encoded (a sequence of pairs repeats a name). ``json=`` sends that
+        value JSON-encoded with ``content-type: application/json``; ``body``
+        sends raw bytes instead. ``query_string`` is the raw, already-encoded
+        query, for when the app must see exact bytes; it cannot be combined
+        with a query in ``path`` or with ``params``.
+
+        Raises ``ValueError`` for a request that says two things at once
+        (``json=`` and ``body=``, ``query_string=`` and another query).
+        Cancellation: the app's request handler is cancelled with the caller.
+        """
+        path, _, in_path = path.partition("?")
+        query = in_path.encode("ascii")
+        if params is not None:
+            encoded = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
+            query = query + b"&" + encoded.encode("ascii") if query else encoded.encode("ascii")
+        if query_string:
+            if query:
+                raise ValueError("query_string= cannot be combined with a query in path or params=")
+            query = query_string
+        headers = list(headers or [])
+        if json is not _NO_JSON:
+            if body:
+                raise ValueError("json= and body= both give the request's body: pass one")
+            body = _json.dumps(json).encode()
+            if not any(name.lower() == b"content-type" for name, _ in headers):
+                headers.append((b"content-type", b"application/json"))
         sent: list[Message] = []
         request_sent = False
 
@@ -85,8 +119,9 @@ class RunningApp:
 
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-            "query_string": query_string, "root_path": "", "headers": headers or [],
+            "method": method, "scheme": "http", "path": unquote(path),
+            "raw_path": path.encode(), "query_string": query, "root_path": "",
+            "headers": headers,
             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
             # Each request gets a shallow copy, as ASGI servers give it.
             "state": dict(self.state),
