@@ -23,6 +23,24 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_client_demo_runs_on_an_embedded_redis(backend: str) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "client_demo.py"), "--backend", backend],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
+    )
+    assert "using an embedded fakeredis server" in result.stdout
+    assert "GET    hello from beignet-redis-anyio" in result.stdout
+    assert "HGETALL {'name': 'Ada', 'lang': 'python'}" in result.stdout
+    assert "MULTI  [2, True, 60]" in result.stdout
+    assert "1000 concurrent GETs in" in result.stdout
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_app_runs_on_an_embedded_redis(backend: str) -> None:
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     result = subprocess.run(
