@@ -118,6 +118,34 @@ def dependency_ranges(session: nox.Session) -> None:
 
 
 @nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and the wheel, and check them as an index and a user
+    see them: twine's metadata check, check-wheel-contents, and the wheel
+    holds the package, py.typed and the licence, and nothing else."""
+    session.install("build", "twine", "check-wheel-contents")
+    dist = Path(session.create_tmp()) / "dist"
+    for old in dist.glob("*"):
+        old.unlink()
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    built = sorted(str(path) for path in dist.glob("*"))
+    session.run("twine", "check", "--strict", *built)
+    wheel = next(path for path in built if path.endswith(".whl"))
+    session.run("check-wheel-contents", wheel)
+    session.run("python", "-c", _WHEEL_IS_THE_PACKAGE, wheel)
+
+
+_WHEEL_IS_THE_PACKAGE = """
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+stray = [n for n in names if not n.startswith(("beignet_redis_anyio/", "beignet_redis_anyio-"))]
+assert not stray, f"the wheel holds files outside the package: {stray}"
+assert "beignet_redis_anyio/py.typed" in names, "the wheel has no py.typed"
+assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "no licence"
+print(f"wheel: {len(names)} files, the package, py.typed and the licence only")
+"""
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
     session.run("ruff", "check", ".")
