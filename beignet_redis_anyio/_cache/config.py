@@ -54,6 +54,12 @@ _LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
+def _setting(variable: str, meaning: str) -> dict[str, str]:
+    """A field's environment variable and what it means, kept on the field so
+    the documentation's table is rendered from the class itself."""
+    return {"variable": variable, "meaning": meaning}
+
+
 @attrs.frozen
 class RedisConfig:
     """Where the cache lives and how to talk to it.
@@ -64,36 +70,222 @@ class RedisConfig:
     ``REDIS_KEY_PREFIX`` …). ``repr`` never shows the password.
     """
 
-    url: str = attrs.field(repr=_redact_url)
-    db: int | None = None
-    key_prefix: str = ""
-    connect_timeout: float = 5.0
-    command_timeout: float | None = 5.0
-    client_name: str | None = "beignet-redis-anyio"
-    #: RESP version: None keeps the URL's ``?protocol=`` or the default (2).
-    protocol: int | None = None
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    max_blocking_connections: int = 8
-    remember_lock: bool = False
-    lock_lease_seconds: float = 10.0
-    lock_wait_seconds: float = 10.0
-    early_refresh: bool = False
-    early_refresh_beta: float = 1.0
-    ttl_jitter: float = 0.0
-    failure_policy: Literal["raise", "bypass"] = "raise"
-    breaker_threshold: int = 5
-    breaker_cooldown_seconds: float = 5.0
-    #: Hot keys from process memory, kept right by the server's invalidations
-    #: (``CLIENT TRACKING``; forces RESP3). See the README's "Local cache".
-    local_cache: bool = False
-    local_cache_max_entries: int = 10_000
-    local_cache_max_bytes: int = 64 * 1024 * 1024
-    local_cache_ttl: float = 60.0
-    #: With ``failure_policy="bypass"``: while Redis cannot be reached, serve
-    #: what the local cache held when the connection was lost.
-    local_cache_stale_if_error: bool = False
+    url: str = attrs.field(
+        repr=_redact_url,
+        metadata=_setting(
+            "REDIS_URL",
+            (
+                "Where Redis is: `redis://[[user]:password@]host[:port][/db]`, `rediss://…` "
+                "(TLS), `unix:///path/to/redis.sock[?db=N]`, "
+                "`redis+cluster://host1:7000,host2:7001[,…]` or "
+                "`redis+sentinel://s1:26379,s2:26379/mymaster[/db]` (and `rediss+…`). A "
+                "password may hold any character: the credentials end at the last `@`, and "
+                "percent-escapes in them are decoded. Required."
+            ),
+        ),
+    )
+    db: int | None = attrs.field(
+        default=None,
+        metadata=_setting(
+            "REDIS_DB",
+            (
+                "Database number (ASCII digits, ≥ 0); when set it wins over a database in the"
+                " URL. Unset means the URL's, else 0."
+            ),
+        ),
+    )
+    key_prefix: str = attrs.field(
+        default="",
+        metadata=_setting(
+            "REDIS_KEY_PREFIX",
+            (
+                "Prepended to every key the port touches (not to `cache.client` commands). "
+                "None by default, so `cache.client` addresses the same key names as the port."
+            ),
+        ),
+    )
+    connect_timeout: float = attrs.field(
+        default=5.0,
+        metadata=_setting(
+            "REDIS_CONNECT_TIMEOUT",
+            (
+                "Seconds a (background) connect attempt may take, TLS, AUTH and SELECT "
+                "included (0.001 to 86400)."
+            ),
+        ),
+    )
+    command_timeout: float | None = attrs.field(
+        default=5.0,
+        metadata=_setting(
+            "REDIS_COMMAND_TIMEOUT",
+            ("Seconds a call waits, connecting included (0.001 to 86400); `none` to wait forever."),
+        ),
+    )
+    client_name: str | None = attrs.field(
+        default="beignet-redis-anyio",
+        metadata=_setting(
+            "REDIS_CLIENT_NAME",
+            ("`CLIENT SETNAME` on every connection; `none` to skip it."),
+        ),
+    )
+    protocol: int | None = attrs.field(
+        default=None,
+        metadata=_setting(
+            "REDIS_PROTOCOL",
+            (
+                "`2` (RESP2) or `3` (RESP3, `HELLO 3` on connect; Redis or Valkey ≥ 6). Unset"
+                " keeps the URL's `?protocol=`, else 2."
+            ),
+        ),
+    )
+    tls_ca_file: str | None = attrs.field(
+        default=None,
+        metadata=_setting(
+            "REDIS_TLS_CA_FILE",
+            ("A CA bundle to verify a `rediss://` server (default: the system's trust store)."),
+        ),
+    )
+    tls_cert_file: str | None = attrs.field(
+        default=None,
+        metadata=_setting(
+            "REDIS_TLS_CERT_FILE",
+            ("A client certificate; set together with `REDIS_TLS_KEY_FILE`."),
+        ),
+    )
+    tls_key_file: str | None = attrs.field(
+        default=None,
+        metadata=_setting(
+            "REDIS_TLS_KEY_FILE",
+            ("The client certificate's key; set together with `REDIS_TLS_CERT_FILE`."),
+        ),
+    )
+    max_blocking_connections: int = attrs.field(
+        default=8,
+        metadata=_setting(
+            "REDIS_MAX_BLOCKING_CONNECTIONS",
+            (
+                "Dedicated connections for blocking commands (`BLPOP`, …) on `cache.client` "
+                "(integer ≥ 1)."
+            ),
+        ),
+    )
+    remember_lock: bool = attrs.field(
+        default=False,
+        metadata=_setting(
+            "REDIS_REMEMBER_LOCK",
+            ("Cross-process single-flight for `remember` (per call: `lock=`)."),
+        ),
+    )
+    lock_lease_seconds: float = attrs.field(
+        default=10.0,
+        metadata=_setting(
+            "REDIS_LOCK_LEASE",
+            (
+                "Seconds a leader's lease lasts between renewals; renewed every third of it "
+                "(0.1 to 86400)."
+            ),
+        ),
+    )
+    lock_wait_seconds: float = attrs.field(
+        default=10.0,
+        metadata=_setting(
+            "REDIS_LOCK_WAIT",
+            (
+                "Seconds a follower waits for another process's value before computing it "
+                "itself (0.001 to 86400)."
+            ),
+        ),
+    )
+    early_refresh: bool = attrs.field(
+        default=False,
+        metadata=_setting(
+            "REDIS_EARLY_REFRESH",
+            ("XFetch early recomputation on hits (per call: `early_refresh=`; needs a TTL)."),
+        ),
+    )
+    early_refresh_beta: float = attrs.field(
+        default=1.0,
+        metadata=_setting(
+            "REDIS_EARLY_REFRESH_BETA",
+            ("XFetch's `beta`: larger refreshes earlier (0.001 to 1000)."),
+        ),
+    )
+    ttl_jitter: float = attrs.field(
+        default=0.0,
+        metadata=_setting(
+            "REDIS_TTL_JITTER",
+            ("A fraction in [0, 1): every TTL the port writes varies by up to ± this much."),
+        ),
+    )
+    failure_policy: Literal["raise", "bypass"] = attrs.field(
+        default="raise",
+        metadata=_setting(
+            "REDIS_FAILURE_POLICY",
+            ("`raise` or `bypass` (fail-open) when Redis is unavailable."),
+        ),
+    )
+    breaker_threshold: int = attrs.field(
+        default=5,
+        metadata=_setting(
+            "REDIS_BREAKER_THRESHOLD",
+            ("Consecutive failures that open the circuit breaker (integer ≥ 1)."),
+        ),
+    )
+    breaker_cooldown_seconds: float = attrs.field(
+        default=5.0,
+        metadata=_setting(
+            "REDIS_BREAKER_COOLDOWN",
+            (
+                "Seconds the breaker stays open before one call probes Redis, unless the "
+                "server is heard from sooner (0.001 to 86400)."
+            ),
+        ),
+    )
+    local_cache: bool = attrs.field(
+        default=False,
+        metadata=_setting(
+            "REDIS_LOCAL_CACHE",
+            (
+                "Hot keys from process memory, invalidated by the server (`CLIENT TRACKING`; "
+                "forces RESP3; Redis or Valkey ≥ 6)."
+            ),
+        ),
+    )
+    local_cache_max_entries: int = attrs.field(
+        default=10_000,
+        metadata=_setting(
+            "REDIS_LOCAL_CACHE_MAX_ENTRIES",
+            ("Entries the local cache holds at most (integer ≥ 1)."),
+        ),
+    )
+    local_cache_max_bytes: int = attrs.field(
+        default=64 * 1024 * 1024,
+        metadata=_setting(
+            "REDIS_LOCAL_CACHE_MAX_BYTES",
+            ("Bytes the local cache holds at most (integer ≥ 1)."),
+        ),
+    )
+    local_cache_ttl: float = attrs.field(
+        default=60.0,
+        metadata=_setting(
+            "REDIS_LOCAL_CACHE_TTL",
+            (
+                "Seconds an entry lives locally at most, never past the key's own TTL (0.001 "
+                "to 86400)."
+            ),
+        ),
+    )
+    local_cache_stale_if_error: bool = attrs.field(
+        default=False,
+        metadata=_setting(
+            "REDIS_LOCAL_CACHE_STALE_IF_ERROR",
+            (
+                "While Redis cannot be reached, serve what the local cache held when the "
+                "connection was lost (needs `REDIS_LOCAL_CACHE=true` and "
+                "`REDIS_FAILURE_POLICY=bypass`)."
+            ),
+        ),
+    )
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.strip(_ASCII_SPACE):

@@ -154,3 +154,66 @@ def test_resilience_defaults() -> None:
 def test_resilience_mistakes_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         RedisConfig.from_env({"REDIS_URL": "redis://h", variable: value})
+
+
+_CLIENT_CERTIFICATE = {
+    "REDIS_URL": "rediss://localhost",
+    "REDIS_TLS_CERT_FILE": "/etc/ssl/c.pem",
+    "REDIS_TLS_KEY_FILE": "/etc/ssl/k.pem",
+}
+#: A value for each variable other than its default, and the companions it
+#: needs (a client certificate needs its key; stale-if-error, its policies).
+_SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
+    "REDIS_DB": ("3", {}),
+    "REDIS_KEY_PREFIX": ("app:", {}),
+    "REDIS_CONNECT_TIMEOUT": ("2.5", {}),
+    "REDIS_COMMAND_TIMEOUT": ("none", {}),
+    "REDIS_CLIENT_NAME": ("worker-7", {}),
+    "REDIS_PROTOCOL": ("3", {}),
+    "REDIS_TLS_CA_FILE": ("/etc/ssl/ca.pem", {"REDIS_URL": "rediss://localhost"}),
+    "REDIS_TLS_CERT_FILE": ("/etc/ssl/other.pem", _CLIENT_CERTIFICATE),
+    "REDIS_TLS_KEY_FILE": ("/etc/ssl/other.pem", _CLIENT_CERTIFICATE),
+    "REDIS_MAX_BLOCKING_CONNECTIONS": ("3", {}),
+    "REDIS_REMEMBER_LOCK": ("true", {}),
+    "REDIS_LOCK_LEASE": ("4", {}),
+    "REDIS_LOCK_WAIT": ("4", {}),
+    "REDIS_EARLY_REFRESH": ("yes", {}),
+    "REDIS_EARLY_REFRESH_BETA": ("2", {}),
+    "REDIS_TTL_JITTER": ("0.25", {}),
+    "REDIS_FAILURE_POLICY": ("bypass", {}),
+    "REDIS_BREAKER_THRESHOLD": ("9", {}),
+    "REDIS_BREAKER_COOLDOWN": ("0.5", {}),
+    "REDIS_LOCAL_CACHE": ("on", {}),
+    "REDIS_LOCAL_CACHE_MAX_ENTRIES": ("7", {}),
+    "REDIS_LOCAL_CACHE_MAX_BYTES": ("4096", {}),
+    "REDIS_LOCAL_CACHE_TTL": ("9", {}),
+    "REDIS_LOCAL_CACHE_STALE_IF_ERROR": (
+        "1",
+        {"REDIS_LOCAL_CACHE": "true", "REDIS_FAILURE_POLICY": "bypass"},
+    ),
+}
+
+
+def test_every_field_names_its_variable_and_says_what_it_means() -> None:
+    import attrs
+
+    for field in attrs.fields(RedisConfig):
+        assert field.metadata["variable"].startswith("REDIS_"), field.name
+        assert len(field.metadata["meaning"]) > 20, field.name
+    variables = [field.metadata["variable"] for field in attrs.fields(RedisConfig)]
+    assert len(variables) == len(set(variables))
+    assert set(variables) == {"REDIS_URL", *_SAMPLES}
+
+
+@pytest.mark.parametrize("variable", sorted(_SAMPLES))
+def test_from_env_reads_each_field_s_variable(variable: str) -> None:
+    """The variable a field declares is the one from_env sets it from."""
+    import attrs
+
+    (field,) = [f for f in attrs.fields(RedisConfig) if f.metadata["variable"] == variable]
+    value, companions = _SAMPLES[variable]
+    base = RedisConfig.from_env({"REDIS_URL": "redis://localhost", **companions})
+    changed = RedisConfig.from_env(
+        {"REDIS_URL": "redis://localhost", **companions, variable: value}
+    )
+    assert getattr(changed, field.name) != getattr(base, field.name)
