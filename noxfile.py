@@ -118,6 +118,17 @@ def dependency_ranges(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation with warnings as errors, then run every Python
+    block in it on asyncio and trio (``docs/conftest.py``), and say how many."""
+    session.install("-e", ".[docs]")
+    build = Path(session.create_tmp()) / "html"
+    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", str(build))
+    session.run("pytest", "docs", "-p", "no:cacheprovider", *session.posargs)
+    session.log(f"docs built in {build}")
+
+
+@nox.session
 def package(session: nox.Session) -> None:
     """Build the sdist and the wheel, and check them as an index and a user
     see them: twine's metadata check, check-wheel-contents, and the wheel
