@@ -1,7 +1,7 @@
 """The local cache: hot keys served from process memory, kept right by the
 server's invalidations.
 
-The rule it keeps (the README's "The local cache" states it): after a write by anyone
+The rule it keeps (``docs/local-cache.md`` states it too): after a write by anyone
 is acknowledged, a reader that completes one round trip on its connection
 never again returns the old value. How:
 

@@ -208,7 +208,7 @@ class RedisCachePort(CacheConveniences):
         """The cached value; on a miss, ``await factory()``, store it, return it.
 
         Concurrent misses on one key share one ``factory()`` run (see the
-        README's single-flight guarantees). The factory must return ``str``;
+        single-flight guarantees in ``docs/remember.md``). The factory must return ``str``;
         anything else raises ``TypeError``, a ``str`` that cannot be encoded as
         UTF-8 (a lone surrogate) ``ValueError``, and nothing is stored. Any
         other exception the factory raises, ``BaseException`` included, fails

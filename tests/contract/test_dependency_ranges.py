@@ -1,4 +1,4 @@
-"""The README's table of tested ranges says what ``pyproject.toml`` declares."""
+"""The docs' table of tested ranges says what ``pyproject.toml`` declares."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ else:  # pragma: no cover - pytest brings tomli on 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The extras whose ranges the README's table covers (noxfile.USER_EXTRAS).
+#: The extras whose ranges the docs' table covers (noxfile.USER_EXTRAS).
 USER_EXTRAS = ("trio", "testing", "otel")
 
 
@@ -27,13 +27,13 @@ def _declared() -> dict[str, str]:
 
 
 def _documented() -> dict[str, str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Which dependency versions are tested", 1)[1].split("\n#", 1)[0]
+    page = (ROOT / "docs" / "contributing.md").read_text()
+    section = page.split("## Which dependency versions are tested", 1)[1].split("\n#", 1)[0]
     rows = re.findall(r"^\| `([^`]+)`[^|]*\| `([^`]+)` \|", section, flags=re.MULTILINE)
     return {Requirement(name).name: str(Requirement(f"x{spec}").specifier) for name, spec in rows}
 
 
-def test_the_readme_lists_every_tested_range_as_declared() -> None:
+def test_the_docs_list_every_tested_range_as_declared() -> None:
     assert _documented() == _declared()
 
 

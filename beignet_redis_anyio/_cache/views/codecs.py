@@ -2,7 +2,7 @@
 
 A codec is any object with ``dumps(obj) -> str`` and ``loads(str) -> obj``
 (``json``'s own module shape, so ``cache.with_codec(my_codec)`` takes a
-msgpack or pydantic adapter of a few lines; see the README). ``JSON`` is the
+msgpack or pydantic adapter of a few lines; see ``docs/views.md``). ``JSON`` is the
 one ``cache.json`` uses: compact and deterministic, so equal values are equal
 strings under the same key names, whichever process wrote them.
 
