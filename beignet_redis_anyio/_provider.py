@@ -42,6 +42,12 @@ async def open_redis_provider(
     ``redis.exceptions.ConnectionError`` and bad credentials
     ``AuthenticationError``, within ``connect_timeout``. ``observer`` receives
     one :class:`CacheEvent` per cache operation.
+
+    Cancellation: leaving the block — normally, by an exception or by
+    cancellation — ends every ``remember`` computation and background task,
+    then closes every connection, in a shielded scope bounded by a timeout,
+    so the exit can never hang. An exception from the block comes out as
+    itself, not wrapped in an exception group.
     """
     if config is None:
         config = RedisConfig.from_env()

@@ -121,7 +121,19 @@ class RedisCachePort(CacheConveniences):
     # -- the five operations ------------------------------------------------
 
     async def get(self, key: str) -> str | None:
-        """The value stored at ``key``, or ``None``."""
+        """The value stored at ``key``, or ``None``.
+
+        Raises ``TypeError``/``ValueError`` for a key that is not a non-empty
+        ``str`` (before any I/O); ``UnicodeDecodeError`` when the stored value
+        is not text (another program's bytes), for this call alone; and, when
+        Redis cannot be reached, redis-py's ``ConnectionError`` (or
+        :class:`CircuitOpenError` while the breaker is open) or
+        ``TimeoutError`` — unless ``failure_policy="bypass"``, which answers
+        as if the key were missing.
+
+        Cancellation: the read is abandoned; its reply, if it comes, is read
+        and dropped, and the shared connection stays in step.
+        """
         check_key(key)
         started = time.perf_counter()
         local = self._local
@@ -155,7 +167,19 @@ class RedisCachePort(CacheConveniences):
 
     async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
         """Store ``value`` at ``key``, expiring after ``ttl_seconds`` (fractions
-        keep millisecond precision) or never."""
+        keep millisecond precision) or never.
+
+        Raises ``TypeError``/``ValueError`` before any I/O for a bad key, a
+        value that is not ``str``, or a TTL that is not a positive number the
+        server can hold; and, when Redis cannot be reached,
+        ``ConnectionError``/``TimeoutError`` as :meth:`get` does, unless
+        ``failure_policy="bypass"`` (then the write is skipped).
+
+        Cancellation: if the caller is cancelled after the command left, the
+        write may still be applied; its reply is read and dropped, and the
+        shared connection stays in step. A scope cancelled before the call
+        sends nothing.
+        """
         check_key(key)
         check_value(key, value)
         ttl_ms = ttl_milliseconds(ttl_seconds)
@@ -170,7 +194,16 @@ class RedisCachePort(CacheConveniences):
             self._report.event("cache.set", key, "stored", ttl_seconds, started)
 
     async def delete(self, key: str) -> bool:
-        """Remove ``key``; True when there was something to remove."""
+        """Remove ``key``; True when there was something to remove.
+
+        Raises as :meth:`set` does for a bad key or an unreachable Redis
+        (``bypass``: nothing is removed, and it returns False).
+
+        Cancellation: if the caller is cancelled after the command left, the
+        write may still be applied; its reply is read and dropped, and the
+        shared connection stays in step. A scope cancelled before the call
+        sends nothing.
+        """
         local = self._local
         if local is None:
             return await self._count("cache.delete", "DEL", key, "deleted", "not_found")
@@ -182,7 +215,11 @@ class RedisCachePort(CacheConveniences):
             local.invalidate(self.key_prefix + key)  # see _store
 
     async def has(self, key: str) -> bool:
-        """True when ``key`` holds a value (an empty string counts)."""
+        """True when ``key`` holds a value (an empty string counts).
+
+        Raises as :meth:`get` does (``bypass``: False while Redis cannot be
+        reached). Cancellation: as :meth:`get`.
+        """
         local = self._local
         if local is not None and isinstance(key, str):
             held = local.lookup(self.key_prefix + key)
@@ -218,6 +255,19 @@ class RedisCachePort(CacheConveniences):
         this call: ``lock=True`` makes one *process* compute while others wait
         for its value; ``early_refresh=True`` (needs ``ttl_seconds``) lets a
         hit recompute the value in the background shortly before it expires.
+
+        Raises ``TypeError``/``ValueError`` before any I/O or factory call for
+        a bad key or TTL; ``RuntimeError`` when a factory awaits ``remember``
+        of its own key (instead of a deadlock); ``UnicodeDecodeError`` when
+        the stored value is not text (nothing is overwritten); and, when
+        Redis cannot be reached, ``ConnectionError``/``TimeoutError`` as
+        :meth:`get` does — with ``failure_policy="bypass"`` the factory runs
+        and its value is returned, not stored.
+
+        Cancellation: cancelling a caller, the first or any other, only ends
+        that caller's wait; the factory runs in the provider's task group and
+        the other callers still get its value. When the last waiting caller
+        is gone, the run is cancelled, and nothing is stored.
         """
         check_key(key)
         if not callable(factory):
@@ -277,18 +327,39 @@ class RedisCachePort(CacheConveniences):
         """Every key's value (``None`` when missing), in the order given,
         duplicates once: one ``MGET`` per node (per slot on a cluster). A key
         holding another type reads as ``None``, as ``MGET`` has it. A value
-        that is not text fails that key: :class:`BatchError` carries the others."""
+        that is not text fails that key: :class:`BatchError` carries the others.
+
+        Raises ``TypeError`` for a single ``str`` instead of an iterable of
+        keys, and as :meth:`get` does for a bad key (before any I/O) or an
+        unreachable Redis. Cancellation: as :meth:`get`.
+        """
         return await self._batches.get_many(keys)
 
     async def set_many(
         self, mapping: Mapping[str, str], *, ttl_seconds: float | None = None
     ) -> None:
         """``set`` for every item, one write per node; a key the server
-        refuses fails alone (:class:`BatchError`)."""
+        refuses fails alone (:class:`BatchError`).
+
+        Raises as :meth:`set` does, for any item, before any I/O.
+
+        Cancellation: if the caller is cancelled after the command left, the
+        write may still be applied; its reply is read and dropped, and the
+        shared connection stays in step. A scope cancelled before the call
+        sends nothing.
+        """
         await self._batches.set_many(mapping, ttl_seconds)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        """Remove ``keys``; how many there were."""
+        """Remove ``keys``; how many there were.
+
+        Raises as :meth:`get_many` does.
+
+        Cancellation: if the caller is cancelled after the command left, the
+        write may still be applied; its reply is read and dropped, and the
+        shared connection stays in step. A scope cancelled before the call
+        sends nothing.
+        """
         return await self._batches.delete_many(keys)
 
     async def remember_many(
@@ -309,6 +380,12 @@ class RedisCachePort(CacheConveniences):
         one (the factory raised, left a key out, returned a non-``str``):
         nothing is stored for them and :class:`BatchError` carries the rest.
         ``lock=True`` raises ``NotImplementedError`` (not supported yet).
+
+        Raises as :meth:`remember` does for bad input (before any I/O or
+        factory call) and for an unreachable Redis, for the whole batch.
+        Cancellation: as :meth:`remember`, per key: cancelling one caller
+        ends only its wait, and the ``factory_many`` call is cancelled only
+        when no caller waits for any key it computes.
         """
         return await self._batches.remember_many(
             keys, factory_many, ttl_seconds=ttl_seconds, lock=lock, early_refresh=early_refresh

@@ -171,19 +171,32 @@ class Namespace(CacheConveniences):
     # -- the five operations ------------------------------------------------
 
     async def get(self, key: str) -> str | None:
+        """The port's ``get`` of ``key`` in the current generation.
+
+        Raises what the port's ``get`` raises, and ``TypeError``/``ValueError``
+        for a bad key before any I/O. Cancellation: as the port's; a caller
+        cancelled while reading the generation hands that read to a waiter.
+        """
         full = await self._key(key)
         return None if full is None else await self._port.get(full)
 
     async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
+        """The port's ``set`` in the current generation; raises and cancels
+        as it does. With no generation known while Redis is bypassed, the
+        write is skipped."""
         full = await self._key(key)
         if full is not None:
             await self._port.set(full, value, ttl_seconds=ttl_seconds)
 
     async def delete(self, key: str) -> bool:
+        """The port's ``delete`` in the current generation; raises and
+        cancels as it does."""
         full = await self._key(key)
         return False if full is None else await self._port.delete(full)
 
     async def has(self, key: str) -> bool:
+        """The port's ``has`` in the current generation; raises and cancels
+        as it does."""
         full = await self._key(key)
         return False if full is None else await self._port.has(full)
 
@@ -196,6 +209,10 @@ class Namespace(CacheConveniences):
         lock: bool | None = None,
         early_refresh: bool | None = None,
     ) -> str:
+        """The port's ``remember`` in the current generation, with all its
+        guarantees: it raises and cancels as the port's does. With no
+        generation known while Redis is bypassed, the factory runs alone
+        (without single-flight) and its value is not stored."""
         full = await self._key(key)
         if full is None:
             return check_result(key, await factory())

@@ -85,6 +85,8 @@ class TypedCache(Generic[T]):
         await self._port.set(key, self.encode(key, value), ttl_seconds=ttl_seconds)
 
     async def delete(self, key: str) -> bool:
+        """The port's ``delete``: True when there was something to remove.
+        Raises and cancels as the port's does."""
         return await self._port.delete(key)
 
     async def has(self, key: str) -> bool:
