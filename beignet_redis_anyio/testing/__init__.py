@@ -89,7 +89,13 @@ class EmbeddedRedis:
 
 @asynccontextmanager
 async def embedded_redis() -> AsyncIterator[str]:
-    """Start an embedded Redis and yield its URL; stop it on exit."""
+    """Start an embedded Redis and yield its URL; stop it on exit.
+
+    Raises ``ImportError`` (naming the extra to install) without fakeredis.
+    The server runs in a thread of this process, on a free loopback port.
+    Cancellation: leaving the block, cancelled or not, stops the server,
+    shielded, so no thread outlives it.
+    """
     server = EmbeddedRedis().start()
     try:
         yield server.url

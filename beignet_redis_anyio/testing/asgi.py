@@ -136,7 +136,14 @@ class RunningApp:
 async def run_asgi_lifespan(
     app: AsgiApp, *, step_seconds: float = 10.0
 ) -> AsyncIterator[RunningApp]:
-    """Start ``app``'s lifespan, yield it running, shut it down on exit."""
+    """Start ``app``'s lifespan, yield it running, shut it down on exit.
+
+    Raises ``RuntimeError`` with the app's own message when its startup or
+    shutdown fails or never answers, and ``TimeoutError`` when a step takes
+    longer than ``step_seconds``. Cancellation: leaving the block — also by
+    cancellation — sends the shutdown, shielded and bounded by
+    ``step_seconds``, so the app's provider closes its connections.
+    """
     state: dict[str, Any] = {}
     to_app, app_inbox = anyio.create_memory_object_stream[Message](2)
     app_outbox, from_app = anyio.create_memory_object_stream[Message](2)

@@ -189,6 +189,12 @@ class MemoryCachePort(CacheConveniences, CachePort):
         The rules are ``RedisCachePort.remember``'s (see the module docstring
         for where hosting the computation in the first caller shows).
         ``lock`` is accepted for the protocol's sake and changes nothing.
+
+        Raises as ``RedisCachePort.remember`` does for bad input and for a
+        factory's failure (there is no Redis to be unreachable).
+        Cancellation: cancelling a caller ends only its wait; the others
+        still get the value (see the module docstring for the one place
+        hosting the run in a caller shows).
         """
         check_key(key)
         if not callable(factory):

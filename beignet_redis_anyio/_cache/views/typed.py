@@ -73,7 +73,11 @@ class TypedCache(Generic[T]):
 
     async def get(self, key: str, default: object = None) -> object:
         """The decoded value at ``key`` — a stored ``None`` included — or
-        ``default`` when the key is missing."""
+        ``default`` when the key is missing.
+
+        Raises :class:`CacheDecodeError` (a ``ValueError``, with ``.key``)
+        when the stored value is not the codec's, and what the port's ``get``
+        raises. Cancellation: as the port's."""
         raw = await self._port.get(key)
         if raw is None:
             return default
@@ -110,6 +114,13 @@ class TypedCache(Generic[T]):
         ``none_ttl_seconds`` (default: ``ttl_seconds``) is how long a ``None``
         the factory returned stays cached. ``lock``/``early_refresh`` are the
         port's, passed through only when set.
+
+        Raises :class:`CacheDecodeError` for a stored value the codec cannot
+        decode (nothing is overwritten, the factory does not run), the
+        codec's ``TypeError``/``ValueError`` for a value it cannot encode
+        (nothing is stored; every waiter gets it), and what the port's
+        ``remember`` raises. Cancellation: the port's ``remember``'s — one
+        caller's cancellation ends only its own wait.
         """
         if none_ttl_seconds is not None:
             ttl_milliseconds(none_ttl_seconds)  # a bad TTL fails before the factory runs
