@@ -24,7 +24,7 @@ import json as _json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import anyio
 import attrs
@@ -34,6 +34,10 @@ from .._net.task_group import background_task_group
 __all__ = ["AsgiResponse", "RunningApp", "run_asgi_lifespan"]
 
 Message = MutableMapping[str, Any]
+#: What ``quote`` leaves alone in a path and in a query: their own delimiters
+#: and escapes already made.
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 #: ``json=`` not given (``None`` is a JSON value: ``null``).
 _NO_JSON: Any = object()
 Receive = Callable[[], Awaitable[Message]]
@@ -87,11 +91,19 @@ class RunningApp:
         (``json=`` and ``body=``, ``query_string=`` and another query).
         Cancellation: the app's request handler is cancelled with the caller.
         """
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/', got {path!r}")
         path, _, in_path = path.partition("?")
-        query = in_path.encode("ascii")
+        # As a client sends them: non-ASCII percent-encoded as UTF-8, and
+        # escapes already in place kept.
+        raw_path = quote(path, safe=_PATH_SAFE).encode("ascii")
+        query = quote(in_path, safe=_QUERY_SAFE).encode("ascii")
         if params is not None:
-            encoded = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
-            query = query + b"&" + encoded.encode("ascii") if query else encoded.encode("ascii")
+            pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+            if any(value is None for _, value in pairs):
+                raise ValueError("params= values cannot be None: leave the name out instead")
+            encoded = urlencode(pairs).encode("ascii")
+            query = query + b"&" + encoded if query else encoded
         if query_string:
             if query:
                 raise ValueError("query_string= cannot be combined with a query in path or params=")
@@ -119,8 +131,8 @@ class RunningApp:
 
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": method, "scheme": "http", "path": unquote(path),
-            "raw_path": path.encode(), "query_string": query, "root_path": "",
+            "method": method, "scheme": "http", "path": unquote(raw_path.decode("ascii")),
+            "raw_path": raw_path, "query_string": query, "root_path": "",
             "headers": headers,
             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
             # Each request gets a shallow copy, as ASGI servers give it.

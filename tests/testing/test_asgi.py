@@ -69,6 +69,13 @@ async def test_a_percent_encoded_path_reaches_the_app_decoded() -> None:
     assert seen["path"] == "/users/a b" and seen["raw_path"] == "/users/a%20b"
 
 
+async def test_non_ascii_is_sent_percent_encoded_as_a_client_would() -> None:
+    async with run_asgi_lifespan(echo) as app:
+        seen = (await app.request("GET", "/caf\u00e9?q=cr\u00e8me&x=%41")).json()
+    assert seen["raw_path"] == "/caf%C3%A9" and seen["path"] == "/caf\u00e9"
+    assert seen["query"] == "q=cr%C3%A8me&x=%41"  # an escape already made is kept
+
+
 async def test_a_request_that_says_two_things_at_once_is_refused() -> None:
     async with run_asgi_lifespan(echo) as app:
         with pytest.raises(ValueError, match="json= and body="):
@@ -77,5 +84,9 @@ async def test_a_request_that_says_two_things_at_once_is_refused() -> None:
             await app.request("GET", "/?a=1", query_string=b"b=2")
         with pytest.raises(ValueError, match="query_string="):
             await app.request("GET", "/", params={"a": 1}, query_string=b"b=2")
+        with pytest.raises(ValueError, match="must start with '/'"):
+            await app.request("GET", "?page=2")
+        with pytest.raises(ValueError, match="cannot be None"):
+            await app.request("GET", "/", params={"page": None})
         raw = (await app.request("GET", "/", query_string=b"a=%ZZ")).json()
     assert raw["query"] == "a=%ZZ"  # raw bytes, as given
