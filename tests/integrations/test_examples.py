@@ -22,38 +22,36 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_client_demo_runs_on_an_embedded_redis(backend: str) -> None:
+def _run_example(script: str, backend: str) -> str:
+    """``examples/<script>`` as a new user runs it: no ``REDIS_URL``; its output."""
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "client_demo.py"), "--backend", backend],
+        [sys.executable, str(ROOT / "examples" / script), "--backend", backend],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
         check=True,
     )
-    assert "using an embedded fakeredis server" in result.stdout
-    assert "GET    hello from beignet-redis-anyio" in result.stdout
-    assert "HGETALL {'name': 'Ada', 'lang': 'python'}" in result.stdout
-    assert "MULTI  [2, True, 60]" in result.stdout
-    assert "1000 concurrent GETs in" in result.stdout
+    return result.stdout
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_client_demo_runs_on_an_embedded_redis(backend: str) -> None:
+    stdout = _run_example("client_demo.py", backend)
+    assert "using an embedded fakeredis server" in stdout
+    assert "GET    hello from beignet-redis-anyio" in stdout
+    assert "HGETALL {'name': 'Ada', 'lang': 'python'}" in stdout
+    assert "MULTI  [2, True, 60]" in stdout
+    assert "1000 concurrent GETs in" in stdout
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_app_runs_on_an_embedded_redis(backend: str) -> None:
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "app.py"), "--backend", backend],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=True,
-    )
-    assert "starting an embedded Redis" in result.stdout
-    assert "factory ran 1 time(s), 1 distinct value(s)" in result.stdout
-    assert "incr     1" in result.stdout
+    stdout = _run_example("app.py", backend)
+    assert "starting an embedded Redis" in stdout
+    assert "factory ran 1 time(s), 1 distinct value(s)" in stdout
+    assert "incr     1" in stdout
 
 
 @pytest.mark.anyio
