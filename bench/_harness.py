@@ -47,6 +47,9 @@ __all__ = [
     "check",
     "exit_status",
     "fmt_ops",
+    "format_table",
+    "format_target",
+    "format_verdict",
     "paired_ratio",
     "print_header",
     "print_table",
@@ -171,28 +174,43 @@ def print_table(
     """A Markdown table, the first row its header; columns are right-aligned
     where ``right`` says (default: all but the first). Recorded for
     :func:`write_results`: its rows as dicts, header to cell."""
-    columns = len(rows[0])
-    aligned = right if right is not None else [False] + [True] * (columns - 1)
+    aligned = right if right is not None else [False] + [True] * (len(rows[0]) - 1)
     header = [str(cell) for cell in rows[0]]
+    keys: list[str] = []  # the header, a repeated name made unique ("ratio", "ratio 2")
+    for name in header:
+        key, number = name, 1
+        while key in keys:
+            number += 1
+            key = f"{name} {number}"
+        keys.append(key)
     _recorded["tables"].append(
         {
             "title": title,
             "columns": header,
+            "keys": keys,
             "right": [bool(r) for r in aligned],
-            "rows": [dict(zip(header, map(str, row), strict=True)) for row in rows[1:]],
+            "rows": [dict(zip(keys, map(str, row), strict=True)) for row in rows[1:]],
         }
     )
-    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
+    for line in format_table(rows, aligned):
+        print(line)
+
+
+def format_table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    """The lines of :func:`print_table`'s Markdown table (not recorded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
     for i, row in enumerate(rows):
         cells = [
-            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, aligned, strict=True)
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)
         ]
-        print("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cells) + " |")
         if i == 0:
             rules = [
-                "-" * (w + 1) + (":" if r else "-") for w, r in zip(widths, aligned, strict=True)
+                "-" * (w + 1) + (":" if r else "-") for w, r in zip(widths, right, strict=True)
             ]
-            print("|" + "|".join(rules) + "|")
+            lines.append("|" + "|".join(rules) + "|")
+    return lines
 
 
 def status(passed: bool | None) -> str:
@@ -339,7 +357,7 @@ def write_results(
         "benchmark": result_name(script),
         "version": beignet_redis_anyio.__version__,
         "commit": _git_commit(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
