@@ -365,7 +365,8 @@ def write_results(
         },
         "server": _recorded["server"],
         "peers": _peer_versions(peers),
-        "parameters": dict(parameters),
+        # (the python and server versions are "machine" and "server" already)
+        "parameters": {k: v for k, v in parameters.items() if k not in ("python", "redis_server")},
         "tables": _recorded["tables"],
         "targets": _recorded["targets"],
         "data": data,
