@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 #: What this process printed, for :func:`write_results`.
-_recorded: dict[str, Any] = {"tables": [], "targets": [], "server": None}
+_recorded: dict[str, Any] = {"tables": [], "targets": [], "server": None, "commit": None}
 
 CHILD_TIMEOUT_S = 600.0
 
@@ -165,6 +165,7 @@ def print_header(*, cluster: bool = False) -> tuple[str, str] | None:
     print(f"python {platform.python_version()} ({sys.executable})")
     print(version)
     _recorded["server"] = version
+    _recorded["commit"] = _git_commit()  # what is measured: the checkout as the run starts
     return executable, version
 
 
@@ -313,17 +314,26 @@ def result_name(script: str) -> str:
 
 
 def _git_commit() -> str:
+    """``git rev-parse --short HEAD``, with ``+dirty`` when the measured code
+    (the package, or ``bench/``'s scripts) differs from that commit."""
     try:
-        proc = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             cwd=REPO_ROOT,
             timeout=30,
-        )
-    except OSError:
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "beignet_redis_anyio", "bench/*.py"],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return proc.stdout.strip() or "unknown"
+    return (head + "+dirty" if changed else head) if head else "unknown"
 
 
 def _peer_versions(peers: Iterable[str]) -> dict[str, str | None]:
@@ -356,7 +366,7 @@ def write_results(
     payload = {
         "benchmark": result_name(script),
         "version": beignet_redis_anyio.__version__,
-        "commit": _git_commit(),
+        "commit": _recorded.get("commit") or _git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "cpu_count": os.cpu_count(),
