@@ -33,7 +33,7 @@ allocator state cannot leak into the other's figures:
 
 Usage::
 
-    python bench/bench_local_cache.py [--quick]
+    python bench/bench_local_cache.py [--quick] [--json PATH]
 
 Exit status 0 even when a target FAILs (this is a report); non-zero when a
 child crashes or redis-server is missing.
