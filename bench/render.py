@@ -27,6 +27,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
@@ -35,10 +36,6 @@ README = ROOT / "README.md"
 RESULTS = BENCH / "results"
 NOXFILE = ROOT / "noxfile.py"
 LIST_REGION = "list"
-# The tables are drawn by the harness's own format_table (``from _harness``),
-# also when this module is loaded by path (the contract test does).
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
 
 _REGION = re.compile(
     r"(?P<begin><!-- bench:(?P<name>[a-z_]+):begin -->\n)"
@@ -75,28 +72,39 @@ def nox_benchmarks(noxfile: Path = NOXFILE) -> list[str]:
     raise ValueError(f"{noxfile}: no `scripts = (...)` in a function `bench`")
 
 
-def _table(table: Mapping[str, Any]) -> list[str]:
-    # The same drawing as the benchmark's own output (the harness's).
-    from _harness import format_table
+def _harness() -> ModuleType:
+    """The harness, for its drawing functions: the tables and target lines come
+    out as the benchmark printed them. Imported without leaving its path setup
+    behind (the contract test loads this module inside the test run)."""
+    saved = sys.path[:]
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _harness
+    finally:
+        sys.path[:] = saved
+    return _harness
 
+
+def _table(table: Mapping[str, Any]) -> list[str]:
     keys = table.get("keys", table["columns"])
     rows = [table["columns"], *([row.get(key, "") for key in keys] for row in table["rows"])]
-    return format_table(rows, table["right"])
+    return list(_harness().format_table(rows, table["right"]))
 
 
 def _target(target: Mapping[str, Any]) -> str:
-    from _harness import format_target, format_verdict
-
+    harness = _harness()
     if target["kind"] == "verdict":
-        return format_verdict(target["name"], target["status"], target["measured"])
-    return format_target(
-        target["lead"],
-        target["name"],
-        target["measured"],
-        target["wanted"],
-        target["status"],
-        target["note"],
-        width=target["width"],
+        return str(harness.format_verdict(target["name"], target["status"], target["measured"]))
+    return str(
+        harness.format_target(
+            target["lead"],
+            target["name"],
+            target["measured"],
+            target["wanted"],
+            target["status"],
+            target["note"],
+            width=target["width"],
+        )
     )
 
 
