@@ -249,8 +249,7 @@ async def measure(
 def run_ours(url: str, backend: str, count: int) -> tuple[dict[str, Any], dict[str, Any]]:
     import anyio
 
-    from beignet_redis_anyio import open_redis_client
-    from beignet_redis_anyio._client.client import RedisClient
+    from beignet_redis_anyio import RedisClient, open_redis_client
 
     if not hasattr(RedisClient, "pubsub"):
         sys.exit(UNAVAILABLE)
