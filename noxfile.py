@@ -195,7 +195,9 @@ def redis_py_suite(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks against a local redis-server (not part of CI)."""
+    """Side-by-side benchmarks against a local redis-server (not part of CI).
+    Each writes bench/results/<name>.json; the performance page's tables are then
+    rendered from those files (bench/render.py), so commit both."""
     session.install("-e", ".[bench,test]")
     scripts = (
         "client",
@@ -211,3 +213,4 @@ def bench(session: nox.Session) -> None:
     )
     for script in scripts:
         session.run("python", f"bench/bench_{script}.py", *session.posargs)
+    session.run("python", "bench/render.py", "--write")

@@ -1,25 +1,36 @@
-"""What every benchmark here shares: the command line, one measurement per
-subprocess, the report's header, tables and target lines, and JSON.
+"""What every benchmark here shares: the path setup, the command line, one
+measurement per subprocess, the report's header, tables and target lines, the
+number formats, and the result file.
 
 Each ``bench_*.py`` script runs on its own (``python bench/bench_client.py``)
 and imports this module from its own folder. Nothing here measures anything;
 the servers come from ``beignet_redis_anyio.testing.servers``, as the tests'
 do.
+
+Every table printed with :func:`print_table` and every target line made with
+:func:`target_line`, :func:`ratio_line` or :func:`verdict_line` is also
+recorded, and :func:`write_results` writes them, with what they were measured
+on, to ``bench/results/<name>.json``: the performance page's tables are rendered from
+those files (``bench/render.py``), never pasted.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
 # A benchmark measures the checkout it sits in, not whichever copy of the
 # package is installed (this also reaches every child: they import us too).
 sys.path.insert(0, str(REPO_ROOT))
@@ -29,21 +40,31 @@ from beignet_redis_anyio.testing.servers import HOST, find_server  # noqa: E402
 __all__ = [
     "HOST",
     "REPO_ROOT",
+    "RESULTS_DIR",
     "CheckFailed",
     "ChildFailed",
     "bench_main",
     "check",
     "exit_status",
+    "fmt_ops",
+    "format_table",
+    "format_target",
+    "format_verdict",
     "paired_ratio",
     "print_header",
     "print_table",
     "ratio_line",
     "report_parser",
+    "result_name",
     "run_child",
     "status",
     "target_line",
-    "write_json",
+    "verdict_line",
+    "write_results",
 ]
+
+#: What this process printed, for :func:`write_results`.
+_recorded: dict[str, Any] = {"tables": [], "targets": [], "server": None, "commit": None}
 
 CHILD_TIMEOUT_S = 600.0
 
@@ -91,7 +112,11 @@ def report_parser(doc: str | None, *, quick: str) -> argparse.ArgumentParser:
     and ``--json PATH``."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
     parser.add_argument("--quick", action="store_true", help=quick)
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="where to write the results (default: bench/results/<name>.json)",
+    )
     return parser
 
 
@@ -139,25 +164,54 @@ def print_header(*, cluster: bool = False) -> tuple[str, str] | None:
     ).stdout.strip()
     print(f"python {platform.python_version()} ({sys.executable})")
     print(version)
+    _recorded["server"] = version
+    _recorded["commit"] = _git_commit()  # what is measured: the checkout as the run starts
     return executable, version
 
 
-def print_table(rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> None:
+def print_table(
+    rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None, *, title: str = ""
+) -> None:
     """A Markdown table, the first row its header; columns are right-aligned
-    where ``right`` says (default: all but the first)."""
-    columns = len(rows[0])
-    aligned = right if right is not None else [False] + [True] * (columns - 1)
-    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
+    where ``right`` says (default: all but the first). Recorded for
+    :func:`write_results`: its rows as dicts, header to cell."""
+    aligned = right if right is not None else [False] + [True] * (len(rows[0]) - 1)
+    header = [str(cell) for cell in rows[0]]
+    keys: list[str] = []  # the header, a repeated name made unique ("ratio", "ratio 2")
+    for name in header:
+        key, number = name, 1
+        while key in keys:
+            number += 1
+            key = f"{name} {number}"
+        keys.append(key)
+    _recorded["tables"].append(
+        {
+            "title": title,
+            "columns": header,
+            "keys": keys,
+            "right": [bool(r) for r in aligned],
+            "rows": [dict(zip(keys, map(str, row), strict=True)) for row in rows[1:]],
+        }
+    )
+    for line in format_table(rows, aligned):
+        print(line)
+
+
+def format_table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    """The lines of :func:`print_table`'s Markdown table (not recorded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
     for i, row in enumerate(rows):
         cells = [
-            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, aligned, strict=True)
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)
         ]
-        print("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cells) + " |")
         if i == 0:
             rules = [
-                "-" * (w + 1) + (":" if r else "-") for w, r in zip(widths, aligned, strict=True)
+                "-" * (w + 1) + (":" if r else "-") for w, r in zip(widths, right, strict=True)
             ]
-            print("|" + "|".join(rules) + "|")
+            lines.append("|" + "|".join(rules) + "|")
+    return lines
 
 
 def status(passed: bool | None) -> str:
@@ -168,8 +222,53 @@ def status(passed: bool | None) -> str:
 def target_line(
     lead: str, name: str, measured: str, wanted: str, verdict: str, note: str = "", *, width: int
 ) -> str:
-    """``lead name = measured  (target …)  PASS  note``, aligned for a column of them."""
+    """``lead name = measured  (target …)  PASS  note``, aligned for a column of them.
+    Recorded for :func:`write_results`."""
+    _recorded["targets"].append(
+        {
+            "kind": "target",
+            "lead": lead,
+            "name": name,
+            "measured": measured,
+            "wanted": wanted,
+            "status": verdict,
+            "note": note,
+            "width": width,
+        }
+    )
+    return format_target(lead, name, measured, wanted, verdict, note, width=width)
+
+
+def format_target(
+    lead: str, name: str, measured: str, wanted: str, verdict: str, note: str = "", *, width: int
+) -> str:
+    """The text of a :func:`target_line` (not recorded: for rendering one again)."""
     return f"{lead} {name:<{width}} = {measured:>6}  {wanted:<18}  {verdict:<4}  {note}".rstrip()
+
+
+def verdict_line(target: str, verdict: str, value: str = "") -> str:
+    """``PASS  target: value``, for a target that is not a ratio. Recorded for
+    :func:`write_results`."""
+    _recorded["targets"].append(
+        {"kind": "verdict", "name": target, "measured": value, "status": verdict}
+    )
+    return format_verdict(target, verdict, value)
+
+
+def format_verdict(target: str, verdict: str, value: str = "") -> str:
+    """The text of a :func:`verdict_line` (not recorded)."""
+    return f"{verdict:<4}  {target}: {value}" if value else f"{verdict:<4}  {target}"
+
+
+def fmt_ops(
+    value: float | None, *, unavailable: str | None = None, crashed: str | None = None
+) -> str:
+    """A rate for a table cell: ``12,345``, or why there is none."""
+    if unavailable:
+        return f"n/a ({unavailable})"
+    if crashed:
+        return f"CRASHED ({crashed})"
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 def paired_ratio(
@@ -209,6 +308,80 @@ def exit_status(crashed: Sequence[str], what: str = "child(ren)") -> int:
     return 1
 
 
-def write_json(path: str, payload: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"\nwrote {path}")
+def result_name(script: str) -> str:
+    """``bench/bench_client.py`` -> ``client``: the name of its result file."""
+    return Path(script).stem.removeprefix("bench_")
+
+
+def _git_commit() -> str:
+    """``git rev-parse --short HEAD``, with ``+dirty`` when the measured code
+    (the package, or ``bench/``'s scripts) differs from that commit."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=30,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "beignet_redis_anyio", "bench/*.py"],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + "+dirty" if changed else head) if head else "unknown"
+
+
+def _peer_versions(peers: Iterable[str]) -> dict[str, str | None]:
+    """Each distribution's installed version, ``None`` when not installed."""
+    versions: dict[str, str | None] = {}
+    for name in peers:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def write_results(
+    script: str,
+    path: str | None,
+    *,
+    parameters: Mapping[str, Any],
+    peers: Iterable[str] = (),
+    data: Any = None,
+) -> Path:
+    """Write this run to ``path`` (default ``bench/results/<name>.json``): the
+    package's version, the commit, the date, the machine, the server printed
+    by :func:`print_header`, the peers' versions, the run's ``parameters``,
+    every table and target recorded so far, and the script's own ``data``
+    (its raw figures)."""
+    import beignet_redis_anyio
+
+    target = Path(path) if path else RESULTS_DIR / f"{result_name(script)}.json"
+    payload = {
+        "benchmark": result_name(script),
+        "version": beignet_redis_anyio.__version__,
+        "commit": _recorded.get("commit") or _git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "server": _recorded["server"],
+        "peers": _peer_versions(peers),
+        # (the python and server versions are "machine" and "server" already)
+        "parameters": {k: v for k, v in parameters.items() if k not in ("python", "redis_server")},
+        "tables": _recorded["tables"],
+        "targets": _recorded["targets"],
+        "data": data,
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwrote {target}")
+    return target

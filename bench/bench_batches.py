@@ -41,17 +41,20 @@ from urllib.parse import urlsplit
 from _harness import (
     ChildFailed,
     bench_main,
+    check,
     exit_status,
     print_header,
     print_table,
     run_child,
     status,
     target_line,
-    write_json,
+    write_results,
 )
 
 from beignet_redis_anyio.testing.servers import RedisServer
 
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio", "cashews", "aiocache", "redis")
 BACKENDS = ("asyncio", "trio")
 KEYS = 100
 ROUNDS = 10
@@ -59,11 +62,6 @@ SEQUENTIAL_MIN = 20.0
 PEER_MIN = 2.0
 
 Read = Callable[[], Awaitable[None]]
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
 
 
 async def contenders(url: str, backend: str, stack: Any) -> dict[str, Read]:
@@ -190,8 +188,8 @@ def parent_main(args: argparse.Namespace) -> int:
     width = max(len(line[1]) for line in lines)
     for backend, name, measured, wanted, verdict in lines:
         print(target_line(f"[{backend:<7}]", name, measured, wanted, verdict, width=width))
-    if args.json:
-        write_json(args.json, {"keys": KEYS, "results": results})
+    parameters = {"quick": args.quick, "keys": KEYS, "keys_read": n, "rounds": ROUNDS}
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=results)
     return exit_status(crashed)
 
 

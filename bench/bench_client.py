@@ -72,16 +72,20 @@ from _harness import (
     ChildFailed,
     bench_main,
     exit_status,
+    fmt_ops,
     paired_ratio,
     print_header,
     print_table,
     ratio_line,
     run_child,
     status,
-    write_json,
+    write_results,
 )
 
 from beignet_redis_anyio.testing.servers import RedisServer, command, encode_command
+
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio", "redis", "hiredis", "coredis")
 
 KEY = "bench:key"
 VALUE = "hello"
@@ -361,14 +365,6 @@ class ContenderResult:
         return max(runs) if runs and not (self.unavailable or self.crashed) else None
 
 
-def fmt_ops(value: float | None, result: ContenderResult) -> str:
-    if result.unavailable:
-        return f"n/a ({result.unavailable})"
-    if result.crashed:
-        return f"CRASHED ({result.crashed})"
-    return f"{value:,.0f}" if value is not None else "n/a"
-
-
 @dataclass(frozen=True)
 class Target:
     scenario: str
@@ -413,7 +409,11 @@ def print_report(
     results: dict[str, ContenderResult], evaluations: Sequence[dict[str, Any]]
 ) -> None:
     rows = [("contender", "sequential ops/s", "concurrent ops/s")]
-    rows += [(name, *(fmt_ops(r.best(s), r) for s in SCENARIOS)) for name, r in results.items()]
+    for name, r in results.items():
+        cells = (
+            fmt_ops(r.best(s), unavailable=r.unavailable, crashed=r.crashed) for s in SCENARIOS
+        )
+        rows.append((name, *cells))
     print()
     print_table(rows)
     print()
@@ -501,28 +501,28 @@ def parent_main(args: argparse.Namespace) -> int:
     evaluations = [evaluate(t, results) for t in TARGETS]
     print_report(results, evaluations)
 
-    if args.json:
-        payload = {
-            "settings": {
-                "quick": args.quick,
-                "repeats": repeats,
-                "workloads": {s: vars(w) for s, w in workloads.items()},
-                "python": platform.python_version(),
-                "redis_server": server_version,
-            },
-            "results": {
-                name: {
-                    "best": {s: r.best(s) for s in SCENARIOS},
-                    "runs": r.runs,
-                    "unavailable": r.unavailable,
-                    "crashed": r.crashed,
-                    "info": r.info,
-                }
-                for name, r in results.items()
-            },
-            "ratios": evaluations,
-        }
-        write_json(args.json, payload)
+    payload = {
+        "settings": {
+            "quick": args.quick,
+            "repeats": repeats,
+            "workloads": {s: vars(w) for s, w in workloads.items()},
+            "python": platform.python_version(),
+            "redis_server": server_version,
+        },
+        "results": {
+            name: {
+                "best": {s: r.best(s) for s in SCENARIOS},
+                "runs": r.runs,
+                "unavailable": r.unavailable,
+                "crashed": r.crashed,
+                "info": r.info,
+            }
+            for name, r in results.items()
+        },
+        "ratios": evaluations,
+    }
+    parameters = payload.pop("settings")
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=payload)
 
     return exit_status([name for name, r in results.items() if r.crashed], "contender(s)")
 

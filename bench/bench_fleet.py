@@ -24,10 +24,15 @@ Modes
 ``shared`` (the baseline: the design before issue 14)
     One ready channel for the whole database, to which every provider that
     has ever waited stays subscribed for life, and to which every leader
-    publishes. Emulated here, not kept in the library: the lease's
-    publishes are pointed at one channel (``beignet:ready:0``) and each
-    fleet provider subscribes to it (``SSUBSCRIBE``; on one server
-    ``SPUBLISH`` to N subscribers is the same fan-out as ``PUBLISH``).
+    publishes. Emulated here, not kept in the library, and without touching
+    its internals: each fleet provider subscribes to one channel
+    (``beignet:ready:0``, ``SSUBSCRIBE``; on one server ``SPUBLISH`` to N
+    subscribers is the same fan-out as ``PUBLISH``), and after each computed
+    key the leader publishes the lease's message (``"v" + value``) there
+    itself. Its own per-key publish, inside the store script, reaches no one
+    and writes nothing. The emulation's one extra command's reply to the
+    leader (``:N``) is not the design's and is subtracted from the bytes; its
+    CPU (one more command per key) is not.
 ``per-key`` (the library as it is)
     Each key's own channel, subscribed only while a follower waits for it.
 
@@ -46,21 +51,33 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
-from _harness import exit_status, print_header, print_table, report_parser, status, write_json
+from _harness import (
+    exit_status,
+    print_header,
+    print_table,
+    report_parser,
+    status,
+    verdict_line,
+    write_results,
+)
 
 from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_provider
-from beignet_redis_anyio._cache.remember import lease as lease_module
 from beignet_redis_anyio.testing.servers import RedisServer, command
 
+#: The distributions whose versions the result records.
+PEERS = ("anyio",)
 FLEETS = (1, 10, 50, 200)
 QUICK_FLEETS = (1, 10, 50)
 KEYS, QUICK_KEYS = 400, 100
 SHARED_CHANNEL = "beignet:ready:0"
+#: The warm-up key's own ready channel: named like its lock (``{warm}:beignet:lock``,
+#: polled below), the key's hash tag then the role.
+WARM_CHANNEL = "{warm}:beignet:ready"
 #: Short, so that the baseline's messages (``"v" + value``) are the size of
 #: the old design's (the key's name) give or take a few bytes.
 VALUE = "a-value"
@@ -76,18 +93,6 @@ def _info(port: int, section: str, *names: str) -> float:
     return total
 
 
-@contextmanager
-def _shared_channel(on: bool) -> Iterator[None]:
-    """The baseline: every leader publishes to one channel."""
-    original = lease_module.ready_channel
-    if on:
-        lease_module.ready_channel = lambda full_key: SHARED_CHANNEL
-    try:
-        yield
-    finally:
-        lease_module.ready_channel = original
-
-
 @asynccontextmanager
 async def _fleet(url: str, count: int) -> AsyncIterator[list[RedisCachePort]]:
     config = RedisConfig(url=url, remember_lock=True, lock_wait_seconds=60)
@@ -96,7 +101,8 @@ async def _fleet(url: str, count: int) -> AsyncIterator[list[RedisCachePort]]:
 
 
 async def _wait_once(leader: RedisCachePort, fleet: list[RedisCachePort]) -> None:
-    """Every fleet provider follows the leader once, on a warm-up key."""
+    """Every fleet provider follows the leader once, on a warm-up key (so each
+    has opened its subscriber connection, and unsubscribed again)."""
     release = anyio.Event()
 
     async def slow() -> str:
@@ -111,8 +117,9 @@ async def _wait_once(leader: RedisCachePort, fleet: list[RedisCachePort]) -> Non
             await anyio.sleep(0.01)
         for provider in fleet:
             tasks.start_soon(provider.remember, "warm", slow)
-        while True:
-            if all(p._lease._notifications.waiting("warm") for p in fleet):
+        while True:  # every follower subscribed to the key's channel: ask the server
+            reply = await leader.client.execute_command("PUBSUB", "SHARDNUMSUB", WARM_CHANNEL)
+            if int(reply[1]) >= len(fleet):
                 break
             await anyio.sleep(0.01)
         release.set()
@@ -130,22 +137,27 @@ async def _subscribe_for_life(fleet: list[RedisCachePort]) -> None:
 async def _measure(shared: bool, fleet_size: int, keys: int) -> dict[str, Any]:
     server = RedisServer()
     try:
-        with _shared_channel(shared):
-            async with _fleet(server.url, fleet_size + 1) as (leader, *fleet):
-                if shared:
-                    await _subscribe_for_life(fleet)
-                else:
-                    await _wait_once(leader, fleet)
+        async with _fleet(server.url, fleet_size + 1) as (leader, *fleet):
+            if shared:
+                await _subscribe_for_life(fleet)
+            else:
+                await _wait_once(leader, fleet)
 
-                async def value() -> str:
-                    return VALUE
+            async def value() -> str:
+                return VALUE
 
-                out = _info(server.port, "stats", "total_net_output_bytes")
-                cpu = _info(server.port, "cpu", "used_cpu_user", "used_cpu_sys")
-                for index in range(keys):
-                    await leader.remember(f"key:{index}", value)
-                out = _info(server.port, "stats", "total_net_output_bytes") - out
-                cpu = _info(server.port, "cpu", "used_cpu_user", "used_cpu_sys") - cpu
+            emulation = 0  # bytes of the emulation's own replies, not the design's
+            out = _info(server.port, "stats", "total_net_output_bytes")
+            cpu = _info(server.port, "cpu", "used_cpu_user", "used_cpu_sys")
+            for index in range(keys):
+                await leader.remember(f"key:{index}", value)
+                if shared:  # the baseline: the old design's publish, to everyone
+                    heard = await leader.client.execute_command(
+                        "SPUBLISH", SHARED_CHANNEL, "v" + VALUE
+                    )
+                    emulation += len(f":{heard}\r\n")
+            out = _info(server.port, "stats", "total_net_output_bytes") - out - emulation
+            cpu = _info(server.port, "cpu", "used_cpu_user", "used_cpu_sys") - cpu
     finally:
         server.close()
     return {
@@ -194,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print()
     for entry in checks:
-        print(f"{entry['status']:<4}  {entry['target']}: {entry['value']}")
-    if args.json:
-        write_json(args.json, {"results": results, "targets": checks})
+        print(verdict_line(entry["target"], entry["status"], entry["value"]))
+    parameters = {"quick": args.quick, "fleets": list(fleets), "keys": keys}
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=results)
     return exit_status([])  # a FAIL is a result; a crash would have raised
 
 

@@ -33,7 +33,7 @@ allocator state cannot leak into the other's figures:
 
 Usage::
 
-    python bench/bench_local_cache.py [--quick]
+    python bench/bench_local_cache.py [--quick] [--json PATH]
 
 Exit status 0 even when a target FAILs (this is a report); non-zero when a
 child crashes or redis-server is missing.
@@ -44,22 +44,37 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from _harness import (
+    CheckFailed,
+    ChildFailed,
+    bench_main,
+    check,
+    exit_status,
+    print_header,
+    print_table,
+    run_child,
+    status,
+    target_line,
+    verdict_line,
+    write_results,
+)
 
+from beignet_redis_anyio import RedisConfig
+from beignet_redis_anyio.testing.servers import RedisServer, command
 
-from beignet_redis_anyio import RedisConfig  # noqa: E402
-from beignet_redis_anyio.testing.servers import RedisServer, command  # noqa: E402
-
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio")
 BACKENDS = ("asyncio", "trio")
 #: DEBUG POPULATE names its keys PREFIX:0 .. PREFIX:N-1.
 RSS_PREFIX = "bench:rss"
+#: Targets: local/network ratio of ``get`` with one task and with 100; p99 (ms).
+GET_SEQ_MIN, GET_100_MIN, INVALIDATION_P99_MAX_MS = 15, 5, 2
 
 
 async def _measure(url: str, n: int, writes: int) -> dict[str, float]:
@@ -68,7 +83,7 @@ async def _measure(url: str, n: int, writes: int) -> dict[str, float]:
     from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provider
 
     async def factory() -> str:
-        raise AssertionError("the factory must not run on a hit")
+        raise CheckFailed("the factory must not run on a hit")
 
     async def sequential(cache: Any, operation: str) -> float:
         call = cache.get if operation == "get" else None
@@ -115,14 +130,20 @@ async def _measure(url: str, n: int, writes: int) -> dict[str, float]:
         delays: list[float] = []
         config = RedisConfig(url=url, local_cache=True)
         async with open_redis_provider(config) as cache:
-            tracker = cache._local
-            assert tracker is not None
+            # This provider holds one key only, so its public counters say when
+            # that entry is gone: no look into the local cache itself.
+            def held() -> int:
+                stats = cache.local_stats
+                check(stats is not None, "no local cache")
+                assert stats is not None
+                return stats.entries
+
             for i in range(writes):
                 await writer.set("bench:inv", str(i))
-                assert await cache.get("bench:inv") is not None  # cached now
+                check(await cache.get("bench:inv") is not None, "bench:inv missing")  # cached now
                 await writer.set("bench:inv", f"{i}+")
                 acked = time.perf_counter()
-                while tracker.lookup("bench:inv") is not local_absent():
+                while held():
                     await anyio.lowlevel.checkpoint()
                 delays.append(time.perf_counter() - acked)
     delays.sort()
@@ -168,7 +189,7 @@ async def _measure_rss(url: str, keys: int, local: bool) -> dict[str, float]:
         elapsed = time.perf_counter() - started
         after = _memory_kib()  # the provider still open: its entries still held
         stats = cache.local_stats
-    assert missing == 0, f"{missing} of {keys} populated keys read as missing"
+    check(missing == 0, f"{missing} of {keys} populated keys read as missing")
     result: dict[str, float] = {
         "rss_delta_mib": (after["VmRSS"] - before["VmRSS"]) / 1024,
         "peak_delta_mib": (after["VmHWM"] - before["VmRSS"]) / 1024,
@@ -180,75 +201,59 @@ async def _measure_rss(url: str, keys: int, local: bool) -> dict[str, float]:
     return result
 
 
-def local_absent() -> object:
-    from beignet_redis_anyio._cache.local import ABSENT
-
-    return ABSENT
-
-
-def _child(backend: str, url: str, n: int, writes: int) -> None:
+def child_main(args: argparse.Namespace) -> None:
     import anyio
 
-    result = anyio.run(_measure, url, n, writes, backend=backend)
-    print(json.dumps(result))
+    if args.rss:
+        result = anyio.run(_measure_rss, args.url, args.keys, args.rss == "local", backend=args.run)
+    else:
+        result = anyio.run(_measure, args.url, args.n, args.writes, backend=args.run)
+    print(json.dumps(result), flush=True)
 
 
-def _child_rss(backend: str, url: str, keys: int, local: bool) -> None:
-    import anyio
-
-    result = anyio.run(_measure_rss, url, keys, local, backend=backend)
-    print(json.dumps(result))
-
-
-def _run_child(*args: str) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, timeout=600, check=True
-    )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--run")
-    parser.add_argument("--url")
-    parser.add_argument("--n", type=int, default=50_000)
-    parser.add_argument("--writes", type=int, default=1000)
-    parser.add_argument("--keys", type=int, default=1_000_000)
-    parser.add_argument("--rss", choices=("network", "local"))
-    args = parser.parse_args()
-    if args.run and args.rss:
-        _child_rss(args.run, args.url, args.keys, args.rss == "local")
-        return 0
-    if args.run:
-        _child(args.run, args.url, args.n, args.writes)
-        return 0
+def parent_main(args: argparse.Namespace) -> int:
+    found = print_header()
+    if found is None:
+        return 2
+    executable, _ = found
     n, writes = (5_000, 200) if args.quick else (args.n, args.writes)
     keys = 50_000 if args.quick else args.keys
-    rows = []
-    rss_rows = []
+    rows: list[tuple[str, dict[str, Any]]] = []
+    rss_rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    crashed: list[str] = []
     # DEBUG (for POPULATE) is refused unless enabled; this server is ours alone.
-    with RedisServer("--enable-debug-command", "local") as server:
+    with RedisServer("--enable-debug-command", "local", binary=executable) as server:
         for backend in BACKENDS:
-            rows.append((backend, _run_child(
-                "--run", backend, "--url", server.url, "--n", str(n), "--writes", str(writes),
-            )))  # fmt: skip
+            try:
+                rows.append(
+                    (backend, run_child(__file__, run=backend, url=server.url, n=n, writes=writes))
+                )
+            except ChildFailed as exc:
+                crashed.append(f"{backend}: {exc.reason}")
         # After the hot-key rows, so that they ran against the same small server.
         reply = command(server.port, "DEBUG", "POPULATE", keys, RSS_PREFIX, 16, timeout=120)
-        assert reply == b"+OK\r\n", reply
+        check(reply == b"+OK\r\n", f"DEBUG POPULATE: {reply!r}")
         for backend in BACKENDS:
-            off, on = (
-                _run_child(
-                    "--run", backend, "--url", server.url, "--keys", str(keys), "--rss", mode
+            try:
+                off, on = (
+                    run_child(__file__, run=backend, url=server.url, keys=keys, rss=mode)
+                    for mode in ("network", "local")
                 )
-                for mode in ("network", "local")
-            )
+            except ChildFailed as exc:
+                crashed.append(f"{backend} rss: {exc.reason}")
+                continue
             rss_rows.append((backend, off, on))
-    print(f"local cache, one hot key, n={n} (ops/s; ratio local/network)")
-    print("| backend | get 1 task: network / local (x) | get 100 tasks (x) | remember hit (x) "
-          "| PING round trip: untracked / tracked | invalidation p50 / p99 |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print(f"\nlocal cache, one hot key, n={n} (ops/s; ratio local/network)\n")
+    table = [
+        (
+            "backend",
+            "get 1 task: network / local (x)",
+            "get 100 tasks (x)",
+            "remember hit (x)",
+            "PING round trip: untracked / tracked",
+            "invalidation p50 / p99",
+        )
+    ]
     for backend, r in rows:
         cells = []
         for name in ("get_seq", "get_100", "remember"):
@@ -256,37 +261,80 @@ def main() -> int:
             cells.append(f"{network:,.0f} / {local:,.0f} ({local / network:.1f}x)")
         cells.append(f"{r['ping_seq_network']:,.0f} / {r['ping_seq_local']:,.0f}")
         delay = f"{r['invalidation_p50_ms']:.3f} / {r['invalidation_p99_ms']:.3f} ms"
-        print(f"| {backend} | {' | '.join(cells)} | {delay} |")
+        table.append((backend, *cells, delay))
+    print_table(table, [False] * len(table[0]), title="hot key")
+    print()
     for backend, r in rows:
-        for name, target in (("get_seq", 15), ("get_100", 5)):
+        for name, target in (("get_seq", GET_SEQ_MIN), ("get_100", GET_100_MIN)):
             ratio = r[f"{name}_local"] / r[f"{name}_network"]
-            verdict = "PASS" if ratio >= target else "FAIL"
-            print(f"{backend} {name}: {ratio:.1f}x (target >= {target}x) {verdict}")
+            verdict = status(ratio >= target)
+            lead = f"{backend:<7}"
+            print(target_line(lead, name, f"{ratio:.1f}x", f">= {target}x", verdict, width=16))
         p99 = r["invalidation_p99_ms"]
-        print(f"{backend} invalidation p99: {p99:.3f} ms (target < 2 ms) "
-              f"{'PASS' if p99 < 2 else 'FAIL'}")  # fmt: skip
+        verdict = status(p99 < INVALIDATION_P99_MAX_MS)
+        wanted = f"< {INVALIDATION_P99_MAX_MS} ms"
+        print(
+            target_line(
+                f"{backend:<7}", "invalidation p99", f"{p99:.3f}", wanted, verdict, width=16
+            )
+        )
     bounds = RedisConfig(url="redis://localhost")  # for its defaults only
     max_entries = bounds.local_cache_max_entries
     print()
     print(f"local cache memory, {keys:,} distinct keys each read once by 100 tasks, default "
           f"bounds ({max_entries:,} entries / {bounds.local_cache_max_bytes // 2**20} MiB / "
           f"{bounds.local_cache_ttl:g} s); MiB over the process before reading, "
-          "network (no local cache) / local")  # fmt: skip
-    print("| backend | RSS after | peak (VmHWM) | local entries / bytes / evictions | reads/s |")
-    print("|---|---|---|---|---|")
+          "network (no local cache) / local\n")  # fmt: skip
+    table = [
+        (
+            "backend",
+            "RSS after",
+            "peak (VmHWM)",
+            "local entries / bytes / evictions",
+            "reads/s",
+        )
+    ]
     for backend, off, on in rss_rows:
         cells = [
             f"{off[name]:+.1f} / {on[name]:+.1f}" for name in ("rss_delta_mib", "peak_delta_mib")
         ]
         cells.append(f"{on['entries']:,} / {on['bytes'] / 2**20:.1f} MiB / {on['evictions']:,}")
         cells.append(f"{off['reads_per_s']:,.0f} / {on['reads_per_s']:,.0f}")
-        print(f"| {backend} | {' | '.join(cells)} |")
+        table.append((backend, *cells))
+    print_table(table, [False] * len(table[0]), title="memory")
+    print()
     for backend, _, on in rss_rows:
         entries = on["entries"]
-        verdict = "PASS" if entries <= max_entries else "FAIL"
-        print(f"{backend} rss entries after {keys:,} keys: {entries:,} "
-              f"(target <= {max_entries:,}) {verdict}")  # fmt: skip
-    return 0
+        target = f"{backend} rss entries after {keys:,} keys (target <= {max_entries:,})"
+        print(verdict_line(target, status(entries <= max_entries), f"{entries:,}"))
+    parameters = {
+        "quick": args.quick,
+        "n": n,
+        "writes": writes,
+        "keys": keys,
+        "max_entries": max_entries,
+        "max_bytes": bounds.local_cache_max_bytes,
+        "ttl_s": bounds.local_cache_ttl,
+    }
+    data = {
+        "hot_key": dict(rows),
+        "rss": {backend: {"network": off, "local": on} for backend, off, on in rss_rows},
+    }
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=data)
+    return exit_status(crashed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    child = {
+        "--run": {"metavar": "BACKEND", "choices": BACKENDS},
+        "--url": {},
+        "--n": {"type": int, "default": 50_000},
+        "--writes": {"type": int, "default": 1000},
+        "--keys": {"type": int, "default": 1_000_000},
+        "--rss": {"choices": ("network", "local"), "default": None},
+    }
+    quick = "5,000 operations, 200 writes and 50,000 keys"
+    return bench_main(__doc__, argv, quick, child, child_main, parent_main)
 
 
 if __name__ == "__main__":

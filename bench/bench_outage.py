@@ -24,17 +24,27 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from _harness import ChildFailed, bench_main, print_table, run_child, status, write_json
+from _harness import (
+    ChildFailed,
+    bench_main,
+    print_header,
+    print_table,
+    run_child,
+    status,
+    verdict_line,
+    write_results,
+)
 
-from beignet_redis_anyio.testing.servers import RedisServer, find_server
+from beignet_redis_anyio.testing.servers import RedisServer
 
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio")
 CALLERS = 100
 KEYS = 50
 COMMAND_TIMEOUT = 0.5
@@ -129,11 +139,10 @@ def child_main(args: argparse.Namespace) -> None:
 
 
 def parent_main(args: argparse.Namespace) -> int:
-    if find_server("redis") is None:
-        print("redis-server is not installed (Debian: apt-get install redis-server)")
+    if print_header() is None:
         return 2
     phase_seconds = 1.0 if args.quick else 3.0
-    print(f"python {platform.python_version()}; {CALLERS} callers, command_timeout=0.5 s,")
+    print(f"{CALLERS} callers, command_timeout=0.5 s,")
     print(f"timeline: up 1 s, stopped {phase_seconds:g} s, frozen {phase_seconds:g} s, back")
     results: dict[str, Any] = {}
     rows = [
@@ -170,13 +179,21 @@ def parent_main(args: argparse.Namespace) -> int:
             )
     print()
     print_table(rows)
-    verdict = all(r["longest_call_s"] <= COMMAND_TIMEOUT * 1.5 for r in results.values())
-    print(
-        f"\ntarget: no call waits much longer than one command timeout "
-        f"({COMMAND_TIMEOUT:g} s, +50% for scheduling on this noisy machine): " + status(verdict)
+    longest = max(r["longest_call_s"] for r in results.values())
+    verdict = longest <= COMMAND_TIMEOUT * 1.5
+    target = (
+        f"no call waits much longer than one command timeout "
+        f"({COMMAND_TIMEOUT:g} s, +50% for scheduling on this noisy machine)"
     )
-    if args.json:
-        write_json(args.json, results)
+    print("\n" + verdict_line(target, status(verdict), f"longest {longest * 1000:.0f} ms"))
+    parameters = {
+        "quick": args.quick,
+        "callers": CALLERS,
+        "keys": KEYS,
+        "command_timeout_s": COMMAND_TIMEOUT,
+        "phase_seconds": phase_seconds,
+    }
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=results)
     return 0
 
 

@@ -82,10 +82,13 @@ from _harness import (
     run_child,
     status,
     target_line,
-    write_json,
+    write_results,
 )
 
 from beignet_redis_anyio.testing.servers import RedisServer
+
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio")
 
 if TYPE_CHECKING:
     from beignet_redis_anyio import RedisCachePort
@@ -590,23 +593,23 @@ def parent_main(args: argparse.Namespace) -> int:
     evaluations = [ev for backend in BACKENDS for ev in evaluate(backend, results[backend])]
     print_report(results, evaluations)
 
-    if args.json:
-        payload = {
-            "settings": {
-                "quick": args.quick,
-                "sizes": sizes,
-                "hit_rounds": HIT_ROUNDS,
-                "hit_warmup": HIT_WARMUP,
-                "stampede_repeats": STAMPEDE_REPEATS,
-                "stampede_sleep_s": STAMPEDE_SLEEP_S,
-                "state_workers": STATE_WORKERS,
-                "python": platform.python_version(),
-                "redis_server": server_version,
-            },
-            "results": results,
-            "targets": [asdict(ev) for ev in evaluations],
-        }
-        write_json(args.json, payload)
+    payload = {
+        "settings": {
+            "quick": args.quick,
+            "sizes": sizes,
+            "hit_rounds": HIT_ROUNDS,
+            "hit_warmup": HIT_WARMUP,
+            "stampede_repeats": STAMPEDE_REPEATS,
+            "stampede_sleep_s": STAMPEDE_SLEEP_S,
+            "state_workers": STATE_WORKERS,
+            "python": platform.python_version(),
+            "redis_server": server_version,
+        },
+        "results": results,
+        "targets": [asdict(ev) for ev in evaluations],
+    }
+    parameters = payload.pop("settings")
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=payload)
 
     return exit_status(crashed)
 

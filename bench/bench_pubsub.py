@@ -86,10 +86,13 @@ from _harness import (
     print_table,
     ratio_line,
     run_child,
-    write_json,
+    write_results,
 )
 
 from beignet_redis_anyio.testing.servers import RedisServer
+
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio", "redis", "hiredis")
 
 CHANNEL = "bench:fanout"
 SUBSCRIBERS = 10
@@ -246,8 +249,7 @@ async def measure(
 def run_ours(url: str, backend: str, count: int) -> tuple[dict[str, Any], dict[str, Any]]:
     import anyio
 
-    from beignet_redis_anyio import open_redis_client
-    from beignet_redis_anyio._client.client import RedisClient
+    from beignet_redis_anyio import RedisClient, open_redis_client
 
     if not hasattr(RedisClient, "pubsub"):
         sys.exit(UNAVAILABLE)
@@ -427,30 +429,30 @@ def parent_main(args: argparse.Namespace) -> int:
     evaluations = ratios(results)
     print_report(results, evaluations)
 
-    if args.json:
-        payload = {
-            "settings": {
-                "quick": args.quick,
-                "repeats": repeats,
-                "messages": count,
-                "subscribers": SUBSCRIBERS,
-                "warmup_messages": WARMUP_MESSAGES,
-                "python": platform.python_version(),
-                "redis_server": server_version,
-            },
-            "results": {
-                name: {
-                    "best": {metric: r.best(metric) for metric in METRICS},
-                    "runs": r.runs,
-                    "unavailable": r.unavailable,
-                    "crashed": r.crashed,
-                    "info": r.info,
-                }
-                for name, r in results.items()
-            },
-            "ratios": evaluations,
-        }
-        write_json(args.json, payload)
+    payload = {
+        "settings": {
+            "quick": args.quick,
+            "repeats": repeats,
+            "messages": count,
+            "subscribers": SUBSCRIBERS,
+            "warmup_messages": WARMUP_MESSAGES,
+            "python": platform.python_version(),
+            "redis_server": server_version,
+        },
+        "results": {
+            name: {
+                "best": {metric: r.best(metric) for metric in METRICS},
+                "runs": r.runs,
+                "unavailable": r.unavailable,
+                "crashed": r.crashed,
+                "info": r.info,
+            }
+            for name, r in results.items()
+        },
+        "ratios": evaluations,
+    }
+    parameters = payload.pop("settings")
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=payload)
 
     return exit_status([name for name, r in results.items() if r.crashed], "contender(s)")
 

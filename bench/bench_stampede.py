@@ -100,11 +100,15 @@ from _harness import (
     print_table,
     report_parser,
     status,
-    write_json,
+    verdict_line,
+    write_results,
 )
 from stampede_worker import CONTENDERS, FACTORY_MS, HARNESS_NAME
 
 from beignet_redis_anyio.testing.servers import RedisServer, encode_command
+
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio", "cashews", "aiocache", "redis")
 
 WORKER = Path(__file__).resolve().parent / "stampede_worker.py"
 #: A failure of these is a crash (exit status 1); the others are "n/a (reason)".
@@ -704,35 +708,35 @@ def parent_main(args: argparse.Namespace) -> int:
     checks = evaluate(results)
     print()
     for check in checks:
-        print(f"{check['status']:<4}  {check['target']}: {check.get('value')}")
+        print(verdict_line(check["target"], check["status"], str(check.get("value", ""))))
     print_details(results)
 
-    if args.json:
-        payload = {
-            "settings": {
-                "quick": args.quick,
-                "repeats": repeats,
-                "processes": args.processes,
-                "callers": args.callers,
-                "factory_ms": FACTORY_MS,
-                "python": platform.python_version(),
-                "redis_server": server_version,
-                "versions": versions,
-            },
-            "results": {
-                name: {
-                    "how": CONTENDERS[name][1],
-                    "backend": CONTENDERS[name][0],
-                    "summary": r.summary(),
-                    "runs": r.runs,
-                    "unavailable": r.unavailable,
-                    "crashed": r.crashed,
-                }
-                for name, r in results.items()
-            },
-            "targets": checks,
-        }
-        write_json(args.json, payload)
+    payload = {
+        "settings": {
+            "quick": args.quick,
+            "repeats": repeats,
+            "processes": args.processes,
+            "callers": args.callers,
+            "factory_ms": FACTORY_MS,
+            "python": platform.python_version(),
+            "redis_server": server_version,
+            "versions": versions,
+        },
+        "results": {
+            name: {
+                "how": CONTENDERS[name][1],
+                "backend": CONTENDERS[name][0],
+                "summary": r.summary(),
+                "runs": r.runs,
+                "unavailable": r.unavailable,
+                "crashed": r.crashed,
+            }
+            for name, r in results.items()
+        },
+        "targets": checks,
+    }
+    parameters = payload.pop("settings")
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=payload)
 
     return exit_status([name for name, r in results.items() if r.crashed], "contender(s)")
 

@@ -69,14 +69,19 @@ from _harness import (
     bench_main,
     check,
     exit_status,
+    fmt_ops,
     print_header,
     print_table,
     run_child,
     status,
-    write_json,
+    verdict_line,
+    write_results,
 )
 
 from beignet_redis_anyio.testing.servers import RedisCluster, RedisServer, command
+
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio")
 
 if TYPE_CHECKING:
     from beignet_redis_anyio import RedisCachePort
@@ -233,10 +238,6 @@ def compare(results: Results, backend: str, operation: str) -> dict[str, float |
     }
 
 
-def fmt_ops(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f}"
-
-
 def fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
@@ -270,7 +271,7 @@ def print_report(comparisons: dict[str, dict[str, dict[str, float | None]]], n: 
         for backend in BACKENDS:
             c = comparisons[operation][backend]
             parts.append(f"{backend} {fmt_ratio(c['ratio']):>6} ({fmt_us(c['overhead_us']):>13})")
-        print(f"{operation:<10}  cluster / single:  " + "   ".join(parts) + "  INFO")
+        print(verdict_line(f"{operation:<10} cluster / single", "INFO", "   ".join(parts)))
 
 
 def parent_main(args: argparse.Namespace) -> int:
@@ -334,32 +335,31 @@ def parent_main(args: argparse.Namespace) -> int:
     print_report(comparisons, n)
     counts = list(spread.values())
     spread_ok = len(counts) == CLUSTER_PRIMARIES and all(count > 0 for count in counts)
-    print(
-        f"{'keys':<10}  per cluster primary: {' / '.join(map(str, counts)) or 'n/a'}"
-        f" of {KEY_COUNT} (target: all {CLUSTER_PRIMARIES} primaries > 0)  " + status(spread_ok)
-    )
+    target = f"keys per cluster primary (target: all {CLUSTER_PRIMARIES} primaries > 0)"
+    measured = f"{' / '.join(map(str, counts)) or 'n/a'} of {KEY_COUNT}"
+    print(verdict_line(target, status(spread_ok), measured))
 
-    if args.json:
-        payload = {
-            "settings": {
-                "quick": args.quick,
-                "repeats": repeats,
-                "sequential_ops": n,
-                "sequential_warmup": SEQUENTIAL_WARMUP,
-                "keys": KEY_COUNT,
-                "concurrent_tasks": CONCURRENT_TASKS,
-                "concurrent_ops_per_task": CONCURRENT_OPS_PER_TASK,
-                "concurrent_warmup_per_task": CONCURRENT_WARMUP_PER_TASK,
-                "python": platform.python_version(),
-                "redis_server": server_version,
-            },
-            "runs": results,
-            "comparisons": comparisons,
-            "keys_per_primary": {str(port): count for port, count in spread.items()},
-            "keys_spread_ok": spread_ok,
-            "crashed": crashed,
-        }
-        write_json(args.json, payload)
+    payload = {
+        "settings": {
+            "quick": args.quick,
+            "repeats": repeats,
+            "sequential_ops": n,
+            "sequential_warmup": SEQUENTIAL_WARMUP,
+            "keys": KEY_COUNT,
+            "concurrent_tasks": CONCURRENT_TASKS,
+            "concurrent_ops_per_task": CONCURRENT_OPS_PER_TASK,
+            "concurrent_warmup_per_task": CONCURRENT_WARMUP_PER_TASK,
+            "python": platform.python_version(),
+            "redis_server": server_version,
+        },
+        "runs": results,
+        "comparisons": comparisons,
+        "keys_per_primary": {str(port): count for port, count in spread.items()},
+        "keys_spread_ok": spread_ok,
+        "crashed": crashed,
+    }
+    parameters = payload.pop("settings")
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=payload)
 
     return exit_status(crashed)
 

@@ -68,15 +68,19 @@ from _harness import (
     bench_main,
     check,
     exit_status,
+    fmt_ops,
     paired_ratio,
     print_header,
     print_table,
     ratio_line,
     run_child,
-    write_json,
+    write_results,
 )
 
 from beignet_redis_anyio.testing.servers import RedisServer
+
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio", "redis", "hiredis")
 
 CONTENDERS: tuple[str, ...] = ("ours-asyncio", "ours-trio", "redis-py-asyncio")
 REFERENCE = "redis-py-asyncio"
@@ -225,12 +229,6 @@ class ContenderResult:
         return max(runs) if runs and not self.crashed else None
 
 
-def fmt_tx(value: float | None, result: ContenderResult) -> str:
-    if result.crashed:
-        return f"CRASHED ({result.crashed})"
-    return f"{value:,.0f}" if value is not None else "n/a"
-
-
 def ratios(results: dict[str, ContenderResult]) -> list[dict[str, Any]]:
     """ours / redis-py per scenario, best against best and round by round."""
     reference = results[REFERENCE]
@@ -264,7 +262,7 @@ def print_report(
         )
     ]
     rows += [
-        (name, *(fmt_tx(r.best(s), r) for s in SCENARIOS), str(r.retries))
+        (name, *(fmt_ops(r.best(s), crashed=r.crashed) for s in SCENARIOS), str(r.retries))
         for name, r in results.items()
     ]
     print()
@@ -332,31 +330,31 @@ def parent_main(args: argparse.Namespace) -> int:
     evaluations = ratios(results)
     print_report(results, evaluations, counts)
 
-    if args.json:
-        payload = {
-            "settings": {
-                "quick": args.quick,
-                "repeats": repeats,
-                "transactions": counts,
-                "concurrent_tasks": CONCURRENT_TASKS,
-                "sequential_warmup": SEQUENTIAL_WARMUP,
-                "concurrent_warmup_per_task": CONCURRENT_WARMUP_PER_TASK,
-                "python": platform.python_version(),
-                "redis_server": server_version,
-            },
-            "results": {
-                name: {
-                    "best": {s: r.best(s) for s in SCENARIOS},
-                    "runs": r.runs,
-                    "watch_retries": r.retries,
-                    "crashed": r.crashed,
-                    "info": r.info,
-                }
-                for name, r in results.items()
-            },
-            "ratios": evaluations,
-        }
-        write_json(args.json, payload)
+    payload = {
+        "settings": {
+            "quick": args.quick,
+            "repeats": repeats,
+            "transactions": counts,
+            "concurrent_tasks": CONCURRENT_TASKS,
+            "sequential_warmup": SEQUENTIAL_WARMUP,
+            "concurrent_warmup_per_task": CONCURRENT_WARMUP_PER_TASK,
+            "python": platform.python_version(),
+            "redis_server": server_version,
+        },
+        "results": {
+            name: {
+                "best": {s: r.best(s) for s in SCENARIOS},
+                "runs": r.runs,
+                "watch_retries": r.retries,
+                "crashed": r.crashed,
+                "info": r.info,
+            }
+            for name, r in results.items()
+        },
+        "ratios": evaluations,
+    }
+    parameters = payload.pop("settings")
+    write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=payload)
 
     return exit_status([name for name, r in results.items() if r.crashed], "contender(s)")
 
