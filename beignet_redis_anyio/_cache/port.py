@@ -97,7 +97,11 @@ class RedisCachePort(CacheConveniences):
     async def aclose(self) -> None:
         """End every ``remember`` computation before the connection closes,
         so that their cleanup (a leader releasing its lease) still reaches
-        Redis. Called by the provider on exit; shielded and bounded."""
+        Redis. Called by the provider on exit; shielded and bounded.
+
+        Raises nothing of its own. Cancellation: shielded and bounded, so the provider's exit
+        never hangs on it.
+        """
         await self._flights.aclose(CLOSE_TIMEOUT)
         await self._batches.aclose(CLOSE_TIMEOUT)
         if self._local is not None:

@@ -31,13 +31,38 @@ class CachePort(Protocol):
         implementation with no Redis behind it raises ``AttributeError``."""
         ...
 
-    async def get(self, key: str) -> str | None: ...
+    async def get(self, key: str) -> str | None:
+        """The value at ``key``, or ``None``.
 
-    async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None: ...
+        Raises what the backend raises when it cannot be reached (the Redis
+        port: redis-py's ``ConnectionError``/``TimeoutError``).
+        Cancellation: the read is abandoned and nothing changes.
+        """
+        ...
 
-    async def delete(self, key: str) -> bool: ...
+    async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
+        """Store ``value`` at ``key``, for ``ttl_seconds`` or for ever.
 
-    async def has(self, key: str) -> bool: ...
+        Raises ``TypeError``/``ValueError`` for bad input before any I/O, and
+        what the backend raises. Cancellation: the write may or may not have
+        been applied.
+        """
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it held a value.
+
+        Raises as :meth:`set`. Cancellation: the delete may or may not have
+        been applied.
+        """
+        ...
+
+    async def has(self, key: str) -> bool:
+        """True when ``key`` holds a value.
+
+        Raises as :meth:`get`. Cancellation: as :meth:`get`.
+        """
+        ...
 
     async def remember(
         self,
@@ -47,4 +72,11 @@ class CachePort(Protocol):
         ttl_seconds: float | None = None,
         lock: bool | None = None,
         early_refresh: bool | None = None,
-    ) -> str: ...
+    ) -> str:
+        """The cached value; on a miss ``await factory()``, store it, return it.
+
+        Raises what the factory raises (for every caller waiting on that
+        run) and what the backend raises. Cancellation: cancelling one
+        caller ends only its own wait; the others still get the value.
+        """
+        ...

@@ -180,6 +180,10 @@ class RedisClient(AsyncCoreCommands):
         Raises redis-py's exceptions: an error reply as its mapped class
         (``ResponseError``, ``NoScriptError`` …), ``ConnectionError`` when the
         connection fails, ``TimeoutError`` after ``command_timeout``.
+
+        Cancellation: the command may still reach the server (and apply) but its reply is read
+        and dropped, so the shared connection stays in step; a scope cancelled before the call
+        sends nothing.
         """
         command = command_for(args)
         decode = self._decode and NEVER_DECODE not in options
@@ -302,7 +306,11 @@ class RedisClient(AsyncCoreCommands):
 
     async def aclose(self) -> None:
         """Close every connection, pub/sub ones included. In-flight commands
-        fail with ``ConnectionError``; the close is shielded and bounded."""
+        fail with ``ConnectionError``; the close is shielded and bounded.
+
+        Raises nothing of its own. Cancellation: shielded, so every connection closes even in a
+        cancelled scope.
+        """
         self._watcher.cancel()
         with anyio.CancelScope(shield=True):
             for pubsub in list(self._pubsubs):
@@ -330,7 +338,11 @@ class RedisClient(AsyncCoreCommands):
 
     async def node_settings(self) -> ConnectionSettings:
         """Settings for a side connection (pub/sub) to a data node: the
-        server itself, the current master, or a cluster primary."""
+        server itself, the current master, or a cluster primary.
+
+        Raises ``ConnectionError`` when no data node can be found (no sentinel answers, no
+        cluster primary is known). Cancellation: the look-up is abandoned; nothing changes.
+        """
         if self._sentinel is not None:
             return await self._sentinel()
         if self._cluster is not None:
@@ -375,7 +387,13 @@ class RedisClient(AsyncCoreCommands):
 
         Cancelled anywhere, the pipeline's held connection is released on
         the way out (closed if a command on it was interrupted), so no WATCH
-        outlives the call."""
+        outlives the call.
+
+        Raises what ``func`` raises and the pipeline's errors (as
+        :meth:`Pipeline.execute`); never ``WatchError``, which means "try
+        again" and is retried without limit, as redis-py's does. A
+        transaction cancelled during ``EXEC`` may or may not have applied.
+        """
         async with self.pipeline(True, shard_hint) as pipe:
             while True:
                 try:
@@ -459,6 +477,10 @@ async def open_redis_client(
     exception or by cancellation — every connection is closed (shielded and
     bounded), and an exception from the block comes out as itself, not
     wrapped in an exception group.
+
+    Raises ``ValueError`` for a malformed URL or setting, before any I/O
+    (its message never quotes a password); connection errors surface on the
+    first command.
     """
     parsed = parse_topology(url, **settings)
     async with background_task_group() as task_group:

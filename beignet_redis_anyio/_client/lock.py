@@ -188,6 +188,10 @@ class Lock(RedisPyLock):
     async def __aenter__(self) -> Lock:
         # redis-py's own: it calls our acquire, and its LockError is worded
         # (and, from 8.2, carries lock_name) as the installed release does.
+        """Acquire, as :meth:`acquire` with the lock's own settings. Raises redis-py's
+        ``LockError`` when the lock is not acquired (``blocking=False``, or ``blocking_timeout``
+        ran out), and ``ConnectionError``/``TimeoutError`` when Redis cannot be reached.
+        Cancellation: as :meth:`acquire`: an interrupted ``SET`` is undone, shielded."""
         await super().__aenter__()  # type: ignore[no-untyped-call, unused-ignore]
         return self
 
@@ -197,6 +201,10 @@ class Lock(RedisPyLock):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        """Release, shielded and bounded. Raises the release's ``LockError``/``LockNotOwnedError``
+        unless ``raise_on_release_error=False`` (then logged). Cancellation: a cancellation
+        leaving the block always propagates as itself; a release error is logged instead of
+        replacing it."""
         try:
             await self.release()
         except Exception as error:
@@ -227,6 +235,9 @@ class Lock(RedisPyLock):
         sleep when that would pass ``blocking_timeout`` (redis-py's loop).
         ``token`` (``str`` or ``bytes``) replaces the generated ``uuid4`` hex.
         Cancellation: see the class docstring.
+
+        Raises redis-py's ``ConnectionError``/``TimeoutError`` when Redis cannot be reached
+        during a try (the try's ``SET`` is undone first, shielded).
         """
         if sleep is None:
             sleep = self.sleep
@@ -286,6 +297,9 @@ class Lock(RedisPyLock):
         Shielded and bounded (see the class docstring); past the bound it
         raises redis-py's ``TimeoutError`` and keeps the token, so it can be
         retried.
+
+        Cancellation: shielded, so it completes (within that bound) even in a cancelled scope;
+        ``finally: await lock.release()`` is safe.
         """
         bound = self._release_timeout()
         with anyio.CancelScope(shield=True):

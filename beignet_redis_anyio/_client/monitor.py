@@ -44,6 +44,10 @@ class Monitor:
 
     async def __aenter__(self) -> Monitor:
         # A line of text whatever the protocol; RESP2 keeps it one.
+        """Open the monitor's own connection and send ``MONITOR``. Raises redis-py's
+        ``ConnectionError``/``TimeoutError``/``AuthenticationError`` when the connection cannot
+        be opened, and ``RedisError`` when the server refuses ``MONITOR``. Cancellation: what
+        was opened is closed, shielded, before the cancellation propagates."""
         settings = attrs.evolve(await self._where(), protocol=2)
         connection = await open_connection(settings, decode=True)
         try:
@@ -65,13 +69,20 @@ class Monitor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close the monitor's connection, shielded. Raises nothing of its own. Cancellation: the
+        close still runs."""
         connection, self._connection = self._connection, None
         if connection is not None:
             with anyio.CancelScope(shield=True):
                 await connection.aclose()
 
     async def next_command(self) -> dict[str, Any]:
-        """The next command the server ran (waits for one)."""
+        """The next command the server ran (waits for one).
+
+        Raises ``RedisError`` outside ``async with``, or for a line it cannot parse, and
+        ``ConnectionError`` when the connection is lost. Cancellation: the wait is abandoned;
+        the next call reads the next line.
+        """
         if self._connection is None:
             raise RedisError("use the monitor inside `async with client.monitor() as m:`")
         line = await self._connection.read_reply()
@@ -80,7 +91,10 @@ class Monitor:
         return parse_monitor_line(str(line))
 
     async def listen(self) -> AsyncIterator[dict[str, Any]]:
-        """Every command the server runs, until the block ends."""
+        """Every command the server runs, until the block ends.
+
+        Raises as :meth:`next_command`. Cancellation: as :meth:`next_command`.
+        """
         while True:
             yield await self.next_command()
 

@@ -163,6 +163,7 @@ class Pipeline(AsyncCoreCommands):
         return self.transaction
 
     async def __aenter__(self) -> Pipeline:
+        """The pipeline itself; nothing is sent. Raises nothing. Cancellation: nothing to undo."""
         return self
 
     async def __aexit__(
@@ -171,6 +172,9 @@ class Pipeline(AsyncCoreCommands):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Reset: the queue is dropped unsent, and a held connection is given back (after an
+        ``UNWATCH``) or closed. Raises nothing of the reset's own. Cancellation: a connection
+        whose ``UNWATCH`` is cancelled is closed instead, so no ``WATCH`` outlives the block."""
         await self.reset()
 
     def __await__(self) -> Generator[Any, None, Pipeline]:
@@ -229,7 +233,10 @@ class Pipeline(AsyncCoreCommands):
             await held.release()
 
     async def aclose(self) -> None:
-        """The same as :meth:`reset`."""
+        """The same as :meth:`reset`.
+
+        Raises and cancels as :meth:`reset`.
+        """
         await self.reset()
 
     def multi(self) -> None:
@@ -243,19 +250,33 @@ class Pipeline(AsyncCoreCommands):
 
     async def watch(self, *names: Any) -> Any:  # type: ignore[override]
         """Watch keys ``names`` on a connection of this pipeline's own
-        (checked out now); EXEC fails with ``WatchError`` if any changes."""
+        (checked out now); EXEC fails with ``WatchError`` if any changes.
+
+        Raises ``ConnectionError``/``TimeoutError`` when no connection can be checked out or the
+        ``WATCH`` fails, and ``CrossSlotTransactionError`` on a cluster when the keys span
+        slots. Cancellation: a ``WATCH`` that does not finish closes its connection when the
+        pipeline lets go of it, which drops the ``WATCH`` on the server.
+        """
         if self.explicit_transaction:
             raise RedisError("Cannot issue a WATCH after a MULTI")
         return await self.immediate_execute_command("WATCH", *names)
 
     async def unwatch(self) -> Any:  # type: ignore[override]
         """Stop watching (UNWATCH, when something is watched) and give the
-        held connection back; ``True``."""
+        held connection back; ``True``.
+
+        Raises ``ConnectionError``/``TimeoutError`` when the ``UNWATCH`` fails; the connection
+        is then closed. Cancellation: the connection is closed instead of given back.
+        """
         return (self.watching and await self.immediate_execute_command("UNWATCH")) or True
 
     async def discard(self) -> None:
         """Queue a DISCARD, as redis-py does: in a transaction it ends the
-        MULTI early, so ``execute()`` then fails (``EXEC without MULTI``)."""
+        MULTI early, so ``execute()`` then fails (``EXEC without MULTI``).
+
+        Raises, while watching, what the held connection's ``DISCARD`` raises. Cancellation: as
+        any command on the held connection (it is closed when the pipeline lets go).
+        """
         await self.execute_command("DISCARD")
 
     # -- commands ---------------------------------------------------------------
@@ -290,7 +311,12 @@ class Pipeline(AsyncCoreCommands):
 
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
         """Run one command now on the held connection (checked out by the
-        first, which is a WATCH) and return its result."""
+        first, which is a WATCH) and return its result.
+
+        Raises the command's error reply as redis-py's class, and
+        ``ConnectionError``/``TimeoutError``. Cancellation: a command that does not finish
+        closes the held connection when the pipeline lets go of it.
+        """
         command = command_for(args)
         name = command.name
         if name in ("MULTI", "EXEC"):
@@ -342,7 +368,12 @@ class Pipeline(AsyncCoreCommands):
 
     async def load_scripts(self) -> None:
         """Load the queued scripts the server(s) lack (SCRIPT EXISTS, then
-        SCRIPT LOAD), on the held connection while watching."""
+        SCRIPT LOAD), on the held connection while watching.
+
+        Raises the server's error replies (``ResponseError``) and
+        ``ConnectionError``/``TimeoutError``. Cancellation: as any command on the held
+        connection.
+        """
         scripts = list(self.scripts)
         held = self._held
         if held is None:
@@ -362,7 +393,15 @@ class Pipeline(AsyncCoreCommands):
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Send the queued commands and return their results in order; then
-        reset. A transaction whose watched keys changed raises ``WatchError``."""
+        reset. A transaction whose watched keys changed raises ``WatchError``.
+
+        Raises the first command's error annotated as redis-py's (``Command # n (…) of pipeline
+        caused error: …``) unless ``raise_on_error=False``, ``ConnectionError``/``TimeoutError``
+        (never retried: a command may have applied), and ``CrossSlotTransactionError`` before
+        anything is sent on a cluster. Cancellation: the commands may or may not have been
+        applied; their replies are read and dropped on the shared connection, and a held
+        connection is closed.
+        """
         stack = self.command_stack
         if not stack and not self.watching:
             return []

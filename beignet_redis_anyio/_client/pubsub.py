@@ -146,9 +146,13 @@ class PubSub:
         self.pending_unsubscribe_shard_channels: set[Any] = set()
 
     async def __aenter__(self) -> PubSub:
+        """The ``PubSub`` itself; nothing is opened until the first subscribe. Raises nothing.
+        Cancellation: nothing to undo."""
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Raises and cancels as :meth:`aclose`: shielded, so every connection closes even when the
+        block is cancelled."""
         await self.aclose()
 
     def __repr__(self) -> str:
@@ -203,7 +207,11 @@ class PubSub:
 
     async def connect(self) -> None:
         """Open the connection for channels and patterns now (the first
-        subscribe does it anyway). ``ConnectionError`` if it cannot."""
+        subscribe does it anyway). ``ConnectionError`` if it cannot.
+
+        Raises ``ConnectionError``/``TimeoutError``/``AuthenticationError`` when it cannot.
+        Cancellation: a connection half open is closed.
+        """
         await self._connection_for_channels().connect()
 
     # What a reconnected connection sends. An unsubscription whose
@@ -262,11 +270,16 @@ class PubSub:
         ``ConnectionError`` if the first connection cannot be opened.
         Cancellation: if it returns, the subscription is recorded (and
         sent, or re-sent on reconnect); if cancelled, it may or may not be.
+
+        Raises redis-py's ``ConnectionError`` when the first connection cannot be opened.
         """
         await self._subscribe("SUBSCRIBE", "channels", args, kwargs)
 
     async def psubscribe(self, *args: Any, **kwargs: Handler) -> None:
-        """Subscribe to glob-style patterns (as :meth:`subscribe`)."""
+        """Subscribe to glob-style patterns (as :meth:`subscribe`).
+
+        Raises and cancels as :meth:`subscribe`.
+        """
         await self._subscribe("PSUBSCRIBE", "patterns", args, kwargs)
 
     async def _subscribe(
@@ -284,11 +297,19 @@ class PubSub:
         await self._connection_for_channels().send(command, record)
 
     async def unsubscribe(self, *args: Any) -> None:
-        """Unsubscribe from these channels, or from all of them."""
+        """Unsubscribe from these channels, or from all of them.
+
+        Raises ``ConnectionError`` when the connection cannot be opened. Cancellation: if it
+        returns, the unsubscription is sent (it counts once you read its confirmation, as in
+        redis-py); if cancelled, it may or may not be.
+        """
         await self._unsubscribe("UNSUBSCRIBE", "channels", args)
 
     async def punsubscribe(self, *args: Any) -> None:
-        """Unsubscribe from these patterns, or from all of them."""
+        """Unsubscribe from these patterns, or from all of them.
+
+        Raises and cancels as :meth:`unsubscribe`.
+        """
         await self._unsubscribe("PUNSUBSCRIBE", "patterns", args)
 
     async def _unsubscribe(self, command_name: str, kind: str, args: tuple[Any, ...]) -> None:
@@ -303,7 +324,10 @@ class PubSub:
 
     async def ssubscribe(self, *args: Any, target_node: Any = None, **kwargs: Handler) -> None:
         """Subscribe to shard channels (Redis 7+). On a cluster each goes
-        to the primary that owns its slot."""
+        to the primary that owns its slot.
+
+        Raises and cancels as :meth:`subscribe`.
+        """
         del target_node  # redis-py's cluster option; the slot decides here
         new = _subscriptions(args, kwargs)
         if self._cluster is None:
@@ -331,7 +355,10 @@ class PubSub:
         await connection.send(command, record)
 
     async def sunsubscribe(self, *args: Any, target_node: Any = None) -> None:
-        """Unsubscribe from these shard channels, or from all of them."""
+        """Unsubscribe from these shard channels, or from all of them.
+
+        Raises and cancels as :meth:`unsubscribe`.
+        """
         del target_node
         names = _names(args)
         if self._cluster is None:
@@ -365,7 +392,12 @@ class PubSub:
             await connection.send(encode_command(("SUNSUBSCRIBE", *group)), record_group)
 
     async def ping(self, message: Any = None) -> None:
-        """Send PING; its reply arrives as a ``"pong"`` message."""
+        """Send PING; its reply arrives as a ``"pong"`` message.
+
+        Raises ``RuntimeError`` before the first subscribe, and ``ConnectionError`` when the
+        connection is lost. Cancellation: the PING may or may not be sent; if it is, its
+        ``pong`` arrives as a message.
+        """
         args = ("PING",) if message is None else ("PING", message)
         await self._connection_for_channels().send(encode_command(args), lambda: None)
 
@@ -432,7 +464,11 @@ class PubSub:
         self, response: Any, ignore_subscribe_messages: bool = False
     ) -> dict[str, Any] | None:
         """A frame as a message dict; keeps the subscription bookkeeping and
-        calls a handler (``None`` is returned then)."""
+        calls a handler (``None`` is returned then).
+
+        Raises what a handler raises (the frame is then taken). Cancellation: a handler
+        cancelled mid-way is cancelled with the caller; the frame is taken.
+        """
         if response is None:
             return None
         if isinstance(response, (bytes, str)):  # PING's reply when not subscribed
@@ -496,6 +532,9 @@ class PubSub:
 
         Cancellation: as :meth:`get_message`; the iterator may be abandoned
         and a new one started without losing a message.
+
+        Raises as :meth:`get_message` does: ``ConnectionError`` once per lost connection, at the
+        point in the stream where it was lost.
         """
         while self.subscribed:
             response = await self.handle_message(await self.parse_response(block=True))
@@ -510,9 +549,13 @@ class PubSub:
         pubsub: PubSub | None = None,
     ) -> None:
         """Hand every message to its handler until cancelled (start it in
-        a task group: ``tg.start_soon(ps.run)``). An exception — a lost
-        connection's ``ConnectionError`` among them — ends it, unless
-        ``exception_handler(error, pubsub)`` takes it and it goes on."""
+        a task group: ``tg.start_soon(ps.run)``).
+
+        Raises the first exception — a lost connection's ``ConnectionError``
+        among them, or a handler's — unless ``exception_handler(error,
+        pubsub)`` takes it, and then it goes on. Cancellation: as
+        :meth:`get_message`; nothing is taken from the inbox.
+        """
         for channel, handler in self.channels.items():
             if handler is None:
                 raise PubSubError(f"Channel: '{channel}' has no handler registered")
@@ -537,7 +580,11 @@ class PubSub:
     async def aclose(self) -> None:
         """Stop the readers, close every connection and forget every
         subscription; shielded, and bounded per connection. The ``PubSub``
-        may subscribe again afterwards (on new connections)."""
+        may subscribe again afterwards (on new connections).
+
+        Raises nothing of its own. Cancellation: shielded, so it completes even in a cancelled
+        scope.
+        """
         connections = [c for c in (self._main, *self._shards.values()) if c is not None]
         self._main, self._shards = None, {}
         with anyio.CancelScope(shield=True):
@@ -554,11 +601,17 @@ class PubSub:
         self.pending_unsubscribe_shard_channels = set()
 
     async def close(self) -> None:
-        """Deprecated alias of :meth:`aclose` (as in redis-py)."""
+        """Deprecated alias of :meth:`aclose` (as in redis-py).
+
+        Raises and cancels as :meth:`aclose`.
+        """
         warnings.warn("Use aclose() instead", DeprecationWarning, stacklevel=2)
         await self.aclose()
 
     async def reset(self) -> None:
-        """Deprecated alias of :meth:`aclose` (as in redis-py)."""
+        """Deprecated alias of :meth:`aclose` (as in redis-py).
+
+        Raises and cancels as :meth:`aclose`.
+        """
         warnings.warn("Use aclose() instead", DeprecationWarning, stacklevel=2)
         await self.aclose()

@@ -132,7 +132,11 @@ class MemoryCachePort(CacheConveniences, CachePort):
     # -- the five operations ------------------------------------------------
 
     async def get(self, key: str) -> str | None:
-        """The value stored at ``key``, or ``None``."""
+        """The value stored at ``key``, or ``None``.
+
+        Raises ``TypeError``/``ValueError`` for a bad key, as the Redis port does; there is no
+        Redis to be unreachable. Cancellation: nothing changes.
+        """
         check_key(key)
         started = time.perf_counter()
         await self._checkpoint("cache.get", key, None, started)
@@ -145,7 +149,11 @@ class MemoryCachePort(CacheConveniences, CachePort):
         return value
 
     async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
-        """Store ``value`` at ``key``, expiring after ``ttl_seconds`` or never."""
+        """Store ``value`` at ``key``, expiring after ``ttl_seconds`` or never.
+
+        Raises ``TypeError``/``ValueError`` for bad input, as the Redis port does. Cancellation:
+        the write happens at once, before any checkpoint, or not at all.
+        """
         check_key(key)
         check_value(key, value)
         ttl_ms = ttl_milliseconds(ttl_seconds)
@@ -156,7 +164,10 @@ class MemoryCachePort(CacheConveniences, CachePort):
             self._report.event("cache.set", key, "stored", ttl_seconds, started)
 
     async def delete(self, key: str) -> bool:
-        """Remove ``key``; True when there was something to remove."""
+        """Remove ``key``; True when there was something to remove.
+
+        Raises ``TypeError``/``ValueError`` for a bad key. Cancellation: as :meth:`set`.
+        """
         check_key(key)
         started = time.perf_counter()
         await self._checkpoint("cache.delete", key, None, started)
@@ -167,7 +178,10 @@ class MemoryCachePort(CacheConveniences, CachePort):
         return found
 
     async def has(self, key: str) -> bool:
-        """True when ``key`` holds a value (an empty string counts)."""
+        """True when ``key`` holds a value (an empty string counts).
+
+        Raises ``TypeError``/``ValueError`` for a bad key. Cancellation: nothing changes.
+        """
         check_key(key)
         started = time.perf_counter()
         await self._checkpoint("cache.has", key, None, started)

@@ -125,7 +125,12 @@ class Namespace(CacheConveniences):
 
     async def generation(self) -> int | None:
         """The generation this process uses now (``None``: unknown, the
-        backend is unavailable under ``bypass``)."""
+        backend is unavailable under ``bypass``).
+
+        Raises what the port raises when Redis cannot be reached (under
+        ``failure_policy="raise"``). Cancellation: concurrent callers share one read; a
+        cancelled reader hands it to a waiter.
+        """
         state = self._state
         while True:
             if state.value is not None and time.monotonic() < state.fresh_until:
@@ -146,7 +151,12 @@ class Namespace(CacheConveniences):
 
     async def invalidate(self) -> bool:
         """Make every key of this namespace unreachable (one ``INCRBY``).
-        False when the backend was unavailable under ``bypass``."""
+        False when the backend was unavailable under ``bypass``.
+
+        Raises what the port raises when Redis cannot be reached (under
+        ``failure_policy="raise"``). Cancellation: the increment may or may not have been
+        applied; this process reads the generation again on its next call.
+        """
         asked = time.monotonic()
         value = await self._counter._generation(self._generation_key, 1)
         if value is None:

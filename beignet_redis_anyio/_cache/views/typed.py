@@ -85,7 +85,10 @@ class TypedCache(Generic[T]):
 
     async def set(self, key: str, value: T, *, ttl_seconds: float | None = None) -> None:
         """Encode ``value`` and store it; an object the codec cannot encode
-        raises ``TypeError``/``ValueError`` naming the key, and nothing is sent."""
+        raises ``TypeError``/``ValueError`` naming the key, and nothing is sent.
+
+        Raises what the port's ``set`` raises. Cancellation: as the port's.
+        """
         await self._port.set(key, self.encode(key, value), ttl_seconds=ttl_seconds)
 
     async def delete(self, key: str) -> bool:
@@ -94,7 +97,10 @@ class TypedCache(Generic[T]):
         return await self._port.delete(key)
 
     async def has(self, key: str) -> bool:
-        """True when ``key`` holds a value — a stored ``None`` counts."""
+        """True when ``key`` holds a value — a stored ``None`` counts.
+
+        Raises and cancels as the port's ``has``.
+        """
         return await self._port.has(key)
 
     async def remember(
