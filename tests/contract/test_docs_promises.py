@@ -21,3 +21,18 @@ def test_the_views_table_says_which_operations_each_port_has() -> None:
         for name in re.findall(r"`(\w+)`", names):
             for cls, cell in zip(COLUMNS, cells, strict=True):
                 assert hasattr(cls, name) == (cell == "yes"), f"{cls.__name__}.{name}: {cell}"
+
+
+def test_the_api_reference_documents_every_exported_name() -> None:
+    import beignet_redis_anyio
+
+    page = (ROOT / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. auto\w+:: beignet_redis_anyio\.(\w+)$", page, re.M))
+    exported = set(beignet_redis_anyio.__all__) - {"__version__"}
+    assert exported - documented == set(), "exported but not in docs/api.md"
+    modules = set(re.findall(r"^\.\. automodule:: (\S+)$", page, re.M))
+    assert modules >= {
+        "beignet_redis_anyio.testing",
+        "beignet_redis_anyio.testing.servers",
+        "beignet_redis_anyio.otel",
+    }
