@@ -33,6 +33,8 @@ from beignet_redis_anyio.testing import embedded_redis
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<code>.*?)^```[ \t]*$", re.M | re.S)
 NOT_RUN = re.compile(r"^\*Not run by the docs' tests: (?P<reason>.+)\.\*$")
 BACKENDS = ("asyncio", "trio")
+#: How long one page's examples may take on one backend.
+PAGE_SECONDS = 60
 
 
 class Block(NamedTuple):
@@ -76,7 +78,13 @@ class Examples(pytest.Item):
         self.found = found
 
     def runtest(self) -> None:
-        anyio.run(self._run, backend=self.backend)
+        anyio.run(self._bounded, backend=self.backend)
+
+    async def _bounded(self) -> None:
+        # An example that waits for ever (a message that never comes) fails
+        # here, named, instead of stalling the run.
+        with anyio.fail_after(PAGE_SECONDS):
+            await self._run()
 
     async def _run(self) -> None:
         namespace: dict[str, Any] = {"__name__": f"docs_{self.path.stem}"}
