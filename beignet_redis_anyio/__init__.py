@@ -20,6 +20,7 @@ from ._cache.protocol import CachePort
 from ._cache.views.codecs import Codec, JsonValue
 from ._cache.views.decorator import CachedFunction
 from ._cache.views.namespace import CacheConveniences, Namespace
+from ._cache.views.slot import CacheSlot
 from ._cache.views.typed import TypedCache
 from ._client.client import RedisClient, open_redis_client
 from ._client.lock import Lock
@@ -28,6 +29,7 @@ from ._client.pipeline import Pipeline
 from ._client.pubsub import PubSub
 from ._exceptions import (
     BatchError,
+    BatchUnavailableError,
     CacheDecodeError,
     CircuitOpenError,
     ConfigError,
@@ -40,10 +42,12 @@ from ._provider import RedisProvider, open_redis_provider, redis_provider
 
 __all__ = [
     "BatchError",
+    "BatchUnavailableError",
     "CacheConveniences",
     "CacheDecodeError",
     "CacheEvent",
     "CachePort",
+    "CacheSlot",
     "CachedFunction",
     "CircuitOpenError",
     "Codec",

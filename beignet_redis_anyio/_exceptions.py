@@ -10,10 +10,13 @@ root, where users import it from, so a traceback shows the name to
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 __all__ = [
     "BatchError",
+    "BatchUnavailableError",
     "CacheDecodeError",
     "CircuitOpenError",
     "ConfigError",
@@ -60,8 +63,13 @@ class BatchError(Exception):
 
     ``values`` holds what the keys that succeeded got (for ``remember_many``
     and ``get_many`` their values, for ``set_many`` what was stored), in the
-    order given; ``errors`` maps each failed key to its exception. The
-    message names the first failed key and its error.
+    order given; ``errors`` maps each failed key to its exception;
+    ``operation`` names the batch (``"remember_many"``). The message names
+    the first failed key and its error.
+
+    It stands for per-key failures (a factory that raised or left a key out,
+    a value that is not text). An outage is not one: see
+    :class:`BatchUnavailableError`.
     """
 
     __module__ = _ROOT
@@ -69,9 +77,10 @@ class BatchError(Exception):
     def __init__(
         self,
         operation: str,
-        values: dict[str, str | None],
+        values: dict[str, Any],
         errors: dict[str, Exception],
     ) -> None:
+        self.operation = operation
         self.values = values
         self.errors = errors
         key, first = next(iter(errors.items()))
@@ -80,6 +89,22 @@ class BatchError(Exception):
             f"{operation}: {len(errors)} of {len(values) + len(errors)} keys failed; "
             f"{key!r}: {type(first).__name__}: {first}{more}"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.operation, self.values, self.errors))
+
+
+class BatchUnavailableError(BatchError, ConnectionError):
+    """A batch in which some keys succeeded before Redis became unreachable.
+
+    A ``ConnectionError`` as well as a :class:`BatchError`, so the handler an
+    application has for outages (a 503) catches it like the single-key
+    operations' ``ConnectionError``; ``values`` still holds what succeeded.
+    When no key succeeded, the batch raises the outage itself instead
+    (``ConnectionError``, ``TimeoutError``, ``CircuitOpenError``).
+    """
+
+    __module__ = _ROOT
 
 
 class CacheDecodeError(ValueError):

@@ -21,6 +21,7 @@ from ._cache.config import RedisConfig
 from ._cache.events import Observer
 from ._cache.local import LocalCache
 from ._cache.port import RedisCachePort
+from ._cache.views.slot import CacheSlot
 from ._client.client import RedisClient
 from ._net.task_group import background_task_group
 from ._topology.urls import ClusterSettings
@@ -32,7 +33,10 @@ _log = logging.getLogger("beignet_redis_anyio")
 
 @asynccontextmanager
 async def open_redis_provider(
-    config: RedisConfig | None = None, *, observer: Observer | None = None
+    config: RedisConfig | None = None,
+    *,
+    observer: Observer | None = None,
+    bind: CacheSlot | None = None,
 ) -> AsyncIterator[RedisCachePort]:
     """Connect to Redis and yield the cache port; close everything on exit.
 
@@ -41,7 +45,11 @@ async def open_redis_provider(
     when something is missing or malformed. An unreachable server raises
     ``redis.exceptions.ConnectionError`` and bad credentials
     ``AuthenticationError``, within ``connect_timeout``. ``observer`` receives
-    one :class:`CacheEvent` per cache operation.
+    one :class:`CacheEvent` per cache operation. ``bind`` is a
+    :class:`CacheSlot` the port is bound to while the block runs, and
+    unbound from when it ends (``RuntimeError`` at once if the slot is
+    already bound), so decorators and namespaces declared on the slot at
+    import time use this port.
 
     Cancellation: leaving the block — normally, by an exception or by
     cancellation — ends every ``remember`` computation and background task,
@@ -79,7 +87,11 @@ async def open_redis_provider(
                     raise
                 _log.warning("Redis is unavailable at start-up; bypassing it: %s", exc)
             port = RedisCachePort(client, task_group, config, observer=observer, local=local)
-            yield port
+            if bind is None:
+                yield port
+            else:
+                with bind.bound(port):
+                    yield port
         finally:
             if port is not None:
                 await port.aclose()  # while the connection is still open
@@ -104,18 +116,25 @@ class RedisProvider:
     port_name: str = "cache"
     config: RedisConfig | None = None
     observer: Observer | None = None
+    #: A :class:`CacheSlot` to bind the port to while it is open.
+    bind: CacheSlot | None = None
 
     def open(self) -> AbstractAsyncContextManager[RedisCachePort]:
-        return open_redis_provider(self.config, observer=self.observer)
+        return open_redis_provider(self.config, observer=self.observer, bind=self.bind)
 
     def with_options(
-        self, *, config: RedisConfig | None = None, observer: Observer | None = None
+        self,
+        *,
+        config: RedisConfig | None = None,
+        observer: Observer | None = None,
+        bind: CacheSlot | None = None,
     ) -> RedisProvider:
-        """A copy with another config or observer (``redis_provider`` is shared)."""
+        """A copy with another config, observer or slot (``redis_provider`` is shared)."""
         return attrs.evolve(
             self,
             config=config if config is not None else self.config,
             observer=observer if observer is not None else self.observer,
+            bind=bind if bind is not None else self.bind,
         )
 
 

@@ -22,7 +22,12 @@ single-flight already decides each key's fate on its own (a key joined from
 another caller's run fails or succeeds with that run). When any key fails,
 the call raises :class:`BatchError`, which carries the values of the keys
 that did succeed (stored, for ``set_many``/``remember_many``) and each
-failed key's exception; nothing is stored for a failed key. A
+failed key's exception; nothing is stored for a failed key. An outage is
+not a per-key failure: when Redis could not be reached for the keys that
+failed, the call raises that ``ConnectionError``/``TimeoutError`` itself if
+no key succeeded, and :class:`BatchUnavailableError` (a ``BatchError`` and a
+``ConnectionError``) if some did — so an application's outage handler
+catches a batch as it catches a single ``get``. A
 ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt`` from a
 factory) is raised as itself. Cancelling a caller cancels only its waiting.
 
@@ -49,7 +54,7 @@ from typing import Any, NamedTuple
 
 from redis.crc import key_slot
 
-from .._exceptions import BatchError
+from .._exceptions import BatchError, BatchUnavailableError
 from .._net.errors import describe
 from .._net.redis_compat import NEVER_DECODE
 from .breaker import UNAVAILABLE
@@ -59,7 +64,7 @@ from .inputs import check_key, check_result, check_value, not_text, ttl_millisec
 from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
 from .remember.single_flight import SingleFlight
 
-__all__ = ["CHUNK", "Batches", "FactoryMany"]
+__all__ = ["CHUNK", "Batches", "FactoryMany", "answer", "distinct_keys", "mapping_items"]
 
 #: Keys per command (see the module's docstring).
 CHUNK = 1000
@@ -81,14 +86,26 @@ def distinct_keys(keys: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(listed))
 
 
+def mapping_items(mapping: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A ``set_many`` mapping's items, each key checked."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"set_many takes a mapping of keys to values, got {type(mapping)}")
+    items = list(mapping.items())
+    for key, _ in items:
+        check_key(key)
+    return items
+
+
 class _Plan(NamedTuple):
     """What a ``remember_many`` miss needs: the factory, TTL, early refresh,
-    and each full key's name as the caller gave it."""
+    each full key's name as the caller gave it, and the outage each key was
+    answered without Redis through (``bypass``), to report it."""
 
     factory: FactoryMany
     ttl_ms: int | None
     refresh: bool
     names: dict[str, str]
+    bypassed: dict[str, BaseException]
 
 
 class Batches:
@@ -129,15 +146,12 @@ class Batches:
                 None,
                 started,
             )
-        return _answer("get_many", wanted, outcomes)
+        return answer("get_many", wanted, outcomes)
 
     async def set_many(self, mapping: Mapping[str, str], ttl_seconds: float | None) -> None:
         core = self._core
-        if not isinstance(mapping, Mapping):
-            raise TypeError(f"set_many takes a mapping of keys to values, got {type(mapping)}")
-        items = list(mapping.items())
+        items = mapping_items(mapping)
         for key, value in items:
-            check_key(key)
             check_value(key, value)
         ttl = () if (ttl_ms := ttl_milliseconds(ttl_seconds)) is None else ("PX", ttl_ms)
         if not items:
@@ -166,7 +180,7 @@ class Batches:
                 ttl_seconds,
                 started,
             )
-        _answer("set_many", keys, outcomes)
+        answer("set_many", keys, outcomes)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         core = self._core
@@ -230,7 +244,7 @@ class Batches:
         if not wanted:
             return {}
         names = {core.key_prefix + key: key for key in wanted}
-        plan = _Plan(factory_many, ttl_ms, refresh, names)
+        plan = _Plan(factory_many, ttl_ms, refresh, names, {})
         started = time.perf_counter()
         try:
             hits, outcomes = await self._remember(plan)
@@ -244,6 +258,9 @@ class Batches:
                 "cache.remember_many",
                 [
                     _status(key, o, "hit" if key in hits else "miss", "miss")
+                    if (bypassed := plan.bypassed.get(core.key_prefix + key)) is None
+                    # Answered without Redis: an error, as ``remember`` reports it.
+                    else (key, "error", describe(bypassed))
                     for key, o in zip(wanted, in_order, strict=True)
                 ],
                 ttl_seconds,
@@ -252,7 +269,7 @@ class Batches:
         for outcome in in_order:
             if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
                 raise outcome  # KeyboardInterrupt and its kind: as themselves
-        return _answer("remember_many", wanted, in_order)  # type: ignore[return-value]
+        return answer("remember_many", wanted, in_order)
 
     # -- remember_many's parts ------------------------------------------------
 
@@ -274,9 +291,10 @@ class Batches:
                 break
             try:
                 read = await self._read_for_remember(unread, plan)
-            except UNAVAILABLE:
+            except UNAVAILABLE as exc:
                 if not core.bypass:
                     raise
+                plan.bypassed.update(dict.fromkeys(unread, exc))
                 break  # bypass: every unread key is a miss
             outcomes.update((full, o) for full, o in read.items() if o is not None)
             pending = [full for full in pending if full not in outcomes]
@@ -377,9 +395,10 @@ class Batches:
         if stores:
             try:
                 replies = iter(await self._send([c for _, commands in stores for c in commands]))
-            except UNAVAILABLE:
+            except UNAVAILABLE as exc:
                 if not core.bypass:
                     raise
+                plan.bypassed.update((full, exc) for full, _ in stores)
                 return outcomes  # with bypass the values are still good; Redis is not
             for full, commands in stores:
                 # The value's SET decides; its metadata's is best effort.
@@ -485,10 +504,18 @@ def _status(key: str, outcome: _Outcome, yes: Status, no: Status) -> tuple[str, 
     return key, yes if outcome is not None else no, None
 
 
-def _answer(operation: str, keys: list[str], outcomes: list[_Outcome]) -> dict[str, str | None]:
-    """The keys' values in order, or a :class:`BatchError` if any key failed."""
+def answer(operation: str, keys: list[str], outcomes: list[_Outcome]) -> dict[str, Any]:
+    """The keys' values in order; or, if any key failed, what the caller
+    catches: the outage itself when Redis was unreachable for every key that
+    failed and none succeeded, a :class:`BatchUnavailableError` when some
+    keys succeeded before the outage, else a :class:`BatchError`."""
     errors = {k: o for k, o in zip(keys, outcomes, strict=True) if isinstance(o, Exception)}
     values = {k: o for k, o in zip(keys, outcomes, strict=True) if not isinstance(o, BaseException)}
-    if errors:
-        raise BatchError(operation, values, errors)
-    return values
+    if not errors:
+        return values
+    outages = [error for error in errors.values() if isinstance(error, UNAVAILABLE)]
+    if outages:
+        if not values and len(outages) == len(errors):
+            raise outages[0]
+        raise BatchUnavailableError(operation, values, errors)
+    raise BatchError(operation, values, errors)

@@ -25,6 +25,13 @@ Where it differs, and why:
   (there is no background to run it in): that caller still gets the value
   it found, after the refresh. A refresh that fails is reported as a
   ``cache.refresh``/``error`` event and the old value stays.
+* **Batches** (``get_many``, ``set_many``, ``delete_many``,
+  ``remember_many``) keep the Redis port's semantics — per-key outcomes,
+  :class:`BatchError`, one ``factory_many`` call for the missing keys,
+  single-flight per key shared with ``remember``, one event per key — but
+  ``remember_many`` does not refresh early (``early_refresh=`` is accepted).
+  A key joined from another caller's run that ends before this call reaches
+  it is computed alone, by a ``factory_many`` call of its own.
 * **``client``** raises ``AttributeError`` naming this class: there is no
   Redis behind it. A test that needs raw Redis commands wants the pytest
   plugin's ``cache`` fixture (an embedded or real server) instead.
@@ -35,11 +42,13 @@ Where it differs, and why:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import anyio
 import anyio.lowlevel
 
+from .._cache.batches import FactoryMany, answer, distinct_keys, mapping_items
 from .._cache.events import Observer, Operation, Status
 from .._cache.inputs import check_key, check_result, check_value, ttl_milliseconds
 from .._cache.protocol import CachePort, Factory
@@ -47,6 +56,7 @@ from .._cache.remember.refresh import meta_value, refresh_due, reported_refresh
 from .._cache.remember.single_flight import cancelled_from_outside
 from .._cache.reporting import Reporter
 from .._cache.views.namespace import CacheConveniences
+from .._net.errors import describe
 from .caller_flight import CallerFlights
 
 if TYPE_CHECKING:
@@ -242,6 +252,196 @@ class MemoryCachePort(CacheConveniences, CachePort):
             self._report.event("cache.remember", key, "miss", ttl_seconds, started)
         return value
 
+    # -- batches ------------------------------------------------------------
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, str | None]:
+        """Every key's value (``None`` when missing), in the order given,
+        duplicates once.
+
+        Raises ``TypeError`` for a single ``str`` instead of an iterable of
+        keys, and as :meth:`get` does for a bad key. Cancellation: nothing changes.
+        """
+        wanted = distinct_keys(keys)
+        if not wanted:
+            return {}
+        started = time.perf_counter()
+        await self._batch_checkpoint("cache.get_many", wanted, None, started)
+        values = {}
+        for key in wanted:
+            entry = self._live(self.key_prefix + key)
+            values[key] = None if entry is None else entry.value
+        self._batch_reported(
+            "cache.get_many",
+            [(key, "hit" if value is not None else "miss") for key, value in values.items()],
+            None,
+            started,
+        )
+        return values
+
+    async def set_many(
+        self, mapping: Mapping[str, str], *, ttl_seconds: float | None = None
+    ) -> None:
+        """``set`` for every item.
+
+        Raises as :meth:`set` does, for any item, before anything is stored.
+        Cancellation: every write happens at once, or none does.
+        """
+        items = mapping_items(mapping)
+        for key, value in items:
+            check_value(key, value)
+        ttl_ms = ttl_milliseconds(ttl_seconds)
+        if not items:
+            return
+        started = time.perf_counter()
+        await self._batch_checkpoint("cache.set_many", [k for k, _ in items], ttl_seconds, started)
+        for key, value in items:
+            self._store(self.key_prefix + key, value, ttl_ms, None)
+        self._batch_reported(
+            "cache.set_many", [(key, "stored") for key, _ in items], ttl_seconds, started
+        )
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove ``keys``; how many there were.
+
+        Raises as :meth:`get_many` does. Cancellation: as :meth:`set_many`.
+        """
+        wanted = distinct_keys(keys)
+        if not wanted:
+            return 0
+        started = time.perf_counter()
+        await self._batch_checkpoint("cache.delete_many", wanted, None, started)
+        statuses: list[tuple[str, Status]] = []
+        for key in wanted:
+            full_key = self.key_prefix + key
+            found = self._live(full_key) is not None
+            self._entries.pop(full_key, None)
+            statuses.append((key, "deleted" if found else "not_found"))
+        self._batch_reported("cache.delete_many", statuses, None, started)
+        return sum(status == "deleted" for _, status in statuses)
+
+    async def remember_many(
+        self,
+        keys: Iterable[str],
+        factory_many: FactoryMany,
+        *,
+        ttl_seconds: float | None = None,
+        lock: bool | None = None,
+        early_refresh: bool | None = None,
+    ) -> dict[str, str]:
+        """Every key's cached value; the misses computed by one ``await
+        factory_many(missing_keys)``, stored and returned. The rules are
+        ``RedisCachePort.remember_many``'s (see the module docstring for the
+        differences); ``lock`` and ``early_refresh`` change nothing.
+
+        Raises as ``RedisCachePort.remember_many`` does: bad input before any
+        factory call, :class:`BatchError` for keys that failed one by one.
+        Cancellation: cancelling a caller ends only its waits, per key.
+        """
+        wanted = distinct_keys(keys)
+        if not callable(factory_many):
+            raise TypeError(
+                f"factory_many must be an async callable, got {type(factory_many).__name__}"
+            )
+        ttl_ms = ttl_milliseconds(ttl_seconds)
+        if not wanted:
+            return {}
+        names = {self.key_prefix + key: key for key in wanted}
+        flights = self._flights
+        for full in names:
+            flights.check_reentry(full)
+        started = time.perf_counter()
+        await self._batch_checkpoint("cache.remember_many", wanted, ttl_seconds, started)
+        outcomes: dict[str, Any] = {}
+        hits: set[str] = set()
+        joined: list[str] = []
+        missing: list[str] = []
+        for full in names:
+            entry = None if full in flights else self._live(full)
+            if entry is not None:
+                outcomes[full] = entry.value
+                hits.add(full)
+            else:
+                (joined if full in flights else missing).append(full)
+        shared = _OneCall(lambda: factory_many([names[full] for full in missing]))
+
+        def compute(full: str) -> Callable[[], Awaitable[str]]:
+            call = shared if full in missing else _OneCall(lambda: factory_many([names[full]]))
+
+            async def store() -> str:
+                produced = await call.result()
+                if not isinstance(produced, Mapping):
+                    raise TypeError(
+                        f"factory_many returned {type(produced).__name__}, not a dict of keys "
+                        "to values; nothing was stored"
+                    )
+                if names[full] not in produced:
+                    raise LookupError(
+                        f"factory_many returned no value for {names[full]!r}; nothing was stored"
+                    )
+                value = check_result(names[full], produced[names[full]])
+                self._store(full, value, ttl_ms, None)
+                return value
+
+            return store
+
+        async def one(full: str) -> None:
+            try:
+                outcomes[full] = await flights.run(full, compute(full))
+            except Exception as exc:
+                outcomes[full] = exc
+            except BaseException as exc:
+                if cancelled_from_outside(exc):
+                    raise
+                outcomes[full] = exc  # KeyboardInterrupt and its kind: raised below
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                for full in joined + missing:
+                    tasks.start_soon(one, full)
+        except BaseException as exc:
+            self._report.batch_failed("cache.remember_many", wanted, ttl_seconds, started, exc)
+            raise
+        in_order = [outcomes[full] for full in names]
+        if self._observer is not None:
+            self._report.batch(
+                "cache.remember_many",
+                [
+                    (key, "error", describe(o))
+                    if isinstance(o, BaseException)
+                    else (key, "hit" if full in hits else "miss", None)
+                    for (full, key), o in zip(names.items(), in_order, strict=True)
+                ],
+                ttl_seconds,
+                started,
+            )
+        for outcome in in_order:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+        return answer("remember_many", wanted, in_order)
+
+    async def _batch_checkpoint(
+        self, operation: Operation, keys: list[str], ttl_seconds: float | None, started: float
+    ) -> None:
+        """:meth:`_checkpoint` for a batch: a cancelled caller is reported
+        ``cancelled`` for every key."""
+        try:
+            await anyio.lowlevel.checkpoint()
+        except BaseException as exc:
+            self._report.batch_failed(operation, keys, ttl_seconds, started, exc)
+            raise
+
+    def _batch_reported(
+        self,
+        operation: Operation,
+        statuses: list[tuple[str, Status]],
+        ttl_seconds: float | None,
+        started: float,
+    ) -> None:
+        if self._observer is not None:
+            self._report.batch(
+                operation, [(key, status, None) for key, status in statuses], ttl_seconds, started
+            )
+
     # -- remember's parts ---------------------------------------------------
 
     async def _compute(
@@ -315,3 +515,34 @@ class MemoryCachePort(CacheConveniences, CachePort):
     def _reported(self, operation: Operation, key: str, status: Status, started: float) -> None:
         if self._observer is not None:
             self._report.event(operation, key, status, None, started)
+
+
+class _OneCall:
+    """One ``factory_many`` call shared by the runs of the keys it computes:
+    the first run to ask makes it, the others wait for it. If the run making
+    it is cancelled (its last waiter left), the next one to ask makes it again."""
+
+    def __init__(self, call: Callable[[], Awaitable[object]]) -> None:
+        self._call = call
+        self._done: anyio.Event | None = None
+        self._outcome: tuple[bool, Any] | None = None
+
+    async def result(self) -> Any:
+        while self._outcome is None:
+            if self._done is not None:
+                await self._done.wait()
+                continue
+            done = self._done = anyio.Event()
+            try:
+                self._outcome = (True, await self._call())
+            except BaseException as exc:
+                if not cancelled_from_outside(exc):
+                    self._outcome = (False, exc)
+                raise
+            finally:
+                self._done = None
+                done.set()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value

@@ -143,3 +143,26 @@ def test_an_error_that_is_not_a_class_name_is_other() -> None:
     )
     observer(event)
     assert telemetry.count("beignet.cache.errors", error_type="_OTHER") == 1
+
+
+async def test_bypassed_batches_count_as_errors_like_single_keys(own_server: Any) -> None:
+    telemetry = Telemetry()
+    observer = otel_observer(telemetry.meters, telemetry.tracers)
+    config = RedisConfig(
+        url=own_server.url, key_prefix="t:", failure_policy="bypass", connect_timeout=1
+    )
+
+    async def load(missing: list[str]) -> dict[str, str]:
+        return dict.fromkeys(missing, "row")
+
+    async def one() -> str:
+        return "row"
+
+    async with open_redis_provider(config, observer=observer) as cache:
+        own_server.stop()
+        await cache.remember_many([f"page:{n}" for n in range(50)], load)
+        await cache.remember("single", one)
+    errors = telemetry.count("beignet.cache.errors", error_type="ConnectionError")
+    assert telemetry.count("beignet.cache.errors", db_operation_name="remember_many") == 50
+    assert telemetry.count("beignet.cache.errors", db_operation_name="remember") == 1
+    assert errors == 51

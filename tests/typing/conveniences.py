@@ -8,7 +8,14 @@ from typing import Any
 
 from typing_extensions import assert_type
 
-from beignet_redis_anyio import CachedFunction, JsonValue, Namespace, RedisCachePort, TypedCache
+from beignet_redis_anyio import (
+    CachedFunction,
+    CacheSlot,
+    JsonValue,
+    Namespace,
+    RedisCachePort,
+    TypedCache,
+)
 
 
 class Profile:
@@ -39,6 +46,28 @@ async def views(cache: RedisCachePort) -> None:
     assert_type(ns, Namespace)
     assert_type(await ns.get("k"), str | None)
     assert_type(await ns.invalidate(), bool)
+    assert_type(await profiles.get_many(["k"]), dict[str, Profile | None])
+    assert_type(await profiles.get_many(["k"], default=0), dict[str, Profile | int])
+
+    async def load_many(keys: list[str]) -> dict[str, Profile]:
+        return {}
+
+    assert_type(await profiles.remember_many(["k"], load_many), dict[str, Profile])
+    assert_type(await ns.get_many(["k"]), dict[str, str | None])
+    await profiles.set_many({"k": "not a profile"})  # type: ignore[dict-item]
+
+
+async def slot_decorator() -> None:
+    slot = CacheSlot()
+
+    @slot.cached(key="user:{user_id}", tags=("users",))
+    async def profile(user_id: int) -> dict[str, str]:
+        return {}
+
+    assert_type(await profile(1), dict[str, str])
+    assert_type(await slot.invalidate_tag("users"), bool)
+    assert_type(slot.namespace("users"), Namespace)
+    await profile("1")  # type: ignore[arg-type]
 
 
 async def decorator(cache: RedisCachePort) -> None:

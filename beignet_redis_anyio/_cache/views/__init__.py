@@ -12,4 +12,5 @@ Modules:
 - ``decorator``: ``@cache.cached(...)``, an ``async def`` through ``remember``.
 - ``conveniences``: ``json``, ``with_codec`` and ``cached`` as a mixin.
 - ``namespace``: ``cache.namespace(name)``, and the mixin that offers it.
+- ``slot``: ``CacheSlot``, the conveniences declared before any port exists.
 """

@@ -21,6 +21,11 @@ round trips, so each process keeps it for ``generation_ttl_seconds``
 another process may still read and write the old generation's keys for up
 to ``generation_ttl_seconds`` after it. Use 0 to read it on every call.
 
+The batch operations (``get_many``, ``set_many``, ``delete_many``,
+``remember_many``) read the generation once for the whole batch and go to
+the port's own, so a page of keys is still one round trip per node; a
+:class:`BatchError` names the keys as you gave them.
+
 Concurrent callers share one generation read. If that reader is cancelled,
 a waiter takes over; nobody is stranded. When the backend is unavailable
 and the port's failure policy is ``bypass``, the namespace keeps its last
@@ -33,16 +38,18 @@ then, as ``delete`` would: nothing was invalidated.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Any, cast
 
 import anyio
 
+from ..._exceptions import BatchError
 from ..._net.numbers import in_range, is_number
+from ..batches import answer, distinct_keys, mapping_items
 from ..inputs import check_key, check_result
 from .conveniences import TypedConveniences
-from .viewed import GenerationPort, ViewedPort, remember_on
+from .viewed import GenerationPort, ViewedPort, batched, remember_on, remember_options
 
 __all__ = ["CacheConveniences", "GenerationState", "Namespace"]
 
@@ -228,8 +235,119 @@ class Namespace(CacheConveniences):
             return check_result(key, await factory())
         return await remember_on(self._port, full, factory, ttl_seconds, lock, early_refresh)
 
+    # -- batches --------------------------------------------------------------
+
+    async def _full_keys(self, keys: Iterable[str]) -> tuple[list[str], dict[str, str] | None]:
+        """The keys as given (checked, once each), and each full key's name
+        (``None``: no generation known while Redis is bypassed)."""
+        wanted = distinct_keys(keys)
+        generation = await self.generation() if wanted else 0
+        if generation is None:
+            return wanted, None
+        return wanted, {f"{self._prefix}{generation}:{key}": key for key in wanted}
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, str | None]:
+        """The port's ``get_many`` in the current generation; raises and
+        cancels as it does. With no generation known while Redis is
+        bypassed, every key is missing."""
+        wanted, names = await self._full_keys(keys)
+        if names is None or not wanted:
+            return dict.fromkeys(wanted)
+        try:
+            got = await batched(self._port, "get_many").get_many(list(names))
+        except BatchError as exc:
+            raise _renamed(exc, names) from None
+        return {names[full]: value for full, value in got.items()}
+
+    async def set_many(
+        self, mapping: Mapping[str, str], *, ttl_seconds: float | None = None
+    ) -> None:
+        """The port's ``set_many`` in the current generation; raises and
+        cancels as it does. With no generation known while Redis is
+        bypassed, nothing is written."""
+        _, names = await self._full_keys(key for key, _ in mapping_items(mapping))
+        if names is None or not names:
+            return
+        full = {full: mapping[key] for full, key in names.items()}
+        try:
+            await batched(self._port, "set_many").set_many(full, ttl_seconds=ttl_seconds)
+        except BatchError as exc:
+            raise _renamed(exc, names) from None
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """The port's ``delete_many`` in the current generation; raises and
+        cancels as it does."""
+        _, names = await self._full_keys(keys)
+        if not names:
+            return 0
+        return await batched(self._port, "delete_many").delete_many(list(names))
+
+    async def remember_many(
+        self,
+        keys: Iterable[str],
+        factory_many: Callable[[list[str]], Awaitable[Mapping[str, str]]],
+        *,
+        ttl_seconds: float | None = None,
+        lock: bool | None = None,
+        early_refresh: bool | None = None,
+    ) -> dict[str, str]:
+        """The port's ``remember_many`` in the current generation, with all
+        its guarantees; ``factory_many`` gets the missing keys as you gave
+        them. Raises and cancels as the port's does. With no generation
+        known while Redis is bypassed, ``factory_many`` runs for every key
+        and nothing is stored."""
+        if not callable(factory_many):
+            raise TypeError(
+                f"factory_many must be an async callable, got {type(factory_many).__name__}"
+            )
+        wanted, names = await self._full_keys(keys)
+        if not wanted:
+            return {}
+        if names is None:
+            produced = await factory_many(list(wanted))
+            return answer("remember_many", wanted, [_checked(produced, key) for key in wanted])
+        full_of = {key: full for full, key in names.items()}
+
+        async def produce(missing: list[str]) -> Mapping[str, str]:
+            produced = await factory_many([names[full] for full in missing])
+            if not isinstance(produced, Mapping):
+                return produced  # the port names the mistake
+            return {full_of[key]: value for key, value in produced.items() if key in full_of}
+
+        options = remember_options(lock, early_refresh)
+        try:
+            got = await batched(self._port, "remember_many").remember_many(
+                list(names), produce, ttl_seconds=ttl_seconds, **options
+            )
+        except BatchError as exc:
+            raise _renamed(exc, names) from None
+        return {names[full]: value for full, value in got.items()}
+
     async def _generation(self, key: str, increment: int) -> int | None:
         """A nested namespace's counter lives inside this one, so
         invalidating this namespace invalidates the nested ones too."""
         full = await self._key(key)
         return None if full is None else await self._counter._generation(full, increment)
+
+
+def _renamed(exc: BatchError, names: Mapping[str, str]) -> BatchError:
+    """``exc`` (of the same class) with each full key named as the caller gave it."""
+    return type(exc)(
+        exc.operation,
+        {names.get(full, full): value for full, value in exc.values.items()},
+        {names.get(full, full): error for full, error in exc.errors.items()},
+    )
+
+
+def _checked(produced: object, key: str) -> Any:
+    """``key``'s value from ``factory_many``'s mapping, or why there is none."""
+    if not isinstance(produced, Mapping):
+        return TypeError(
+            f"factory_many returned {type(produced).__name__}, not a dict of keys to values"
+        )
+    if key not in produced:
+        return LookupError(f"factory_many returned no value for {key!r}; nothing was stored")
+    try:
+        return check_result(key, produced[key])
+    except (TypeError, ValueError) as exc:
+        return exc

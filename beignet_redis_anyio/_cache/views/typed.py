@@ -25,6 +25,13 @@ raises instead of running the factory and overwriting another program's
 data. (A value that is not even UTF-8 text raises the port's
 ``UnicodeDecodeError``, also a ``ValueError`` naming the key.)
 
+**Batches** (``get_many``, ``set_many``, ``delete_many``, ``remember_many``)
+are the port's own, one round trip per node, with the values encoded and
+decoded here. A value that fails to decode fails its key alone, in the
+:class:`BatchError` the port raises for per-key failures; a value that fails
+to encode in ``set_many`` fails the call before anything is sent, as ``set``
+does, and in ``remember_many`` fails its key alone (nothing is stored for it).
+
 Cancellation: each operation is the port's, so it is exactly as cancellable;
 the ``none_ttl_seconds`` rewrite is a plain ``set`` and may be cancelled with
 its caller.
@@ -32,13 +39,14 @@ its caller.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar, overload
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar, overload
 
-from ..._exceptions import CacheDecodeError
+from ..._exceptions import BatchError, CacheDecodeError
+from ..batches import answer, distinct_keys, mapping_items
 from ..inputs import ttl_milliseconds
 from .codecs import Codec
-from .viewed import ViewedPort, remember_on
+from .viewed import ViewedPort, batched, remember_on, remember_options
 
 __all__ = ["TypedCache"]
 
@@ -148,6 +156,115 @@ class TypedCache(Generic[T]):
             await port.set(key, raw, ttl_seconds=none_ttl_seconds)
         return self.decode(key, raw)
 
+    # -- batches ----------------------------------------------------------
+
+    @overload
+    async def get_many(self, keys: Iterable[str]) -> dict[str, T | None]: ...
+
+    @overload
+    async def get_many(self, keys: Iterable[str], default: D) -> dict[str, T | D]: ...
+
+    async def get_many(self, keys: Iterable[str], default: object = None) -> dict[str, Any]:
+        """Every key's decoded value (``default`` when missing), in the order
+        given, duplicates once: the port's ``get_many``.
+
+        Raises :class:`BatchError` when some values cannot be decoded (the
+        others are in ``values``), and what the port's ``get_many`` raises.
+        Cancellation: as the port's."""
+        wanted = distinct_keys(keys)
+        try:
+            raw: Mapping[str, Any] = await batched(self._port, "get_many").get_many(wanted)
+        except BatchError as exc:
+            raw = _outcomes(exc)
+        return self._decoded_all("get_many", wanted, raw, default)
+
+    async def set_many(self, mapping: Mapping[str, T], *, ttl_seconds: float | None = None) -> None:
+        """Encode every value and store them all, one write per node.
+
+        Raises ``TypeError``/``ValueError`` naming the key for a value the
+        codec cannot encode, before anything is sent, and what the port's
+        ``set_many`` raises. Cancellation: as the port's."""
+        encoded = {key: self.encode(key, obj) for key, obj in mapping_items(mapping)}
+        await batched(self._port, "set_many").set_many(encoded, ttl_seconds=ttl_seconds)
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """The port's ``delete_many``: how many keys there were. Raises and
+        cancels as the port's does."""
+        return await batched(self._port, "delete_many").delete_many(keys)
+
+    async def remember_many(
+        self,
+        keys: Iterable[str],
+        factory_many: Callable[[list[str]], Awaitable[Mapping[str, T]]],
+        *,
+        ttl_seconds: float | None = None,
+        none_ttl_seconds: float | None = None,
+        lock: bool | None = None,
+        early_refresh: bool | None = None,
+    ) -> dict[str, T]:
+        """Every key's decoded cached value; the misses computed by one
+        ``await factory_many(missing_keys)`` (a mapping of those keys to
+        objects), encoded, stored and returned decoded. ``none_ttl_seconds``
+        is as for :meth:`remember`, per key.
+
+        Raises :class:`BatchError` for per-key failures (the factory left a
+        key out, a value the codec cannot encode or a stored one it cannot
+        decode), and what the port's ``remember_many`` raises. Cancellation:
+        the port's, per key."""
+        wanted = distinct_keys(keys)
+        port = batched(self._port, "remember_many")
+        if none_ttl_seconds is not None:
+            ttl_milliseconds(none_ttl_seconds)  # a bad TTL fails before the factory runs
+        unencodable: dict[str, Exception] = {}
+        produced_none: list[str] = []
+
+        async def produce(missing: list[str]) -> dict[str, str]:
+            objects = await factory_many(missing)
+            if not isinstance(objects, Mapping):
+                return objects  # the port names the mistake
+            encoded = {}
+            for key, obj in objects.items():
+                try:
+                    encoded[key] = self.encode(key, obj)
+                except (TypeError, ValueError) as exc:
+                    unencodable[key] = exc  # left out: the port fails the key alone
+                    continue
+                if obj is None:
+                    produced_none.append(key)
+            return encoded
+
+        options = remember_options(lock, early_refresh)
+        try:
+            raw: dict[str, Any] = await port.remember_many(
+                wanted, produce, ttl_seconds=ttl_seconds, **options
+            )
+        except BatchError as exc:
+            raw = _outcomes(exc)
+        for key in unencodable.keys() & raw.keys():
+            raw[key] = unencodable[key]  # the codec's error, not "no value for"
+        rewrite = {k: raw[k] for k in produced_none if isinstance(raw.get(k), str)}
+        if rewrite and none_ttl_seconds is not None and none_ttl_seconds != ttl_seconds:
+            await batched(self._port, "set_many").set_many(rewrite, ttl_seconds=none_ttl_seconds)
+        return self._decoded_all("remember_many", wanted, raw, None)
+
+    def _decoded_all(
+        self, operation: str, keys: list[str], raw: Mapping[str, Any], default: object
+    ) -> dict[str, Any]:
+        """Each key decoded (``default`` for ``None``, errors kept), as :func:`answer` says."""
+        outcomes: list[Any] = []
+        for key in keys:
+            value = raw[key]
+            if value is None:
+                outcomes.append(default)
+            elif isinstance(value, BaseException):
+                outcomes.append(value)
+            else:
+                try:
+                    outcomes.append(self.decode(key, value))
+                except CacheDecodeError as exc:
+                    outcomes.append(exc)
+        return answer(operation, keys, outcomes)
+
     def encode(self, key: str, obj: T) -> str:
         """``codec.dumps(obj)``, its failures naming ``key``."""
         try:
@@ -168,3 +285,11 @@ class TypedCache(Generic[T]):
             return self._loads(raw)
         except Exception as exc:
             raise CacheDecodeError(key, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _outcomes(exc: BatchError) -> dict[str, Any]:
+    """Every key's outcome from a port's per-key :class:`BatchError`, to
+    decode the keys that succeeded; an outage is raised as it came."""
+    if type(exc) is not BatchError:
+        raise exc  # BatchUnavailableError: the app's outage handler takes it as is
+    return {**exc.values, **exc.errors}
