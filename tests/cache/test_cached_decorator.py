@@ -176,3 +176,97 @@ async def test_keyword_only_and_variadic_parameters_bind_too(cache: RedisCachePo
     assert f.key(1, 2, 3, x=4) == "1:(2, 3):False:{'x': 4}"
     assert f.key(a=1) == "1:():False:{}"
     assert await f(5, flag=True) == 5
+
+
+async def test_tags_invalidate_every_result_that_carries_them(cache: RedisCachePort) -> None:
+    calls: list[str] = []
+
+    @cache.cached(key="price:{sku}", tags=("prices", "shop:{shop}"))
+    async def price(sku: str, shop: str) -> str:
+        calls.append(sku)
+        return f"{sku}@{shop}"
+
+    @cache.cached(key="stock:{sku}", tags=("shop:{shop}",))
+    async def stock(sku: str, shop: str) -> int:
+        calls.append(f"stock {sku}")
+        return 3
+
+    assert await price("a", "north") == "a@north"
+    assert await price("b", "south") == "b@south"
+    assert await stock("a", "north") == 3
+    assert await price("a", "north") == "a@north"  # a hit
+    assert calls == ["a", "b", "stock a"]
+    assert await cache.invalidate_tag("shop:north") is True
+    await price("a", "north")  # north's results are gone...
+    await stock("a", "north")
+    await price("b", "south")  # ...south's are not
+    assert calls == ["a", "b", "stock a", "a", "stock a"]
+    await cache.invalidate_tag("prices")
+    await price("b", "south")
+    await stock("a", "north")
+    assert calls[-1] == "b"  # every price went, stock stayed
+    assert price.key("a", "north") == "price:a"
+    await price("a", "north")
+    assert await price.invalidate("a", "north") is True  # under the current generations
+    assert await price.invalidate("a", "north") is False
+
+
+async def test_fresh_tag_generations_cost_no_round_trip(
+    cache: RedisCachePort, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    generation = cache._generation
+
+    async def counted(key: str, increment: int) -> int | None:
+        reads.append(key)
+        return await generation(key, increment)
+
+    monkeypatch.setattr(cache, "_generation", counted)
+
+    @cache.cached(key="t:{n}", tags=("one", "two"))
+    async def f(n: int) -> int:
+        return n
+
+    for n in range(20):
+        await f(n % 3)
+    assert reads == ["tag:one#generation", "tag:two#generation"]  # once per tag, then fresh
+    await cache.invalidate_tag("one")
+    assert reads[-1] == "tag:one#generation" and len(reads) == 3  # one INCRBY
+
+
+async def test_bad_tags_fail_at_decoration(cache: RedisCachePort) -> None:
+    with pytest.raises(TypeError, match="single str"):
+        cache.cached(key="k", tags="prices")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="non-empty"):
+        cache.cached(key="k", tags=("",))
+    with pytest.raises(ValueError, match="not a parameter"):
+
+        @cache.cached(key="k:{n}", tags=("shop:{shop}",))
+        async def f(n: int) -> int:
+            return n
+
+    with pytest.raises(TypeError, match="non-empty str"):
+        await cache.invalidate_tag("")
+
+
+async def test_tags_on_the_test_double_and_namespaces() -> None:
+    from beignet_redis_anyio.testing import MemoryCachePort
+
+    memory = MemoryCachePort()
+    ns = memory.namespace("catalogue")
+    calls = 0
+
+    @ns.cached(key="p:{n}", tags=("prices",))
+    async def p(n: int) -> int:
+        nonlocal calls
+        calls += 1
+        return n
+
+    await p(1)
+    await p(1)
+    await ns.invalidate_tag("prices")
+    await p(1)
+    assert calls == 2
+    await memory.invalidate_tag("prices")  # another port's tag: not this namespace's
+    await p(1)
+    assert calls == 2

@@ -21,6 +21,20 @@ as the view it was made from sees it (before any provider key prefix; for
 f.invalidate(*args, **kwargs) -> bool`` (delete that key). Decorate
 functions, not methods: the wrapper does not bind ``self`` (use ``key=``
 with a plain function that takes the object).
+
+**Tags.** ``tags=("products", "shop:{shop_id}")`` (templates, like the key)
+puts each result under the current generation of each of its tags: the
+stored key is ``{key}#tags:{tag}={generation},…``, and ``await
+cache.invalidate_tag(tag)`` bumps that tag's generation (one ``INCRBY``),
+so every result carrying the tag becomes unreachable at once and expires by
+its own TTL — nothing is scanned. A tag's generation is a namespace's
+(``tag:{tag}``), kept by each process for one second as namespaces keep
+theirs: a call costs no extra round trip while its tags' generations are
+fresh, one ``INCRBY 0`` per stale tag otherwise (concurrent callers share
+it), and another process sees an invalidation within that second. While
+Redis is bypassed and a tag's generation is unknown, the function runs
+uncached. ``f.invalidate(...)`` deletes the result under the tags' current
+generations; ``f.key(...)`` is the key before the tags.
 """
 
 from __future__ import annotations
@@ -34,7 +48,11 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from .typed import TypedCache
 
-__all__ = ["CachedFunction", "cached"]
+#: A namespace (``namespace.py``, which imports this module through the
+#: conveniences: named here only by what the tags use of it).
+Namespace = Any
+
+__all__ = ["CachedFunction", "cached", "tag_namespace"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,16 +78,60 @@ def cached(
     none_ttl_seconds: float | None = None,
     lock: bool | None = None,
     early_refresh: bool | None = None,
+    tags: tuple[str, ...] = (),
+    tag_namespace: Callable[[str], Namespace] | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
-    """The decorator ``cache.cached(...)`` returns, over ``view``."""
+    """The decorator ``cache.cached(...)`` returns, over ``view``;
+    ``tag_namespace(tag)`` is the namespace holding a tag's generation."""
     if not (isinstance(key, str) or callable(key)):
         raise TypeError(f"key must be a str template or a callable, got {type(key).__name__}")
+    if isinstance(tags, str) or not all(isinstance(tag, str) and tag for tag in tags):
+        raise TypeError("tags must be a tuple of non-empty str templates, not a single str")
+    if tags and tag_namespace is None:
+        raise TypeError(f"{view!r} cannot hold tags: it offers no namespaces")
 
     def decorate(func: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
         if not inspect.iscoroutinefunction(func):
             raise TypeError(f"@cached decorates an async def, got {func!r}")
         key_of: Callable[..., str] = _template(func, key) if isinstance(key, str) else key
         remember = view.remember
+        if tags:
+            base_key, tag_of = key_of, [_template(func, tag) for tag in tags]
+            namespace = cast(Callable[[str], Namespace], tag_namespace)
+
+            async def stored_key(*args: Any, **kwargs: Any) -> str | None:
+                parts = []
+                for tag in dict.fromkeys(make(*args, **kwargs) for make in tag_of):
+                    generation = await namespace(tag).generation()
+                    if generation is None:
+                        return None  # bypassed, generation unknown: run uncached
+                    parts.append(f"{tag}={generation}")
+                return f"{base_key(*args, **kwargs)}#tags:{','.join(parts)}"
+
+            @functools.wraps(func)
+            async def tagged(*args: P.args, **kwargs: P.kwargs) -> R:
+                full = await stored_key(*args, **kwargs)
+                if full is None:
+                    return await func(*args, **kwargs)
+                return cast(
+                    R,
+                    await remember(
+                        full,
+                        functools.partial(func, *args, **kwargs),
+                        ttl_seconds=ttl_seconds,
+                        none_ttl_seconds=none_ttl_seconds,
+                        lock=lock,
+                        early_refresh=early_refresh,
+                    ),
+                )
+
+            async def invalidate_tagged(*args: P.args, **kwargs: P.kwargs) -> bool:
+                full = await stored_key(*args, **kwargs)
+                return False if full is None else await view.delete(full)
+
+            tagged.key = key_of  # type: ignore[attr-defined]
+            tagged.invalidate = invalidate_tagged  # type: ignore[attr-defined]
+            return cast(CachedFunction[P, R], tagged)
 
         @functools.wraps(func)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -143,3 +205,8 @@ def _template(func: Callable[..., object], template: str) -> Callable[..., str]:
         return template.format_map(arguments)
 
     return build
+
+
+def tag_namespace(port: Any, tag: str) -> Namespace:
+    """The namespace that holds ``tag``'s generation on ``port``."""
+    return port.namespace(f"tag:{tag}")
