@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -16,7 +17,7 @@ from redis.exceptions import ConnectionError
 
 from beignet_redis_anyio import RedisConfig
 from beignet_redis_anyio.testing import MemoryCachePort
-from beignet_redis_anyio.testing.asgi import RunningApp
+from beignet_redis_anyio.testing.asgi import RunningApp, run_asgi_lifespan
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -56,31 +57,62 @@ def test_app_runs_on_an_embedded_redis(backend: str) -> None:
 
 @pytest.mark.anyio
 async def test_web_lifespan_opens_serves_and_closes(
-    server_url: str, asgi_lifespan: Callable[[Any], AbstractAsyncContextManager[RunningApp]]
+    server_url: str,
+    asgi_lifespan: Callable[[Any], AbstractAsyncContextManager[RunningApp]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from web_lifespan import make_app
+    import web_lifespan
+    from web_lifespan import cache, make_app
 
-    app = make_app(RedisConfig(url=server_url, key_prefix="web:"))
+    monkeypatch.setattr(web_lifespan, "USERS", {"7": {"id": "7", "name": "user 7"}})
+
+    app = make_app(RedisConfig(url=server_url, key_prefix=f"web:{uuid.uuid4().hex}:"))
     with anyio.fail_after(10):
         async with asgi_lifespan(app) as running:
             response = await running.request("GET", "/users/7")
             assert (response.status, response.json()) == (200, {"id": "7", "name": "user 7"})
-            cache = running.state["cache"]
-            assert await cache.get("user:7:profile") is not None
-            await cache.delete("user:7:profile")
-    assert cache.in_flight == 0
+            port = running.state["cache"]
+            assert cache.port is port  # the lifespan bound the slot
+            assert await port.json.get("user:7:profile") == {"id": "7", "name": "user 7"}
+            renamed = await running.request("PUT", "/users/7", json={"name": "Ada"})
+            assert renamed.json() == {"id": "7", "name": "Ada"}
+            assert (await running.request("GET", "/users/7")).json()["name"] == "Ada"
+            listed = await running.request("GET", "/products", params={"ids": "1,2,999"})
+            assert [p["id"] for p in listed.json()] == ["1", "2"]
+            assert await port.json.get("product:999") is None and await port.has("product:999")
+    assert not cache.is_bound  # and unbound it on shutdown
+    assert port.in_flight == 0
     with pytest.raises(ConnectionError, match="closed"):
-        await cache.client.ping()  # the lifespan's shutdown closed the provider
+        await port.client.ping()  # the lifespan's shutdown closed the provider
 
 
 @pytest.mark.anyio
 async def test_web_lifespan_handlers_take_a_memory_cache_port_in_tests() -> None:
-    from web_lifespan import get_cache, make_app
+    from web_lifespan import cache, make_app
 
     app = make_app(RedisConfig(url="redis://127.0.0.1:1"))  # never reached
     memory = MemoryCachePort()
-    app.dependency_overrides[get_cache] = lambda: memory
-    # No lifespan: the handler needs nothing but the overridden dependency.
-    response = await RunningApp(app, {}).request("GET", "/users/7")
+    # No lifespan: the handlers need nothing but a port bound to the slot.
+    with cache.bound(memory):
+        response = await RunningApp(app, {}).request("GET", "/users/7")
+        listed = await RunningApp(app, {}).request("GET", "/products", params={"ids": "3,4"})
     assert (response.status, response.json()) == (200, {"id": "7", "name": "user 7"})
-    assert memory.keys() == ["user:7:profile"]
+    assert [p["id"] for p in listed.json()] == ["3", "4"]
+    assert sorted(memory.keys()) == ["product:3", "product:4", "user:7:profile"]
+
+
+@pytest.mark.anyio
+async def test_web_lifespan_answers_an_outage_with_503s(own_server: Any) -> None:
+    from web_lifespan import cache, make_app
+
+    app = make_app(RedisConfig(url=own_server.url, key_prefix="web:", connect_timeout=1))
+    with anyio.fail_after(20):
+        async with run_asgi_lifespan(app) as running:
+            assert (await running.request("GET", "/users/7")).status == 200
+            own_server.stop()
+            for path, params in (("/users/8", None), ("/products", {"ids": "1,2"})):
+                response = await running.request("GET", path, params=params)
+                assert response.status == 503, (path, response.body)
+                assert (b"retry-after", b"1") in response.headers
+                assert b"127.0.0.1" not in response.body  # no host, no message
+    assert not cache.is_bound
