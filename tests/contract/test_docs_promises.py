@@ -5,18 +5,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from beignet_redis_anyio import Namespace, RedisCachePort, TypedCache
+from beignet_redis_anyio import CacheSlot, Namespace, RedisCachePort, TypedCache
 from beignet_redis_anyio.testing import MemoryCachePort
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = (RedisCachePort, MemoryCachePort, Namespace, TypedCache)
+COLUMNS = (RedisCachePort, MemoryCachePort, Namespace, TypedCache, CacheSlot)
 
 
 def test_the_views_table_says_which_operations_each_port_has() -> None:
     page = (ROOT / "docs" / "views.md").read_text()
     section = page.split("## What each port and view offers", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| (`[^|]+`) \| (\w+) \| (\w+) \| (\w+) \| (\w+) \|$", section, re.M)
-    assert len(rows) == 5
+    column = r" (\w+) \|"
+    rows = re.findall(r"^\| (`[^|]+`) \|" + column * len(COLUMNS) + "$", section, re.M)
+    assert len(rows) == 6
     for names, *cells in rows:
         for name in re.findall(r"`(\w+)`", names):
             for cls, cell in zip(COLUMNS, cells, strict=True):
