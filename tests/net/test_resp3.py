@@ -19,6 +19,7 @@ from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provi
 from beignet_redis_anyio._net.multiplexer import Multiplexer
 from beignet_redis_anyio._net.settings import ConnectionSettings
 from beignet_redis_anyio._net.wire import encode_command
+from helpers.backends import asyncio_backends
 from helpers.targets import RedisServer, serve_script
 
 pytestmark = pytest.mark.anyio
@@ -82,7 +83,7 @@ async def test_a_server_without_hello_is_a_clear_error() -> None:
         server.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("anyio_backend", asyncio_backends())  # redis-py's client is asyncio's
 @pytest.mark.parametrize("protocol", [2, 3])
 async def test_replies_have_the_shapes_redis_py_gives(
     real_server: RedisServer, key: str, protocol: int
