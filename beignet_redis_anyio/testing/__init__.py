@@ -20,7 +20,8 @@ Modules:
 
 - ``memory``: ``MemoryCachePort``, the port in this process, for tests with no server.
 - ``caller_flight``: the single-flight ``MemoryCachePort`` runs in its callers.
-- ``pytest_plugin``: a ready ``cache`` fixture, both backends, an app's lifespan.
+- ``pytest_plugin``: a ready ``cache`` fixture, every backend, an app's lifespan.
+- ``_backends``: the backends a suite can name (``asyncio``, ``uvloop``, ``trio``).
 - ``asgi``: an ASGI app's real lifespan in a test, and requests to it.
 - ``servers``: throw-away real ``redis-server`` and ``valkey-server`` processes.
 - ``cleanup``: deleting the keys a test wrote, on every node.

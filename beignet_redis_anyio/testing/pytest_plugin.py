@@ -1,4 +1,4 @@
-"""A pytest plugin: a ready cache port, both backends on request, an app's lifespan.
+"""A pytest plugin: a ready cache port, every backend on request, an app's lifespan.
 
 Enable it in your ``conftest.py``::
 
@@ -21,11 +21,12 @@ Enable it in your ``conftest.py``::
 * ``memory_cache``: a ``MemoryCachePort``, for tests that need no server.
 * ``asgi_lifespan``: ``async with asgi_lifespan(app) as running:`` runs the
   app's real lifespan (``testing/asgi.py``).
-* Both backends: ``beignet_backends = asyncio trio`` in your pytest ini
-  (``[tool.pytest.ini_options]``) runs every ``@pytest.mark.anyio`` test and
-  its async fixtures under each backend named, and fails at once if one is
-  not installed. It wins over any ``anyio_backend`` fixture, except for tests
-  that parametrize ``anyio_backend`` themselves.
+* Every backend: ``beignet_backends = asyncio uvloop trio`` in your pytest
+  ini (``[tool.pytest.ini_options]``) runs every ``@pytest.mark.anyio`` test
+  and its async fixtures under each backend named (``uvloop`` is asyncio on
+  uvloop's event loop, what uvicorn picks when it is installed), and fails
+  at once if one is not installed. It wins over any ``anyio_backend``
+  fixture, except for tests that parametrize ``anyio_backend`` themselves.
 
 Note: this ``cache`` fixture shadows pytest's built-in ``cache`` fixture
 (``config.cache``) in the suites that enable the plugin.
@@ -33,7 +34,6 @@ Note: this ``cache`` fixture shadows pytest's built-in ``cache`` fixture
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -44,6 +44,7 @@ import pytest
 
 from .. import RedisCachePort, RedisConfig, open_redis_provider
 from . import EmbeddedRedis, MemoryCachePort
+from ._backends import backend_params, check_backends
 from .asgi import AsgiApp, RunningApp, run_asgi_lifespan
 from .cleanup import delete_prefixed
 
@@ -52,7 +53,8 @@ from .cleanup import delete_prefixed
 CLEANUP_TIMEOUT = 10.0
 
 _BACKENDS_HELP = (
-    "anyio backends to run every anyio test under, e.g. 'asyncio trio' "
+    "anyio backends to run every anyio test under, of asyncio, uvloop (asyncio "
+    "on uvloop's loop) and trio, e.g. 'asyncio uvloop trio' "
     "(beignet_redis_anyio's plugin; default: the anyio plugin's own choice)"
 )
 
@@ -63,12 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """A backend asked for but not installed fails the run before any test."""
-    for backend in config.getini("beignet_backends"):
-        if importlib.util.find_spec(backend) is None:
-            raise pytest.UsageError(
-                f"beignet_backends names {backend!r}, which is not installed "
-                f"(pip install {backend})"
-            )
+    check_backends(config.getini("beignet_backends"), "beignet_backends")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest parametrizes the anyio_backend fixture
@@ -84,7 +81,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             return  # the test chose its backends itself
     # Module scope, as the anyio plugin's own fixture: module-scoped async
     # fixtures keep working.
-    metafunc.parametrize("anyio_backend", backends, scope="module")
+    metafunc.parametrize("anyio_backend", backend_params(backends), scope="module")
 
 
 @pytest.fixture(scope="session")

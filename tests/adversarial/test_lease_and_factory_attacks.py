@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError
 
 from beignet_redis_anyio import RedisConfig, open_redis_provider
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
+from helpers.backends import asyncio_backends
 from helpers.targets import FLAVOURS, RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -157,9 +158,9 @@ async def test_cancelled_lease_takers_leave_no_lease_behind(
                 await anyio.sleep(0.02)
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio.Cancelled cannot be made
+@pytest.mark.parametrize("anyio_backend", asyncio_backends())  # trio.Cancelled cannot be made
 async def test_a_factorys_stray_cancellation_is_reported_as_an_error_not_a_cancel(
-    server_url: str, key: str, anyio_backend: str
+    server_url: str, key: str, anyio_backend: object
 ) -> None:
     stray = anyio.get_cancelled_exc_class()()
 

@@ -23,11 +23,13 @@ from beignet_redis_anyio import (
     open_redis_provider,
 )
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
+from helpers.backends import backend_name
 from helpers.targets import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 WORKER = Path(__file__).parents[1] / "helpers" / "remember_worker.py"
+ROOTS = (Path(__file__).parents[2], Path(__file__).parents[1])
 
 
 def _spawn(url: str, key: str, backend: str, *extra: str) -> subprocess.Popen[str]:
@@ -36,7 +38,8 @@ def _spawn(url: str, key: str, backend: str, *extra: str) -> subprocess.Popen[st
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        # The repository, and tests/ for the worker's ``helpers`` imports.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, ROOTS))},
     )
 
 
@@ -59,11 +62,12 @@ def _finish(process: subprocess.Popen[str]) -> dict[str, object]:
 
 
 async def test_many_processes_many_callers_one_factory_run(
-    real_server: RedisServer, anyio_backend: str
+    real_server: RedisServer, anyio_backend: object
 ) -> None:
     key = f"xproc:{uuid.uuid4().hex[:8]}"
+    backend = backend_name(anyio_backend)
     workers = [
-        _spawn(real_server.url, key, anyio_backend, "--callers", "100", "--factory-seconds", "0.3")
+        _spawn(real_server.url, key, backend, "--callers", "100", "--factory-seconds", "0.3")
         for _ in range(4)
     ]
     try:
@@ -81,14 +85,15 @@ async def test_many_processes_many_callers_one_factory_run(
     assert values == {stored}
     assert sum(result["factory_calls"] for result in results) == 1  # type: ignore[misc]
     assert all(len(result["results"]) == 100 for result in results)  # type: ignore[arg-type]
+    assert {result["backend"] for result in results} == {backend}
 
 
 async def test_a_killed_leader_is_replaced_after_its_lease(
-    real_server: RedisServer, anyio_backend: str
+    real_server: RedisServer, anyio_backend: object
 ) -> None:
     key = f"xproc:{uuid.uuid4().hex[:8]}"
     leader = _spawn(
-        real_server.url, key, anyio_backend,
+        real_server.url, key, backend_name(anyio_backend),
         "--callers", "1", "--factory-seconds", "60", "--lease", "0.5",
     )  # fmt: skip
     try:

@@ -15,7 +15,7 @@ else:  # pragma: no cover - pytest brings tomli on 3.10
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The extras whose ranges the docs' table covers (noxfile.USER_EXTRAS).
-USER_EXTRAS = ("trio", "testing", "otel")
+USER_EXTRAS = ("trio", "uvloop", "testing", "otel")
 
 
 def _declared() -> dict[str, str]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 import anyio
+import pytest
+
+from helpers.backends import asyncio_backends, backends
 
 
 class Factory:
@@ -39,14 +43,14 @@ class Unusual(BaseException):
     """A factory's own ``BaseException`` subclass."""
 
 
-def backends_and_kinds(*kinds: str) -> list[tuple[str, str]]:
-    """Each kind on each backend, but a stray cancellation on asyncio only:
-    trio.Cancelled cannot be constructed."""
+def backends_and_kinds(*kinds: str) -> list[Any]:
+    """Each kind on each backend of the run (``helpers.backends``), but a
+    stray cancellation on asyncio only (uvloop included): trio.Cancelled
+    cannot be constructed."""
     return [
-        (backend, kind)
-        for backend in ("asyncio", "trio")
+        pytest.param(backend.values[0], kind, id=f"{backend.id}-{kind}")
         for kind in kinds
-        if not (backend == "trio" and kind == "stray-cancel")
+        for backend in (asyncio_backends() if kind == "stray-cancel" else backends())
     ]
 
 

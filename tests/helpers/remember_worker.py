@@ -1,11 +1,12 @@
 """One OS process of the cross-process tests: many callers of remember().
 
-    python remember_worker.py URL KEY --backend trio --callers 50 --factory-seconds 0.2
+    python remember_worker.py URL KEY --backend uvloop --callers 50 --factory-seconds 0.2
 
 Waits for a start signal (BLPOP on KEY:go) so that every process starts
-together, runs the callers, and prints one JSON line: what each caller got
-and how often this process ran the factory. The factory counts its runs in
-Redis (INCR KEY:factory-calls) so the test can add them up across processes.
+together, runs the callers, and prints one JSON line: what each caller got,
+how often this process ran the factory, and the backend it ran on. The
+factory counts its runs in Redis (INCR KEY:factory-calls) so the test can
+add them up across processes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import anyio
 
 from beignet_redis_anyio import CacheEvent, RedisConfig, open_redis_provider
+from beignet_redis_anyio.testing._backends import NAMED, run_options
+from helpers.backends import running_backend
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -52,6 +55,7 @@ async def main(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "pid": os.getpid(),
+                "backend": running_backend(),
                 "results": results,
                 "factory_calls": calls,
                 "lock_events": [e.status for e in events if e.operation == "cache.lock"],
@@ -65,10 +69,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("key")
-    parser.add_argument("--backend", default="asyncio")
+    parser.add_argument("--backend", default="asyncio", choices=NAMED)
     parser.add_argument("--callers", type=int, default=20)
     parser.add_argument("--factory-seconds", type=float, default=0.2)
     parser.add_argument("--lease", type=float, default=10.0)
     parser.add_argument("--wait", type=float, default=10.0)
     arguments = parser.parse_args()
-    anyio.run(main, arguments, backend=arguments.backend)
+    anyio.run(main, arguments, **run_options(arguments.backend))

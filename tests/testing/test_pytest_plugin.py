@@ -8,6 +8,7 @@ is what most of this suite runs on.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import Any
 
@@ -119,44 +120,56 @@ def _backend_probe(pytester: pytest.Pytester, ini: str) -> pytest.RunResult:
     pytester.makepyfile(
         test_user="""
         import pytest
-        import sniffio
+        from helpers.backends import running_backend
 
         @pytest.fixture
         async def running_on():
-            return sniffio.current_async_library()
+            return running_backend()
 
         @pytest.mark.anyio
-        async def test_runs(running_on, anyio_backend):
-            assert running_on == anyio_backend
+        async def test_runs(running_on):
+            assert running_on == running_backend()  # the fixture's loop is the test's
             print("ran on", running_on)
 
         @pytest.mark.anyio
         @pytest.mark.parametrize("anyio_backend", ["trio"])
         async def test_chooses_its_own(anyio_backend):
-            print("chose", anyio_backend)
+            print("chose", running_backend())
         """
     )
     return pytester.runpytest(*INNER_ARGS, "-s", "-v")
 
 
 def test_beignet_backends_runs_tests_and_fixtures_on_each(pytester: pytest.Pytester) -> None:
-    result = _backend_probe(pytester, "beignet_backends = asyncio trio")
-    result.assert_outcomes(passed=3)
-    out = result.stdout.str()
-    assert "ran on asyncio" in out and "ran on trio" in out
-    assert out.count("chose trio") == 1  # a test's own parametrization stands
+    result = _backend_probe(pytester, "beignet_backends = asyncio uvloop trio")
+    result.assert_outcomes(passed=4)
+    # Each on the loop its test id names.
+    result.stdout.fnmatch_lines(
+        [f"*test_runs?{name}? ran on {name}" for name in ("asyncio", "uvloop", "trio")]
+    )
+    assert result.stdout.str().count("chose trio") == 1  # a test's own parametrization stands
 
 
 def test_beignet_backends_can_narrow_to_one(pytester: pytest.Pytester) -> None:
-    result = _backend_probe(pytester, "beignet_backends = trio")
+    result = _backend_probe(pytester, "beignet_backends = uvloop")
     result.assert_outcomes(passed=2)
-    assert "ran on asyncio" not in result.stdout.str()
+    out = result.stdout.str()
+    assert "ran on uvloop" in out and "ran on asyncio" not in out
 
 
-def test_a_backend_that_is_not_installed_fails_the_run(pytester: pytest.Pytester) -> None:
-    result = _backend_probe(pytester, "beignet_backends = asyncio no_such_backend")
+def test_a_backend_that_is_not_installed_fails_the_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if never installed
+    result = _backend_probe(pytester, "beignet_backends = asyncio uvloop")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*'no_such_backend', which is not installed*"])
+    result.stderr.fnmatch_lines(["*'uvloop', which is not installed (pip install uvloop)*"])
+
+
+def test_a_name_that_is_no_backend_fails_the_run(pytester: pytest.Pytester) -> None:
+    result = _backend_probe(pytester, "beignet_backends = asyncio curio")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'curio', not a backend: choose from asyncio, uvloop, trio*"])
 
 
 def _lifespan_app(events: list[str], *, fail: str | None = None) -> Any:
