@@ -226,6 +226,7 @@ def bench(session: nox.Session) -> None:
         "pubsub",
         "transaction",
         "local_cache",
+        "ceiling",
     )
     for script in scripts:
         session.run("python", f"bench/bench_{script}.py", *session.posargs)

@@ -5,7 +5,9 @@ number formats, and the result file.
 Each ``bench_*.py`` script runs on its own (``python bench/bench_client.py``)
 and imports this module from its own folder. Nothing here measures anything;
 the servers come from ``beignet_redis_anyio.testing.servers``, as the tests'
-do.
+do. What several scripts compare with lives here too: the bare multiplexer
+(:class:`BareMultiplexer`), the event loops by name (:func:`run_on`), and
+the fan-out of a call over many tasks (:func:`fan_out`).
 
 Every table printed with :func:`print_table` and every target line made with
 :func:`target_line`, :func:`ratio_line` or :func:`verdict_line` is also
@@ -17,6 +19,7 @@ those files (``bench/render.py``), never pasted.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -24,7 +27,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,17 +42,21 @@ from beignet_redis_anyio.testing.servers import HOST, find_server  # noqa: E402
 
 __all__ = [
     "HOST",
+    "LOOPS",
     "REPO_ROOT",
     "RESULTS_DIR",
+    "BareMultiplexer",
     "CheckFailed",
     "ChildFailed",
     "bench_main",
     "check",
     "exit_status",
+    "fan_out",
     "fmt_ops",
     "format_table",
     "format_target",
     "format_verdict",
+    "host_port",
     "paired_ratio",
     "print_header",
     "print_table",
@@ -57,6 +64,7 @@ __all__ = [
     "report_parser",
     "result_name",
     "run_child",
+    "run_on",
     "status",
     "target_line",
     "verdict_line",
@@ -385,3 +393,100 @@ def write_results(
     target.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwrote {target}")
     return target
+
+
+# --------------------------------------------------------------------------
+# What several benchmarks compare with, or run on.
+# --------------------------------------------------------------------------
+
+#: The event loops a child can run on, by the name the reports give them.
+LOOPS = ("asyncio", "uvloop", "trio")
+
+
+def run_on(loop: str, main: Callable[[], Awaitable[Any]]) -> Any:
+    """``anyio.run(main)`` on ``loop``: ``"asyncio"``, ``"uvloop"`` (asyncio
+    with uvloop's event loop) or ``"trio"``."""
+    import anyio
+
+    if loop == "uvloop":
+        return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    return anyio.run(main, backend=loop)
+
+
+async def fan_out(run: Callable[[], Awaitable[Any]], tasks: int) -> list[Any]:
+    """``run()`` in ``tasks`` concurrent anyio tasks; their results."""
+    import anyio
+
+    results: list[Any] = []
+
+    async def worker() -> None:
+        results.append(await run())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(tasks):
+            tg.start_soon(worker)
+    return results
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """``redis://HOST:PORT/...`` -> ``(HOST, PORT)``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        raise ValueError(f"expected redis://HOST:PORT/..., got {url!r}")
+    return parts.hostname, parts.port
+
+
+class BareMultiplexer:
+    """Minimal pipelining over one stream: a writer and a reader task.
+
+    Callers append their encoded command and a waiter to two FIFOs in the
+    same (await-free) step, so replies, which Redis returns in order, resolve
+    the waiters in order. What a client that multiplexes could cost with no
+    logic of its own: a reference, not a contender.
+    """
+
+    class _Waiter:
+        __slots__ = ("event", "reply")
+
+        def __init__(self, event: Any) -> None:
+            self.event = event
+            self.reply: object = None
+
+    def __init__(self, stream: Any) -> None:
+        import anyio
+
+        self._anyio = anyio
+        self._stream = stream
+        self._outgoing: list[bytes] = []
+        self._waiters: collections.deque[BareMultiplexer._Waiter] = collections.deque()
+        self._wakeup = anyio.Event()
+
+    async def request(self, command: bytes) -> object:
+        waiter = self._Waiter(self._anyio.Event())
+        self._outgoing.append(command)
+        self._waiters.append(waiter)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        await waiter.event.wait()
+        return waiter.reply
+
+    async def writer(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = self._anyio.Event()
+            data = b"".join(self._outgoing)
+            self._outgoing.clear()
+            await self._stream.send(data)
+
+    async def reader(self) -> None:
+        import hiredis
+
+        parser = hiredis.Reader()
+        while True:
+            parser.feed(await self._stream.receive())
+            while (reply := parser.gets()) is not False:
+                waiter = self._waiters.popleft()
+                waiter.reply = reply
+                waiter.event.set()

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import gc
 import json
 import platform
@@ -69,10 +68,13 @@ from typing import Any
 
 from _harness import (
     HOST,
+    BareMultiplexer,
     ChildFailed,
     bench_main,
     exit_status,
+    fan_out,
     fmt_ops,
+    host_port,
     paired_ratio,
     print_header,
     print_table,
@@ -164,20 +166,7 @@ async def _workload(get: Get, workload: Workload, spread: Spread) -> float:
 
 async def _anyio_workload(get: Get, workload: Workload) -> float:
     """The workload with anyio tasks."""
-    import anyio
-
-    async def spread(run: Callable[[], Awaitable[object]], tasks: int) -> list[object]:
-        replies: list[object] = []
-
-        async def worker() -> None:
-            replies.append(await run())
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(tasks):
-                tg.start_soon(worker)
-        return replies
-
-    return await _workload(get, workload, spread)
+    return await _workload(get, workload, fan_out)
 
 
 async def _asyncio_workload(get: Get, workload: Workload) -> float:
@@ -187,15 +176,6 @@ async def _asyncio_workload(get: Get, workload: Workload) -> float:
         return list(await asyncio.gather(*(run() for _ in range(tasks))))
 
     return await _workload(get, workload, spread)
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if not parts.hostname or not parts.port:
-        raise ValueError(f"expected redis://HOST:PORT/..., got {url!r}")
-    return parts.hostname, parts.port
 
 
 def run_ours(url: str, backend: str, workload: Workload) -> tuple[float, dict[str, Any]]:
@@ -243,64 +223,11 @@ def run_coredis(url: str, backend: str, workload: Workload) -> tuple[float, dict
     return anyio.run(main, backend=backend), {"version": coredis.__version__}
 
 
-class BareMultiplexer:
-    """Minimal pipelining over one stream: a writer and a reader task.
-
-    Callers append their encoded command and a waiter to two FIFOs in the
-    same (await-free) step, so replies, which Redis returns in order, resolve
-    the waiters in order.
-    """
-
-    class _Waiter:
-        __slots__ = ("event", "reply")
-
-        def __init__(self, event: Any) -> None:
-            self.event = event
-            self.reply: object = None
-
-    def __init__(self, stream: Any) -> None:
-        import anyio
-
-        self._anyio = anyio
-        self._stream = stream
-        self._outgoing: list[bytes] = []
-        self._waiters: collections.deque[BareMultiplexer._Waiter] = collections.deque()
-        self._wakeup = anyio.Event()
-
-    async def request(self, command: bytes) -> object:
-        waiter = self._Waiter(self._anyio.Event())
-        self._outgoing.append(command)
-        self._waiters.append(waiter)
-        if not self._wakeup.is_set():
-            self._wakeup.set()
-        await waiter.event.wait()
-        return waiter.reply
-
-    async def writer(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup = self._anyio.Event()
-            data = b"".join(self._outgoing)
-            self._outgoing.clear()
-            await self._stream.send(data)
-
-    async def reader(self) -> None:
-        import hiredis
-
-        parser = hiredis.Reader()
-        while True:
-            parser.feed(await self._stream.receive())
-            while (reply := parser.gets()) is not False:
-                waiter = self._waiters.popleft()
-                waiter.reply = reply
-                waiter.event.set()
-
-
 def run_bare(url: str, backend: str, workload: Workload) -> tuple[float, dict[str, Any]]:
     import anyio
     import hiredis
 
-    host, port = _host_port(url)
+    host, port = host_port(url)
 
     async def main() -> float:
         async with await anyio.connect_tcp(host, port) as stream:

@@ -201,8 +201,15 @@ class RedisClient(AsyncCoreCommands):
                     return self._shape(command, reply, options)
             command.refuse(args)
         if self._cluster is None:
-            replies = await self._mux.request(encode_command(args), 1, decode)
-            return self._shape(command, replies[0], options)
+            (reply,) = await self._mux.request(encode_command(args), 1, decode)
+            # The common case, a plain reply no callback shapes, without a call.
+            if (
+                not isinstance(reply, Exception)
+                and NEVER_DECODE not in options
+                and _plain_get(self._callbacks, command.callback) is None
+            ):
+                return reply
+            return self._shape(command, reply, options)
         reply = await self._cluster.execute(command, args, decode)
         return self._shape(command, reply, options)
 

@@ -272,11 +272,20 @@ class _Link:
                 self._wake_writer()
         else:
             # Others are waiting too: let the writer coalesce us with them.
+            # (_wake_writer and _wake_reader inlined: this runs per command.)
             self.outbox.append(payload)
-            self._wake_writer()
-        if alone and (self.callers_read or self.callers_spin) and not self.caller_reading:
+            wakeup = self.writer_wakeup
+            if wakeup is not None:
+                self.writer_wakeup = None
+                wakeup.set()
+        if self.caller_reading:
+            return False
+        if alone and (self.callers_read or self.callers_spin):
             return True
-        self._wake_reader()
+        wakeup = self.reader_wakeup
+        if wakeup is not None:
+            self.reader_wakeup = None
+            wakeup.set()
         return False
 
     def _wake_writer(self) -> None:
@@ -340,6 +349,9 @@ class _Link:
         reader = self.reader
         pending = self.pending
         reader.feed(data)
+        # Callers whose commands left in one write share an event: set it
+        # once, not once per reply (finish() inlined, as this runs per reply).
+        woken = None
         while pending:
             head = pending[0]
             try:
@@ -355,11 +367,16 @@ class _Link:
                 continue
             if self.strict_text and head.decode:
                 reply = as_strict_text(reply)
-            head.replies.append(reply)
-            if len(head.replies) == head.expected:
+            replies = head.replies
+            replies.append(reply)
+            if len(replies) == head.expected:
                 pending.popleft()
                 if not head.finished:  # not already timed out
-                    head.finish()  # a shared waiter's later set() calls are no-ops
+                    head.finished = True
+                    waiter = head.waiter
+                    if waiter is not None and waiter is not woken:
+                        waiter.set()
+                        woken = waiter
         while (extra := reader.gets(self.connection.decode)) is not False:
             if type(extra) is not _Push:
                 raise _UnexpectedReply(f"{self.address} sent a reply nobody asked for")

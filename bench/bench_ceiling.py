@@ -1,0 +1,680 @@
+"""The shared connection against the ceiling its event loop sets.
+
+What is measured
+----------------
+Against a throw-away local ``redis-server`` (a free loopback port, always
+stopped again), every figure a ratio between contenders that ran moments
+apart, in rounds that alternate them:
+
+``scale``
+    ``GET bench:key`` from 1, 10, 100 and 1,000 tasks sharing one client, on
+    asyncio, asyncio with uvloop's loop, and trio, by three contenders:
+
+    ``null``
+        The null ceiling: each task puts an event in a FIFO and waits for it;
+        one resolver task sets them all. No I/O at all: what scheduling
+        alone costs any client that multiplexes, on that loop.
+    ``bare``
+        ``BareMultiplexer``: one connection, a writer and a reader task, a
+        FIFO of waiters, a ``hiredis.Reader``, nothing else.
+    ``ours``
+        ``open_redis_client(url)``: the shared multiplexed connection.
+
+``peers``
+    ``redis-py`` (asyncio, hiredis parser) and ``coredis`` (asyncio) at 1 and
+    100 tasks, against ``ours`` on asyncio; ``redis-benchmark -c 1`` (the
+    server's own C client, one connection, no pipelining) against one task
+    of ours.
+``tail``
+    Each command's latency at 100 tasks: p50, p99 and p99.9, ours on each
+    loop against redis-py on asyncio.
+``large``
+    One task: 1 MiB ``SET`` and ``GET``, and a 10,000-command pipeline
+    (``SET``), ours against redis-py; and the peak memory a process takes
+    per MiB in flight, 32 tasks each ``GET``-ting a 1 MiB value at once.
+``tracking``
+    A command that is no local hit, with the local cache on: ``PING`` from
+    one task and ``GET`` from 100, through a provider with ``local_cache=True``
+    (its connection tracks keys, and its reader task reads all the time)
+    against one without, on each loop.
+
+Every contender runs in its own subprocess (this file with ``--run``). With
+``--baseline DIR`` (a checkout of this repository, e.g. ``git worktree add``
+or ``git archive``), ``ours`` is also measured as that checkout's code, as
+contender ``base``, in the same rounds: what a change buys, in one run.
+
+Usage::
+
+    python bench/bench_ceiling.py [--quick] [--only SCENARIO,...] [--baseline DIR] [--json PATH]
+
+Exit status 0 even when a target FAILs (this is a report); non-zero when a
+child crashes or redis-server is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from _harness import (
+    HOST,
+    LOOPS,
+    BareMultiplexer,
+    ChildFailed,
+    bench_main,
+    check,
+    exit_status,
+    fan_out,
+    fmt_ops,
+    host_port,
+    paired_ratio,
+    print_header,
+    print_table,
+    ratio_line,
+    run_child,
+    run_on,
+    status,
+    write_results,
+)
+
+from beignet_redis_anyio.testing.servers import RedisServer, command, encode_command
+
+PEERS = ("anyio", "trio", "uvloop", "redis", "hiredis", "coredis")
+SCENARIOS = ("scale", "peers", "tail", "large", "tracking")
+TASKS = (1, 10, 100, 1000)
+KEY, VALUE = "bench:key", "hello"
+BIG_KEY = "bench:big"
+MIB = 1 << 20
+GET_COMMAND = encode_command("GET", KEY)
+
+#: The ratio targets: (what, minimum).
+CEILING_MIN = {"asyncio": 0.65, "uvloop": 0.60, "trio": 0.65}
+REDIS_BENCHMARK_MIN = 1.2
+REDIS_PY_100_MIN, COREDIS_100_MIN = 7.5, 10.0
+TRACKING_MIN = 0.95  # a non-hit costs at most 5% more with the local cache on
+LARGE_MIN = 1.0
+
+
+# --------------------------------------------------------------------------
+# Child side.
+# --------------------------------------------------------------------------
+
+
+class NullResolver:
+    """The null ceiling: the FIFO of waiters a multiplexer keeps, and one
+    task that resolves them, with nothing to send or read in between."""
+
+    def __init__(self) -> None:
+        import anyio
+
+        self._anyio = anyio
+        self._waiters: deque[Any] = deque()
+        self._wakeup = anyio.Event()
+
+    async def request(self) -> object:
+        event = self._anyio.Event()
+        self._waiters.append(event)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        await event.wait()
+        return VALUE
+
+    async def resolver(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = self._anyio.Event()
+            waiters, self._waiters = self._waiters, deque()
+            for event in waiters:
+                event.set()
+
+
+async def _rates(get: Callable[[], Awaitable[object]], tasks: Sequence[int], ops: int) -> dict:
+    """ops/s of ``get`` from each number of ``tasks`` (``ops`` in all each time)."""
+    rates: dict[str, float] = {}
+
+    async def run(n: int) -> object:
+        reply: object = None
+        for _ in range(n):
+            reply = await get()
+        return reply
+
+    for count in tasks:
+        each = max(1, ops // count)
+        warm_up = max(1, each // 10)
+        for reply in await fan_out(lambda: run(warm_up), count):  # noqa: B023 (awaited here)
+            check(reply in (VALUE, VALUE.encode(), True), f"unexpected reply {reply!r}")
+        gc.collect()
+        started = time.perf_counter()
+        await fan_out(lambda: run(each), count)  # noqa: B023 (awaited here)
+        rates[str(count)] = each * count / (time.perf_counter() - started)
+    return rates
+
+
+async def _latencies(get: Callable[[], Awaitable[object]], tasks: int, ops: int) -> dict:
+    """p50/p99/p99.9 of one command's latency, in microseconds, from ``tasks`` tasks."""
+    samples: list[float] = []
+    clock = time.perf_counter
+
+    async def run(n: int, record: bool) -> None:
+        for _ in range(n):
+            started = clock()
+            await get()
+            if record:
+                samples.append(clock() - started)
+
+    await fan_out(lambda: run(20, False), tasks)
+    gc.collect()
+    await fan_out(lambda: run(ops // tasks, True), tasks)
+    samples.sort()
+
+    def pick(q: float) -> float:
+        return samples[min(len(samples) - 1, int(len(samples) * q))] * 1e6
+
+    return {"p50_us": pick(0.5), "p99_us": pick(0.99), "p999_us": pick(0.999)}
+
+
+def _peak_kib() -> int:
+    """``VmHWM``, this process's peak resident memory, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _large(client: Any, ops: int, pipeline: Callable[[], Any]) -> dict:
+    big = b"x" * MIB
+    await client.set(BIG_KEY, big)
+    result: dict[str, float] = {}
+    started = time.perf_counter()
+    for _ in range(ops):
+        await client.set(BIG_KEY, big)
+    result["set_1mib_per_s"] = ops / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for _ in range(ops):
+        reply = await client.get(BIG_KEY)
+    result["get_1mib_per_s"] = ops / (time.perf_counter() - started)
+    check(len(reply) == MIB, "short 1 MiB reply")
+    commands = 10_000
+    best = 0.0
+    for _ in range(3):
+        pipe = pipeline()
+        for i in range(commands):
+            pipe.set(f"bench:p:{i % 100}", i)
+        started = time.perf_counter()
+        replies = await pipe.execute()
+        best = max(best, commands / (time.perf_counter() - started))
+        check(len(replies) == commands, "short pipeline")
+    result["pipeline_cmds_per_s"] = best
+    # Peak memory per MiB in flight: 32 tasks read the value at once.
+    in_flight = 32
+    gc.collect()
+    before = _peak_kib()
+    for _ in range(3):
+        await fan_out(lambda: client.get(BIG_KEY), in_flight)
+    result["peak_kib_per_mib_in_flight"] = (_peak_kib() - before) / in_flight
+    return result
+
+
+def _child_ours(args: argparse.Namespace) -> dict:
+    from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provider
+
+    url, tasks, ops = args.url, [int(t) for t in args.tasks.split(",")], args.ops
+
+    async def main() -> dict:
+        if args.scenario == "tracking":
+            out: dict[str, Any] = {}
+            for local in (False, True):
+                name = "tracked" if local else "untracked"
+                async with open_redis_provider(RedisConfig(url=url, local_cache=local)) as cache:
+                    client = cache.client
+                    await client.ping()
+                    ping = await _rates(client.ping, [1], ops)
+                    # 100 tasks: a GET through the client is never a local hit.
+                    get = await _rates(partial(client.get, KEY), [100], ops)
+                out[f"ping_1_{name}"] = ping["1"]
+                out[f"get_100_{name}"] = get["100"]
+            return out
+        async with open_redis_client(url, decode_responses=False) as client:
+            if args.scenario == "scale" or args.scenario == "peers":
+                return await _rates(lambda: client.get(KEY), tasks, ops)
+            if args.scenario == "tail":
+                return await _latencies(lambda: client.get(KEY), 100, ops)
+            return await _large(client, args.big_ops, lambda: client.pipeline(transaction=False))
+
+    result: dict = run_on(args.loop, main)
+    return result
+
+
+def _child_redis_py(args: argparse.Namespace) -> dict:
+    import redis.asyncio
+
+    tasks, ops = [int(t) for t in args.tasks.split(",")], args.ops
+
+    async def main() -> dict:
+        client = redis.asyncio.Redis.from_url(args.url)
+        try:
+            if args.scenario == "tail":
+                return await _latencies(lambda: client.get(KEY), 100, ops)
+            if args.scenario == "large":
+                return await _large(client, args.big_ops, lambda: client.pipeline(False))
+            return await _rates(lambda: client.get(KEY), tasks, ops)
+        finally:
+            await client.aclose()
+
+    # redis-py is an asyncio library: anyio's tasks on asyncio are asyncio's.
+    result: dict = asyncio.run(main())
+    return result
+
+
+def _child_coredis(args: argparse.Namespace) -> dict:
+    import coredis
+
+    tasks = [int(t) for t in args.tasks.split(",")]
+
+    async def main() -> dict:
+        async with coredis.Redis.from_url(args.url) as client:
+            return await _rates(lambda: client.get(KEY), tasks, args.ops)
+
+    result: dict = run_on(args.loop, main)
+    return result
+
+
+def _child_null(args: argparse.Namespace) -> dict:
+    import anyio
+
+    async def main() -> dict:
+        null = NullResolver()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(null.resolver)
+            rates = await _rates(null.request, [int(t) for t in args.tasks.split(",")], args.ops)
+            tg.cancel_scope.cancel()
+        return rates
+
+    result: dict = run_on(args.loop, main)
+    return result
+
+
+def _child_bare(args: argparse.Namespace) -> dict:
+    import anyio
+
+    host, port = host_port(args.url)
+
+    async def main() -> dict:
+        async with await anyio.connect_tcp(host, port) as stream:
+            mux = BareMultiplexer(stream)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(mux.writer)
+                tg.start_soon(mux.reader)
+                tasks = [int(t) for t in args.tasks.split(",")]
+                rates = await _rates(lambda: mux.request(GET_COMMAND), tasks, args.ops)
+                tg.cancel_scope.cancel()
+            return rates
+
+    result: dict = run_on(args.loop, main)
+    return result
+
+
+def child_main(args: argparse.Namespace) -> None:
+    runners = {
+        "ours": _child_ours,
+        "base": _child_ours,
+        "redis-py": _child_redis_py,
+        "coredis": _child_coredis,
+        "null": _child_null,
+        "bare": _child_bare,
+    }
+    print(json.dumps(runners[args.run](args)), flush=True)
+
+
+# --------------------------------------------------------------------------
+# Parent side.
+# --------------------------------------------------------------------------
+
+
+def _redis_benchmark(port: int, ops: int) -> dict:
+    """``redis-benchmark -c 1`` ``GET bench:key``: one connection, no pipelining."""
+    exe = shutil.which("redis-benchmark")
+    if exe is None:
+        raise ChildFailed("redis-benchmark not found")
+    out = subprocess.run(
+        [exe, "-h", HOST, "-p", str(port), "-c", "1", "-n", str(ops), "--csv", "GET", KEY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    for line in out.splitlines():
+        cells = [cell.strip('"') for cell in line.split(",")]
+        if cells and cells[0].startswith("GET"):
+            return {"1": float(cells[1])}
+    raise ChildFailed(f"redis-benchmark printed no rate: {out!r}")
+
+
+class Runs:
+    """Every round's figures, by (scenario, contender, loop) then figure name."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+        self.crashed: list[str] = []
+
+    def add(self, key: tuple[str, str, str], figures: dict[str, float]) -> None:
+        into = self.runs.setdefault(key, {})
+        for name, value in figures.items():
+            into.setdefault(name, []).append(value)
+
+    def get(self, key: tuple[str, str, str], name: str) -> list[float]:
+        return self.runs.get(key, {}).get(name, [])
+
+    def best(self, key: tuple[str, str, str], name: str, *, high: bool = True) -> float | None:
+        values = self.get(key, name)
+        return (max(values) if high else min(values)) if values else None
+
+
+WIDTH = 44
+
+
+def _ratio(
+    runs: Runs,
+    lead: str,
+    ours: tuple[tuple[str, str, str], str],
+    other: tuple[tuple[str, str, str], str],
+    minimum: float | None,
+    *,
+    high: bool = True,
+    label: str = "",
+) -> str:
+    """A ratio line: ``ours / other``, best against best, with its rounds' spread."""
+    mine, theirs = runs.get(*ours), runs.get(*other)
+    ratio, per_round = (
+        paired_ratio(mine, theirs, higher_is_better=high)
+        if len(mine) == len(theirs)
+        else (None, [])
+    )
+    if not high and ratio is not None:
+        ratio, per_round = 1 / ratio, [1 / r for r in per_round]  # ratios read "higher is better"
+    pair = label or f"{ours[0][1]}/{other[0][1]}"
+    if minimum is None:
+        return ratio_line(lead, pair, ratio, per_round, width=WIDTH)
+    verdict = status(None if ratio is None else ratio >= minimum)
+    wanted = f"(target >= {minimum:.2f}x)"
+    return ratio_line(lead, pair, ratio, per_round, width=WIDTH, wanted=wanted, verdict=verdict)
+
+
+def _report(runs: Runs, scenarios: Sequence[str], baseline: bool) -> None:
+    contenders = ["null", "bare", "ours", *(["base"] if baseline else [])]
+    lines: list[str] = []
+    if "scale" in scenarios:
+        rows = [("loop", "contender", *(f"{t} tasks" for t in TASKS))]
+        for loop in LOOPS:
+            for name in contenders:
+                cells = [fmt_ops(runs.best(("scale", name, loop), str(t))) for t in TASKS]
+                rows.append((loop, name, *cells))
+        print()
+        print_table(rows, [False, False, True, True, True, True], title="GET ops/s by tasks")
+        for loop in LOOPS:
+            for t in TASKS:
+                minimum = CEILING_MIN[loop] if t == 100 else None
+                lines.append(
+                    _ratio(
+                        runs,
+                        f"{loop:<7} {t:>4} tasks",
+                        (("scale", "ours", loop), str(t)),
+                        (("scale", "null", loop), str(t)),
+                        minimum,
+                        label="ours / null ceiling",
+                    )
+                )
+            lines.append(
+                _ratio(
+                    runs,
+                    f"{loop:<7}  100 tasks",
+                    (("scale", "ours", loop), "100"),
+                    (("scale", "bare", loop), "100"),
+                    None,
+                    label="ours / bare multiplexer",
+                )
+            )
+            if baseline:
+                for t in TASKS:
+                    lines.append(
+                        _ratio(
+                            runs,
+                            f"{loop:<7} {t:>4} tasks",
+                            (("scale", "ours", loop), str(t)),
+                            (("scale", "base", loop), str(t)),
+                            None,
+                            label="ours / baseline",
+                        )
+                    )
+    if "peers" in scenarios:
+        ours = ("scale", "ours", "asyncio")
+        lines.append(
+            _ratio(
+                runs,
+                "asyncio    1 task ",
+                (ours, "1"),
+                (("peers", "redis-benchmark", "c"), "1"),
+                REDIS_BENCHMARK_MIN,
+                label="ours / redis-benchmark -c 1",
+            )
+        )
+        for peer, minimum in (("redis-py", REDIS_PY_100_MIN), ("coredis", COREDIS_100_MIN)):
+            for t, wanted in (("1", None), ("100", minimum)):
+                lines.append(
+                    _ratio(
+                        runs,
+                        f"asyncio {t:>4} tasks",
+                        (ours, t),
+                        (("peers", peer, "asyncio"), t),
+                        wanted,
+                        label=f"ours / {peer}",
+                    )
+                )
+    if "tail" in scenarios:
+        rows = [("loop", "client", "p50 µs", "p99 µs", "p99.9 µs")]
+        for name, loop in [("redis-py", "asyncio"), *(("ours", loop) for loop in LOOPS)]:
+            key = ("tail", name, loop)
+            rows.append(
+                (
+                    loop,
+                    name,
+                    *(
+                        f"{value:,.0f}" if (value := runs.best(key, q, high=False)) else "n/a"
+                        for q in ("p50_us", "p99_us", "p999_us")
+                    ),
+                )
+            )
+        print()
+        print_table(rows, [False, False, True, True, True], title="GET latency at 100 tasks")
+        for q in ("p99_us", "p999_us"):
+            lines.append(
+                _ratio(
+                    runs,
+                    "asyncio  100 tasks",
+                    (("tail", "ours", "asyncio"), q),
+                    (("tail", "redis-py", "asyncio"), q),
+                    LARGE_MIN,
+                    high=False,
+                    label=f"{q[:-3]} redis-py / ours",
+                )
+            )
+    if "large" in scenarios:
+        rows = [("figure", "ours", "redis-py")]
+        figures = ("set_1mib_per_s", "get_1mib_per_s", "pipeline_cmds_per_s")
+        for name in (*figures, "peak_kib_per_mib_in_flight"):
+            high = name != "peak_kib_per_mib_in_flight"
+            rows.append(
+                (
+                    name,
+                    *(
+                        fmt_ops(runs.best(("large", who, "asyncio"), name, high=high))
+                        for who in ("ours", "redis-py")
+                    ),
+                )
+            )
+        print()
+        print_table(rows, title="one task, asyncio: 1 MiB values, 10,000-command pipeline")
+        for name in figures:
+            lines.append(
+                _ratio(
+                    runs,
+                    "asyncio    1 task ",
+                    (("large", "ours", "asyncio"), name),
+                    (("large", "redis-py", "asyncio"), name),
+                    LARGE_MIN,
+                    label=f"{name.removesuffix('_per_s')} ours / redis-py",
+                )
+            )
+    if "tracking" in scenarios:
+        for loop in LOOPS:
+            for figure in ("ping_1", "get_100"):
+                lines.append(
+                    _ratio(
+                        runs,
+                        f"{loop:<7} {figure:<8}  ",
+                        (("tracking", "ours", loop), f"{figure}_tracked"),
+                        (("tracking", "ours", loop), f"{figure}_untracked"),
+                        TRACKING_MIN,
+                        label="tracked / untracked (non-hit)",
+                    )
+                )
+    print()
+    for line in lines:
+        print(line)
+
+
+def _plan(scenarios: Sequence[str], baseline: str | None) -> list[tuple[str, str, str, str]]:
+    """(scenario, contender, loop, script) for every child of one round."""
+    here = str(Path(__file__).resolve())
+    base = str(Path(baseline, "bench", "bench_ceiling.py")) if baseline else None
+    plan: list[tuple[str, str, str, str]] = []
+    for scenario in scenarios:
+        if scenario == "scale":
+            for loop in LOOPS:
+                for name in ("null", "bare", "ours", "base"):
+                    if name == "base" and base is None:
+                        continue
+                    plan.append((scenario, name, loop, base if name == "base" else here))  # type: ignore[arg-type]
+        elif scenario == "peers":
+            plan += [
+                (scenario, "redis-py", "asyncio", here),
+                (scenario, "coredis", "asyncio", here),
+                (scenario, "redis-benchmark", "c", ""),
+            ]
+        elif scenario == "tail":
+            plan += [(scenario, "redis-py", "asyncio", here)]
+            plan += [(scenario, "ours", loop, here) for loop in LOOPS]
+        elif scenario == "large":
+            plan += [(scenario, who, "asyncio", here) for who in ("ours", "redis-py")]
+        elif scenario == "tracking":
+            plan += [(scenario, "ours", loop, here) for loop in LOOPS]
+    return plan
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    found = print_header()
+    if found is None:
+        return 2
+    executable, server_version = found
+    scenarios = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
+    if "peers" in scenarios and "scale" not in scenarios:
+        scenarios.insert(0, "scale")  # the peers' ratios are to ours at scale
+    rounds = args.rounds or (1 if args.quick else 5)
+    ops = 3_000 if args.quick else 20_000
+    big_ops = 20 if args.quick else 100
+    tail_ops = 20_000 if args.quick else 100_000
+    print(
+        f"{ops:,} GETs per measurement (split over the tasks), tail {tail_ops:,}, "
+        f"{big_ops} 1 MiB values; best of {rounds} rounds; scenarios {', '.join(scenarios)}"
+    )
+    runs = Runs()
+    plan = _plan(scenarios, args.baseline)
+    with RedisServer(binary=executable) as server:
+        url = f"redis://{HOST}:{server.port}/0"
+        check(command(server.port, "SET", KEY, VALUE).startswith(b"+OK"), "SET failed")
+        print(f"redis-server on {url}")
+        for number in range(rounds):
+            # Rotate the order, so no contender always runs first in a round.
+            shift = number % len(plan)
+            for scenario, name, loop, script in plan[shift:] + plan[:shift]:
+                key = (scenario, name, loop)
+                try:
+                    if name == "redis-benchmark":
+                        figures = _redis_benchmark(server.port, ops)
+                    else:
+                        figures = run_child(
+                            script, run=name, url=url, scenario=scenario, loop=loop,
+                            tasks=",".join(map(str, TASKS if scenario == "scale" else (1, 100))),
+                            ops=tail_ops if scenario == "tail" else ops, big_ops=big_ops,
+                        )  # fmt: skip
+                except ChildFailed as exc:
+                    runs.crashed.append(f"{name} {scenario} {loop}: {exc.reason}")
+                    print(f"  {name} {scenario} {loop} CRASHED:\n{exc.stderr}", file=sys.stderr)
+                    continue
+                runs.add(key, figures)
+                shown = ", ".join(f"{k} {v:,.0f}" for k, v in figures.items())
+                print(f"  [{number + 1}/{rounds}] {scenario:<8} {name:<15} {loop:<7} {shown}")
+    _report(runs, scenarios, args.baseline is not None)
+    parameters = {
+        "quick": args.quick,
+        "rounds": rounds,
+        "ops": ops,
+        "tail_ops": tail_ops,
+        "big_ops": big_ops,
+        "tasks": list(TASKS),
+        "scenarios": scenarios,
+        "baseline": args.baseline,
+        "redis_server": server_version,
+    }
+    data = {
+        "runs": [
+            {"scenario": s, "contender": c, "loop": loop, "figures": figures}
+            for (s, c, loop), figures in runs.runs.items()
+        ],
+        "spread": {
+            f"{s}/{c}/{loop}/{name}": statistics.pstdev(values) / statistics.mean(values)
+            for (s, c, loop), figures in runs.runs.items()
+            for name, values in figures.items()
+            if len(values) > 1 and statistics.mean(values)
+        },
+    }
+    # A partial or A/B run writes only where it is told to: the committed
+    # result is a full run of this checkout alone.
+    if args.json or not (args.baseline or args.only):
+        write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=data)
+    return exit_status(runs.crashed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    child = {
+        "--run": {"metavar": "CONTENDER", "default": None},
+        "--url": {"default": None},
+        "--scenario": {"choices": SCENARIOS, "default": "scale"},
+        "--loop": {"choices": LOOPS, "default": "asyncio"},
+        "--tasks": {"default": "1,10,100,1000"},
+        "--ops": {"type": int, "default": 20_000},
+        "--big-ops": {"type": int, "default": 100},
+    }
+    parser_extra = {
+        "--only": {"default": None, "help": "comma-separated scenarios (parent)"},
+        "--baseline": {"default": None, "help": "a checkout to measure as 'base' (parent)"},
+        "--rounds": {"type": int, "default": None, "help": "rounds (parent)"},
+    }
+    return bench_main(
+        __doc__, argv, "small sizes, one round", {**child, **parser_extra}, child_main, parent_main
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
