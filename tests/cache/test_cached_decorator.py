@@ -239,6 +239,8 @@ async def test_bad_tags_fail_at_decoration(cache: RedisCachePort) -> None:
         cache.cached(key="k", tags="prices")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="non-empty"):
         cache.cached(key="k", tags=("",))
+    with pytest.raises(ValueError, match="may not contain '#'"):
+        cache.cached(key="k", tags=("a#b",))
     with pytest.raises(ValueError, match="not a parameter"):
 
         @cache.cached(key="k:{n}", tags=("shop:{shop}",))

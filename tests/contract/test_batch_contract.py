@@ -14,9 +14,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from beignet_redis_anyio import BatchError, CacheEvent, CacheSlot
+from helpers.crowds import crowd
 
 if TYPE_CHECKING:
     from conftest import AnyCache, OpenCache
@@ -246,3 +248,52 @@ async def test_none_is_cached_by_a_typed_batch(any_cache: AnyCache) -> None:
         "gone": None,
         "other": "-",
     }
+
+
+@pytest.mark.parametrize("name", ["namespace.json", "slot"])
+async def test_a_thousand_batch_callers_share_one_factory_call(
+    open_any_cache: OpenCache, name: str
+) -> None:
+    started, release = anyio.Event(), anyio.Event()
+    calls: list[list[str]] = []
+
+    async with opened(open_any_cache, name) as made:
+
+        async def load(missing: list[str]) -> dict[str, Any]:
+            calls.append(missing)
+            started.set()
+            await release.wait()
+            return {key: made.value(key) for key in missing}
+
+        keys = [f"k{n}" for n in range(5)]
+        results = await crowd(1000, lambda: made.view.remember_many(keys, load), started, release)
+    assert calls == [keys]  # one call, for every caller, across the five keys
+    assert all(result == {key: made.value(key) for key in keys} for result in results)
+
+
+@pytest.mark.parametrize("steps", range(0, 12, 3))
+async def test_a_caller_cancelled_at_any_point_leaves_nothing_half_done(
+    open_any_cache: OpenCache, steps: int
+) -> None:
+    """Cancel a remember_many after ``steps`` scheduler turns: the key is
+    either stored whole or not at all, and the next call is correct."""
+    async with opened(open_any_cache, "json") as made:
+
+        async def load(missing: list[str]) -> dict[str, Any]:
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            return {key: made.value(key) for key in missing}
+
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(made.view.remember_many, ["a", "b"], load)
+                for _ in range(steps):
+                    await anyio.lowlevel.checkpoint()
+                scope.cancel()
+        for key in ("a", "b"):
+            assert await made.view.get(key) in (None, made.value(key))
+        assert await made.view.remember_many(["a", "b"], load) == {
+            "a": made.value("a"),
+            "b": made.value("b"),
+        }
+        assert getattr(made.view, "in_flight", 0) == 0

@@ -87,6 +87,8 @@ def cached(
         raise TypeError(f"key must be a str template or a callable, got {type(key).__name__}")
     if isinstance(tags, str) or not all(isinstance(tag, str) and tag for tag in tags):
         raise TypeError("tags must be a tuple of non-empty str templates, not a single str")
+    if any("#" in tag for tag in tags):
+        raise ValueError(f"a tag may not contain '#' (it separates a key from its tags): {tags!r}")
     if tags and tag_namespace is None:
         raise TypeError(f"{view!r} cannot hold tags: it offers no namespaces")
 
