@@ -5,11 +5,13 @@ reported as an error, as the single-key operations report it."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from typing import Any
 
+import anyio
 import pytest
-from redis.exceptions import ConnectionError
+from redis.exceptions import ConnectionError, TimeoutError
 
 from beignet_redis_anyio import (
     BatchError,
@@ -110,3 +112,23 @@ async def test_bypassed_batches_are_reported_as_errors_per_key(own_server: Redis
 
 async def _one(key: str) -> str:
     return key.upper()
+
+
+async def test_a_frozen_server_fails_a_batch_as_a_timeout_within_one_command_timeout(
+    own_server: RedisServer,
+) -> None:
+    config = _config(own_server, command_timeout=0.3)
+    async with open_redis_provider(config) as cache:
+        await cache.set_many({"a": "1"})
+        assert own_server.process is not None
+        own_server.process.send_signal(signal.SIGSTOP)
+        try:
+            with anyio.fail_after(5):
+                with pytest.raises((TimeoutError, ConnectionError)) as caught:
+                    await cache.json.remember_many(["a", "b"], _load)
+                assert not isinstance(caught.value, BatchError)
+                with pytest.raises((TimeoutError, ConnectionError)) as caught:
+                    await cache.namespace("ns").remember_many(["a"], _load)
+                assert not isinstance(caught.value, BatchError)
+        finally:
+            own_server.process.send_signal(signal.SIGCONT)
