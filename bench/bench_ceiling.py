@@ -35,7 +35,7 @@ apart, in rounds that alternate them:
 ``tracking``
     A command that is no local hit, with the local cache on: ``PING`` from
     one task and ``GET`` from 100, through a provider with ``local_cache=True``
-    (its connection tracks keys, and its reader task reads all the time)
+    (its connection tracks keys, and its reader task reads whenever no caller does)
     against one without, on each loop.
 
 Every contender runs in its own subprocess (this file with ``--run``). With

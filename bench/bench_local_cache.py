@@ -13,11 +13,11 @@ allocator state cannot leak into the other's figures:
     One task, N ``remember`` hits, with and without the local cache.
 ``ping``
     One task, N ``cache.client.ping()``: what a round trip costs on a
-    tracking connection (its reader task reads all the time) against one
+    tracking connection (its reader task reads whenever no caller does) against one
     without tracking (a caller alone reads its own reply).
 ``invalidation``
     A writer's ``SET`` acknowledged -> the reader's local entry gone, timed
-    on the reader's side (its connection reads all the time, so nothing but
+    on the reader's side (its connection reads while idle, so nothing but
     the push has to arrive). p50/p99 over K writes. Target: p99 < 2 ms.
 ``rss``
     Memory after many distinct keys (1,000,000; 50,000 with ``--quick``),
@@ -121,8 +121,8 @@ async def _measure(url: str, n: int, writes: int) -> dict[str, float]:
                 results[f"get_100_{name}"] = await concurrent(cache)
                 results[f"remember_{name}"] = await sequential(cache, "remember")
                 # What tracking costs a round trip: its connection's reader
-                # task reads all the time (pushes may come while idle), so
-                # a caller reads its own reply only within its first turns.
+                # task reads whenever no caller does (pushes may come while
+                # idle), and stands back while a caller reads its own reply.
                 started = time.perf_counter()
                 for _ in range(n):
                     await cache.client.ping()

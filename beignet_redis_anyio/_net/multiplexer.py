@@ -22,9 +22,11 @@ How order is kept, and why cancellation cannot break it:
   scheduler turns before it parks on readiness, since a nearby server usually
   answers within them (see :data:`SPIN_TURNS`). Whenever others are waiting
   (or that caller is cancelled) the reader task reads instead. On a link
-  that receives pushes (client-side caching) the reader task reads all the
-  time, and a caller alone only looks during those turns, then waits for it:
-  two tasks may not wait on one socket. Reading is
+  that receives pushes (client-side caching) the reader task reads whenever
+  no caller does, pushes on an idle line included, and stands back while a
+  caller alone reads (see :data:`STAND_BACK`); if it was already waiting on
+  the socket, that caller leaves the reading to it after its turns: two
+  tasks may not wait on one socket. Reading is
   cancellation-safe either way: we wait for readiness, then ``recv``
   synchronously, so a cancelled wait consumes nothing.
 * Who waits on what: callers whose commands leave in the same write share
@@ -60,7 +62,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from .._exceptions import ConnectTimeoutError
 from .errors import connection_lost, unavailable
 from .settings import ConnectionSettings
-from .transport import RawConnection, open_connection
+from .transport import RawConnection, SocketTransport, open_connection
 from .wire import as_strict_text
 
 __all__ = ["Multiplexer", "Tracker"]
@@ -85,6 +87,15 @@ SPIN_TURNS = 5
 #: tries the full turns again only on every SPIN_PROBE_EVERY-th read.
 SPIN_GIVE_UP = 8
 SPIN_PROBE_EVERY = 64
+
+#: On a link with pushes, the reader task stands back while a caller alone
+#: reads its own replies, and the caller wakes it when done, so that pushes
+#: arriving while nobody reads are read at once. When one task's commands
+#: follow each other back to back, that wake-up would cost every command a
+#: task switch: then the reader stands back for this long instead, unwoken.
+#: Only a push that arrives just after such a burst waits (at most this
+#: long); a reply read after a push still applies the push first.
+STAND_BACK = 0.001
 
 #: Deadlines and silence are measured on the monotonic clock, not the event
 #: loop's: the watchdog only ever sleeps for differences, and this costs no
@@ -207,16 +218,20 @@ class _Link:
         self.on_push = on_push or _drop_push
         # Only a socket we drive ourselves lets a caller read for itself —
         # and only while nobody listens for pushes, which may arrive when no
-        # caller is reading: then the reader task reads all the time.
+        # caller is reading: then the reader task reads whenever none does.
         self.callers_read = connection.transport.direct and on_push is None
-        # With pushes on a socket, a caller alone may still look for its reply
-        # for a few turns without blocking (the reader task, parked on the
-        # socket, only wakes to find it read); then it waits for that task.
+        # With pushes on a socket, a caller alone still reads its own reply,
+        # while the reader task stands back: woken for replies a caller had
+        # already read, it would cost every command a task switch.
         self.callers_spin = connection.transport.direct and on_push is not None
         self.pending: deque[_Request] = deque()
         self.outbox: list[bytes] = []
         self.writing = False
         self.caller_reading = False
+        #: With pushes (callers_spin): the reader task waits on the socket;
+        #: or stands back for a while, not to be woken when a caller is done.
+        self.reader_parked = False
+        self.reader_lazy = False
         self.spin = _Spin()
         #: The event shared by the callers whose commands wait in ``outbox``
         #: to leave in the next write; a new one for each write.
@@ -309,8 +324,9 @@ class _Link:
         Replies for requests queued behind ours are handed out too. On the
         way out — answered, failed or cancelled — reading passes to the reader
         task if anyone is still waiting. On a link with pushes
-        (``callers_spin``) the reader task is parked on the socket all along,
-        so after the turns we wait for it to hand us the reply instead.
+        (``callers_spin``) the reader task may be parked on the socket when we
+        come (the line was idle): then after the turns we wait for it to hand
+        us the reply instead, and on the way out we hand it the socket back.
         """
         self.caller_reading = True
         try:
@@ -325,9 +341,11 @@ class _Link:
                     if request.finished:
                         break
             self.spin.record(turns, caught=request.finished)
-            if not self.callers_read:
-                # The reader task waits on the socket too (callers_spin):
-                # two tasks must not, so leave the rest to it.
+            if self.reader_parked:
+                # The reader task was already waiting on the socket when we
+                # came (callers_spin): two tasks must not, so leave the rest
+                # to it — and let it read while we wait.
+                self.caller_reading = False
                 while not request.finished:
                     waiter = request.waiter = self.new_event()
                     await waiter.wait()
@@ -340,8 +358,8 @@ class _Link:
             self.fail(ConnectionError(f"Connection to {self.address} broke: {exc}"))
         finally:
             self.caller_reading = False
-            if self.pending:
-                self._wake_reader()
+            if self.pending or (self.callers_spin and not self.reader_lazy):
+                self._wake_reader()  # to read for the others, or watch for pushes
 
     def _dispatch(self, data: bytes) -> None:
         """Parse ``data`` and hand each complete reply to the head of the queue."""
@@ -366,7 +384,10 @@ class _Link:
                 self.on_push(reply)
                 continue
             if self.strict_text and head.decode:
-                reply = as_strict_text(reply)
+                # Most replies are ASCII text or a number: nothing to check.
+                kind = type(reply)
+                if kind is not int and (kind is not str or not reply.isascii()):
+                    reply = as_strict_text(reply)
             replies = head.replies
             replies.append(reply)
             if len(replies) == head.expected:
@@ -430,16 +451,48 @@ class _Link:
             self.fail(connection_lost(self.connection.settings.address, exc))
 
     async def _read_loop(self) -> None:
+        back_to_back = False
         try:
             while True:
                 # With a socket callers may read themselves, stand back while
                 # one does, and while nobody waits. Otherwise (TLS) keep
                 # reading, so a close on an idle connection is seen at once.
+                if self.caller_reading and self.callers_spin:
+                    # A caller reads for itself: stand back rather than wake
+                    # for its replies; it wakes us when done. Found reading
+                    # again when woken, its commands come back to back: then
+                    # it need not wake us each time (see STAND_BACK).
+                    wakeup = self.reader_wakeup = self.new_event()
+                    if back_to_back:
+                        self.reader_lazy = True
+                        with anyio.move_on_after(STAND_BACK):
+                            await wakeup.wait()
+                        self.reader_lazy = back_to_back = False
+                    else:
+                        await wakeup.wait()
+                        back_to_back = True
+                    continue
+                back_to_back = False
                 if self.callers_read and (not self.pending or self.caller_reading):
                     wakeup = self.reader_wakeup = self.new_event()
                     await wakeup.wait()
                     continue
-                self._dispatch(await self.transport.receive())
+                if not self.callers_spin:
+                    self._dispatch(await self.transport.receive())
+                    continue
+                # Pushes: our own reading, so that a caller can see whether we
+                # wait on the socket (reader_parked) and not wait there too.
+                transport = self.transport
+                assert isinstance(transport, SocketTransport)  # callers_spin
+                if transport.drained:
+                    self.reader_parked = True
+                    try:
+                        await transport.wait_readable()
+                    finally:
+                        self.reader_parked = False
+                data = transport.receive_now()
+                if data is not None:
+                    self._dispatch(data)
         except _STREAM_ERRORS as exc:
             self.fail(connection_lost(self.connection.settings.address, exc))
         except Exception as exc:  # a protocol error: the stream is unreadable

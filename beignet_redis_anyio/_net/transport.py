@@ -98,6 +98,9 @@ class SocketTransport:
             if data is not None:
                 return data
 
+    async def wait_readable(self) -> None:
+        await anyio.wait_readable(self.sock)
+
     def looks_alive(self) -> bool:
         """An idle connection must have nothing to read: EOF, an error, or
         bytes nobody asked for all mean it cannot carry the next command."""
