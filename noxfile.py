@@ -227,6 +227,7 @@ def bench(session: nox.Session) -> None:
         "transaction",
         "local_cache",
         "ceiling",
+        "web",
     )
     for script in scripts:
         session.run("python", f"bench/bench_{script}.py", *session.posargs)
