@@ -99,12 +99,27 @@ def cached(
         remember = view.remember
         if tags:
             base_key, tag_of = key_of, [_template(func, tag) for tag in tags]
-            namespace = cast(Callable[[str], Namespace], tag_namespace)
+            make_namespace = cast(Callable[[str], Namespace], tag_namespace)
+            # A tag's namespace object, made once: making one checks its name
+            # and finds its state, which would dominate a hit. Bounded, since
+            # templated tags are as many as their arguments' values.
+            namespaces: dict[str, Namespace] = {}
+
+            def namespace(tag: str) -> Namespace:
+                found = namespaces.get(tag)
+                if found is None:
+                    if len(namespaces) >= _TAG_NAMESPACES:
+                        namespaces.clear()
+                    found = namespaces[tag] = make_namespace(tag)
+                return found
 
             async def stored_key(*args: Any, **kwargs: Any) -> str | None:
                 parts = []
                 for tag in dict.fromkeys(make(*args, **kwargs) for make in tag_of):
-                    generation = await namespace(tag).generation()
+                    held = namespace(tag)
+                    generation = held.fresh_generation()
+                    if generation is None:
+                        generation = await held.generation()
                     if generation is None:
                         return None  # bypassed, generation unknown: run uncached
                     parts.append(f"{tag}={generation}")
@@ -158,6 +173,9 @@ def cached(
 
     return decorate
 
+
+#: Tag namespaces one decorated function keeps made (see ``cached``).
+_TAG_NAMESPACES = 4096
 
 _FIELD_ROOT = re.compile(r"[^.\[]*")
 

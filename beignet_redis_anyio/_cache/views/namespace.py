@@ -130,6 +130,15 @@ class Namespace(CacheConveniences):
 
     # -- the generation -----------------------------------------------------
 
+    def fresh_generation(self) -> int | None:
+        """The generation, if this process read it within
+        ``generation_ttl_seconds``; else ``None`` (await :meth:`generation`).
+        No I/O and no checkpoint: the hit path of a tagged call."""
+        state = self._state
+        if state.value is not None and time.monotonic() < state.fresh_until:
+            return state.value
+        return None
+
     async def generation(self) -> int | None:
         """The generation this process uses now (``None``: unknown, the
         backend is unavailable under ``bypass``).
