@@ -61,6 +61,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 from .._exceptions import ConnectTimeoutError
 from .errors import connection_lost, unavailable
+from .primitives import Waiter, loop_primitives
 from .settings import ConnectionSettings
 from .transport import RawConnection, SocketTransport, open_connection
 from .wire import as_strict_text
@@ -153,7 +154,7 @@ class _Request:
         self.replies: list[Any] = []
         self.error: Exception | None = None
         self.finished = False
-        self.waiter: anyio.Event | None = None
+        self.waiter: Waiter | None = None
 
     def finish(self, error: Exception | None = None) -> None:
         if error is not None:
@@ -235,23 +236,19 @@ class _Link:
         self.spin = _Spin()
         #: The event shared by the callers whose commands wait in ``outbox``
         #: to leave in the next write; a new one for each write.
-        self.write_wakeup: anyio.Event | None = None
-        self.reader_wakeup: anyio.Event | None = None
-        self.writer_wakeup: anyio.Event | None = None
-        self.watchdog_wakeup: anyio.Event | None = None
+        self.write_wakeup: Waiter | None = None
+        self.reader_wakeup: Waiter | None = None
+        self.writer_wakeup: Waiter | None = None
+        self.watchdog_wakeup: Waiter | None = None
         self.failed: Exception | None = None
         self.last_received = _now()
         self.scope = anyio.CancelScope()
-        # anyio.Event() asks sniffio which backend runs on every call; the
-        # class it returns is the same for the life of the link, so we keep
-        # it and skip the lookup on the hot path.
-        self.new_event: Callable[[], anyio.Event] = type(anyio.Event())
-        # Likewise anyio.lowlevel's checkpoints look the backend up on every
-        # call; its class (public: anyio.abc.AsyncBackend) is fixed for the
-        # life of the link. Every command pays for one of these.
-        backend = anyio.lowlevel.current_token().backend_class
-        self.checkpoint_if_cancelled = backend.checkpoint_if_cancelled
-        self.cancel_shielded_checkpoint = backend.cancel_shielded_checkpoint
+        # Every command waits on an event and passes a checkpoint: take the
+        # loop's own once, not anyio's lookup per call (see primitives).
+        primitives = loop_primitives()
+        self.new_event = primitives.new_event
+        self.checkpoint_if_cancelled = primitives.checkpoint_if_cancelled
+        self.cancel_shielded_checkpoint = primitives.cancel_shielded_checkpoint
 
     def idle_and_sound(self) -> bool:
         """Before reusing an idle link: has the server closed it meanwhile?
