@@ -234,6 +234,14 @@ class _Link:
         self.reader_parked = False
         self.reader_lazy = False
         self.spin = _Spin()
+        #: Commands submitted so far, and whether others joined while the
+        #: last caller alone read its reply (see ``submit``).
+        self.submitted = 0
+        self.crowded = False
+        #: The caller reading for itself holds its command in ``outbox`` for
+        #: one turn, for others to join, and then sends them all itself.
+        self.caller_flushes = False
+        self.held_at = 0  # ``submitted`` when it did
         #: The event shared by the callers whose commands wait in ``outbox``
         #: to leave in the next write; a new one for each write.
         self.write_wakeup: Waiter | None = None
@@ -269,25 +277,36 @@ class _Link:
         """
         alone = not self.pending
         self.pending.append(request)
+        self.submitted += 1
         if self.watchdog_wakeup is not None:
             self.watchdog_wakeup.set()
             self.watchdog_wakeup = None
         if alone and not self.outbox and not self.writing:
-            # Alone on an idle line: write now, no task switch.
-            try:
-                sent = self.transport.send_now(payload)
-            except OSError as exc:
-                self.fail(connection_lost(self.connection.settings.address, exc))
-                return False
-            if sent < len(payload):
-                self.outbox.append(payload[sent:])
-                self._wake_writer()
+            if self.crowded and not self.caller_reading:
+                # Others joined the last caller alone while it read, so they
+                # will likely join us too: hold our command for them, and
+                # send the lot after one turn (see read_for) — one write,
+                # answered in one read, not ours first and theirs after.
+                self.outbox.append(payload)
+                self.caller_flushes = True
+                self.held_at = self.submitted
+            else:
+                # Alone on an idle line: write now, no task switch.
+                try:
+                    sent = self.transport.send_now(payload)
+                except OSError as exc:
+                    self.fail(connection_lost(self.connection.settings.address, exc))
+                    return False
+                if sent < len(payload):
+                    self.outbox.append(payload[sent:])
+                    self._wake_writer()
         else:
-            # Others are waiting too: let the writer coalesce us with them.
+            # Others are waiting too: let the writer coalesce us with them —
+            # or the caller holding the line's first command, which sends it.
             # (_wake_writer and _wake_reader inlined: this runs per command.)
             self.outbox.append(payload)
             wakeup = self.writer_wakeup
-            if wakeup is not None:
+            if wakeup is not None and not self.caller_flushes:
                 self.writer_wakeup = None
                 wakeup.set()
         if self.caller_reading:
@@ -299,6 +318,26 @@ class _Link:
             self.reader_wakeup = None
             wakeup.set()
         return False
+
+    def _flush(self) -> None:
+        """Send what waits in ``outbox`` now (a caller's turn is over):
+        synchronously, as ``submit`` does; the writer sends what the kernel
+        does not take."""
+        self.caller_flushes = False
+        outbox = self.outbox
+        if self.failed is not None or not outbox:
+            return
+        data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
+        outbox.clear()
+        self.write_wakeup = None  # later callers share the next write's
+        try:
+            sent = self.transport.send_now(data)
+        except OSError as exc:
+            self.fail(connection_lost(self.connection.settings.address, exc))
+            return
+        if sent < len(data):
+            outbox.append(data[sent:])
+            self._wake_writer()
 
     def _wake_writer(self) -> None:
         if self.writer_wakeup is not None:
@@ -326,10 +365,17 @@ class _Link:
         us the reply instead, and on the way out we hand it the socket back.
         """
         self.caller_reading = True
+        submitted = self.submitted
         try:
             turns = self.spin.turns()
             for _ in range(turns):
                 await self.cancel_shielded_checkpoint()
+                if self.caller_flushes:
+                    # Others joined (in the first turn, usually): send us all.
+                    # Too soon for a reply: look for one from the next turn.
+                    if self.submitted != self.held_at:
+                        self._flush()
+                    continue
                 if request.finished:  # failed meanwhile
                     break
                 data = self.transport.receive_now()
@@ -337,6 +383,8 @@ class _Link:
                     self._dispatch(data)
                     if request.finished:
                         break
+            if self.caller_flushes:
+                self._flush()  # nobody joined after all
             self.spin.record(turns, caught=request.finished)
             if self.reader_parked:
                 # The reader task was already waiting on the socket when we
@@ -354,7 +402,10 @@ class _Link:
         except Exception as exc:  # a protocol error: the stream is unreadable
             self.fail(ConnectionError(f"Connection to {self.address} broke: {exc}"))
         finally:
+            if self.caller_flushes:
+                self._flush()
             self.caller_reading = False
+            self.crowded = self.submitted != submitted
             if self.pending or (self.callers_spin and not self.reader_lazy):
                 self._wake_reader()  # to read for the others, or watch for pushes
 
@@ -405,6 +456,7 @@ class _Link:
         if self.failed is not None:
             return
         self.failed = error
+        self.caller_flushes = False
         if self.on_lost is not None:
             self.on_lost()  # before any failed caller runs again
         self.outbox.clear()

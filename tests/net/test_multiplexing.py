@@ -54,6 +54,38 @@ async def test_commands_from_concurrent_tasks_are_coalesced(
     assert len([count for count in writes if count]) <= 3, writes
 
 
+async def test_a_steady_crowd_leaves_in_one_write_per_round(
+    real_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under steady load the first caller of each round finds an idle line.
+    Written at once, its command would leave alone and the others after it:
+    two writes and two reads a round. Once others have joined a caller
+    alone while it read, the next such caller leaves its write to the
+    writer, and the round leaves together."""
+    writes: list[int] = []
+    original_send_now = SocketTransport.send_now
+
+    def counting_send_now(self: SocketTransport, data: bytes) -> int:
+        writes.append(bytes(data).count(b"ECHO"))
+        return original_send_now(self, data)
+
+    rounds, crowd = 20, 50
+
+    async def caller(index: int) -> None:
+        for round_ in range(rounds):
+            assert await client.echo(f"{index}:{round_}") == f"{index}:{round_}"
+
+    async with open_redis_client(real_server.url) as client:
+        await client.ping()
+        monkeypatch.setattr(SocketTransport, "send_now", counting_send_now)
+        async with anyio.create_task_group() as tasks:
+            for index in range(crowd):
+                tasks.start_soon(caller, index)
+    assert sum(writes) == rounds * crowd
+    # The first round may split (nobody has joined anyone yet); then one each.
+    assert len([count for count in writes if count]) <= rounds + 2, writes
+
+
 async def test_cancelled_before_sending_leaves_no_trace(server_url: str, key: str) -> None:
     async with open_redis_client(server_url) as client:
         await client.ping()  # connected: nothing in the way of a send but the check
