@@ -83,6 +83,10 @@ IDLE_CHECK_AFTER = 1.0
 #: wake-up — on a virtual machine, a trip through the host. ``bench_client``'s
 #: one-task rows measure what the turns buy.
 SPIN_TURNS = 5
+#: A caller alone, holding its command for a crowd to join (see
+#: ``_Link.submit``), sends it after at most this many turns: one for the
+#: crowd to run, and one more as trio may run the holder first in a turn.
+HOLD_TURNS = 2
 #: After this many replies in a row that the turns did not catch (a distant
 #: server, where they only burn CPU), a link parks after a single turn and
 #: tries the full turns again only on every SPIN_PROBE_EVERY-th read.
@@ -368,12 +372,13 @@ class _Link:
         submitted = self.submitted
         try:
             turns = self.spin.turns()
-            for _ in range(turns):
+            for turn in range(turns):
                 await self.cancel_shielded_checkpoint()
                 if self.caller_flushes:
-                    # Others joined (in the first turn, usually): send us all.
-                    # Too soon for a reply: look for one from the next turn.
-                    if self.submitted != self.held_at:
+                    # Others joined (in the first turn, usually; trio may run
+                    # us first in it): send us all, and look for the reply
+                    # from the next turn on. Nobody in two turns: just us.
+                    if self.submitted != self.held_at or turn >= HOLD_TURNS - 1:
                         self._flush()
                     continue
                 if request.finished:  # failed meanwhile

@@ -8,7 +8,13 @@ import anyio
 import pytest
 
 from beignet_redis_anyio import open_redis_client
-from beignet_redis_anyio._net.multiplexer import SPIN_GIVE_UP, SPIN_PROBE_EVERY, SPIN_TURNS, _Spin
+from beignet_redis_anyio._net.multiplexer import (
+    HOLD_TURNS,
+    SPIN_GIVE_UP,
+    SPIN_PROBE_EVERY,
+    SPIN_TURNS,
+    _Spin,
+)
 from beignet_redis_anyio._net.transport import SocketTransport
 from helpers.targets import RedisServer, bulk, serve_script
 
@@ -84,6 +90,48 @@ async def test_a_steady_crowd_leaves_in_one_write_per_round(
     assert sum(writes) == rounds * crowd
     # The first round may split (nobody has joined anyone yet); then one each.
     assert len([count for count in writes if count]) <= rounds + 2, writes
+
+
+async def test_a_caller_alone_after_a_crowd_waits_at_most_two_turns_to_send(
+    real_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hold is for a crowd that is still there: when none joins, the
+    command leaves after HOLD_TURNS turns, and the next one at once."""
+    async with open_redis_client(real_server.url) as client:
+        await client.ping()
+        link = client._mux._link
+        assert link is not None
+        turns = 0
+        sent_after: list[int] = []
+        original_turn = link.cancel_shielded_checkpoint
+        original_send_now = SocketTransport.send_now
+
+        async def counting_turn() -> None:
+            nonlocal turns
+            turns += 1
+            await original_turn()
+
+        def recording_send_now(self: SocketTransport, data: bytes) -> int:
+            if b"ECHO" in bytes(data):
+                sent_after.append(turns)
+            return original_send_now(self, data)
+
+        async def crowd_member(index: int) -> None:
+            for round_ in range(3):
+                assert await client.echo(f"{index}:{round_}") == f"{index}:{round_}"
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(20):
+                tasks.start_soon(crowd_member, index)
+        assert link.crowded  # others joined the last caller alone
+        monkeypatch.setattr(link, "cancel_shielded_checkpoint", counting_turn)
+        monkeypatch.setattr(SocketTransport, "send_now", recording_send_now)
+        assert await client.echo("alone") == "alone"
+        assert sent_after == [HOLD_TURNS]
+        assert not link.crowded
+        turns, sent_after[:] = 0, []
+        assert await client.echo("alone again") == "alone again"
+        assert sent_after == [0]  # written at once, no turn first
 
 
 async def test_cancelled_before_sending_leaves_no_trace(server_url: str, key: str) -> None:
