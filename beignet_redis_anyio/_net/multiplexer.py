@@ -80,9 +80,12 @@ IDLE_CHECK_AFTER = 1.0
 #: many turns of the scheduler, looking for its reply after each, before it
 #: parks on the socket's readiness. A nearby server's reply usually lands
 #: within them, and parking costs more than the turns: a blocking poll and a
-#: wake-up — on a virtual machine, a trip through the host. ``bench_client``'s
-#: one-task rows measure what the turns buy.
-SPIN_TURNS = 5
+#: wake-up — on a virtual machine, a trip through the host — and on asyncio
+#: registering the socket with the selector and unregistering it again. A
+#: crowd's round (a hundred commands in one write) takes the server longer
+#: than one command, so the turns are enough for that too. ``bench_client``'s
+#: one-task rows and ``bench_ceiling``'s hundred-task rows measure them.
+SPIN_TURNS = 16
 #: A caller alone, holding its command for a crowd to join (see
 #: ``_Link.submit``), sends it after at most this many turns: one for the
 #: crowd to run, and one more as trio may run the holder first in a turn.
