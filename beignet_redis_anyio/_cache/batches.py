@@ -53,6 +53,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from .._exceptions import BatchError, BatchUnavailableError
 from .._net.errors import describe
@@ -61,6 +62,7 @@ from .breaker import UNAVAILABLE
 from .core import PortCore
 from .events import Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
+from .local import ABSENT
 from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
 from .remember.single_flight import SingleFlight
 
@@ -131,8 +133,16 @@ class Batches:
             return {}
         started = time.perf_counter()
         prefix = core.key_prefix
+        held: dict[str, _Outcome] = {}
         try:
-            read = await self._mget([prefix + key for key in wanted])
+            if core.local is None:
+                read = await self._mget([prefix + key for key in wanted])
+            else:
+                held = self._held([prefix + key for key in wanted])
+                read = held
+                if len(held) < len(wanted):
+                    missing = [prefix + key for key in wanted if prefix + key not in held]
+                    read = {**held, **await self._get_tracked(missing)}
         except BaseException as exc:
             core.report.batch_failed("cache.get_many", wanted, None, started, exc)
             if self._bypassed(exc):
@@ -145,6 +155,7 @@ class Batches:
                 [_status(key, o, "hit", "miss") for key, o in zip(wanted, outcomes, strict=True)],
                 None,
                 started,
+                local=[key for key in wanted if prefix + key in held],
             )
         return answer("get_many", wanted, outcomes)
 
@@ -428,6 +439,50 @@ class Batches:
                 read.update(dict.fromkeys(chunk, reply))
             else:
                 read.update(zip(chunk, reply, strict=True))
+        return read
+
+    def _held(self, fulls: list[str]) -> dict[str, _Outcome]:
+        """What the local cache holds of ``fulls`` (``None``: known missing)."""
+        local = self._core.local
+        assert local is not None
+        held: dict[str, _Outcome] = {}
+        for full in fulls:
+            value = local.lookup(full)
+            if value is not ABSENT:
+                held[full] = value
+        return held
+
+    async def _get_tracked(self, fulls: list[str]) -> dict[str, _Outcome]:
+        """The keys the local cache does not hold, read in one write — a
+        ``GET`` and a ``PTTL`` per key, as the port's own tracked read — and
+        each stored under its own ticket, taken before the write is queued
+        (``local.py``): a key invalidated while the write was out is
+        returned but not kept."""
+        core = self._core
+        local = core.local
+        assert local is not None
+        tickets = [local.begin(full) for full in fulls]
+        commands = [command for full in fulls for command in (("GET", full), ("PTTL", full))]
+        replies: list[Any] | None = None
+        try:
+            replies = await core.guarded(partial(core.client._execute_many, commands, False))
+        finally:
+            for index, (full, ticket) in enumerate(zip(fulls, tickets, strict=True)):
+                if replies is None:
+                    local.finish(full, ticket, False, None, None)
+                else:
+                    value, remaining_ms = replies[2 * index], replies[2 * index + 1]
+                    answered = not isinstance(value, BaseException)
+                    local.finish(full, ticket, answered, value, remaining_ms)
+        read: dict[str, _Outcome] = {}
+        for index, full in enumerate(fulls):
+            value = replies[2 * index]
+            if isinstance(value, UnicodeDecodeError):
+                read[full] = not_text(full[len(core.key_prefix) :], value)
+            elif isinstance(value, ResponseError) and str(value).startswith("WRONGTYPE"):
+                read[full] = None  # another type reads as missing, as MGET has it
+            else:
+                read[full] = value
         return read
 
     def _decoded(self, full: str, value: bytes | None) -> _Outcome:

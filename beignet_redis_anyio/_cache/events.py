@@ -85,7 +85,8 @@ class CacheEvent:
     error: str | None = None
     batch_size: int = 1
     batch_index: int = 0
-    #: True when the local cache answered (``get``, ``has``, ``remember``),
+    #: True when the local cache answered (``get``, ``has``, ``remember``,
+    #: a key of ``get_many``),
     #: without a round trip to Redis.
     local: bool = False
     #: True when that answer was served in doubt, Redis unreachable.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .._net.errors import describe
 from .events import CacheEvent, Observer, Operation, Status, notify
@@ -99,9 +99,11 @@ class Reporter:
         outcomes: Sequence[tuple[str, Status, str | None]],
         ttl_seconds: float | None,
         started: float,
+        local: Collection[str] = (),
     ) -> None:
         """A batch's outcome: one event per ``(key, status, error)``, all with
-        the batch's duration, size and each key's place in it."""
+        the batch's duration, size and each key's place in it; the keys in
+        ``local`` were answered by the local cache."""
         assert self.observer is not None
         duration = time.perf_counter() - started
         size = len(outcomes)
@@ -115,6 +117,7 @@ class Reporter:
                 error=error,
                 batch_size=size,
                 batch_index=index,
+                local=key in local,
             )
             notify(self.observer, event)
 
