@@ -95,14 +95,31 @@ class LocalStats:
     stale_hits: int = 0
 
 
-class _Entry:
-    __slots__ = ("expires", "size", "slot", "value")
+#: What an entry read without the early-refresh metadata holds as its meta.
+NO_META: Final = object()
 
-    def __init__(self, value: str | None, expires: float, size: int, slot: int) -> None:
+
+class _Entry:
+    __slots__ = ("expires", "key_expires", "meta", "size", "slot", "value")
+
+    def __init__(
+        self,
+        value: str | None,
+        expires: float,
+        size: int,
+        slot: int,
+        meta: Any = NO_META,
+        key_expires: float = 0.0,
+    ) -> None:
         self.value = value
         self.expires = expires
         self.size = size
         self.slot = slot  # its cluster slot; 0 on one server
+        #: For remember(early_refresh=True): the sidecar's metadata as read
+        #: with the value (None: none stored), or NO_META if it was not read;
+        #: and when the key itself expires (monotonic), for its remaining TTL.
+        self.meta = meta
+        self.key_expires = key_expires
 
 
 class Ticket(NamedTuple):
@@ -177,17 +194,44 @@ class LocalCache:
         self.misses += 1
         return ABSENT
 
+    def lookup_refreshable(self, key: str) -> Any:
+        """What early refresh decides on, for an entry read with its
+        metadata: ``(value, meta, remaining_ms)``, the key's remaining TTL
+        counted from the read's own ``PTTL``; or :data:`ABSENT` — also for an
+        entry read without it (by ``get``), so that the caller reads it all
+        from Redis once, and the entry it keeps then has it."""
+        entry = self._entries.get(key)
+        if entry is None or entry.meta is NO_META:
+            self.misses += 1
+            return ABSENT
+        now = _now()
+        if entry.expires <= now:
+            self._drop(key, entry)
+            self.misses += 1
+            return ABSENT
+        self._entries.move_to_end(key)
+        self.hits += 1
+        remaining_ms = int((entry.key_expires - now) * 1000) if entry.key_expires else -1
+        return entry.value, entry.meta, remaining_ms
+
     def begin(self, key: str) -> Ticket:
         """A read of ``key`` is about to be sent: call before it is queued."""
         self._reading[key] = self._reading.get(key, 0) + 1
         return Ticket(self._sequence, self._generation, _now())
 
     def finish(
-        self, key: str, ticket: Ticket, answered: bool, value: str | None, pttl_ms: Any
+        self,
+        key: str,
+        ticket: Ticket,
+        answered: bool,
+        value: str | None,
+        pttl_ms: Any,
+        meta: Any = NO_META,
     ) -> None:
         """The read ``ticket`` was taken for has ended — answered (``value``
-        and the key's ``PTTL``) or not. Store the answer only if nothing put
-        it in doubt meanwhile. Must follow every :meth:`begin` exactly once."""
+        and the key's ``PTTL``; ``meta``, the early-refresh metadata read in
+        the same write, if it was) or not. Store the answer only if nothing
+        put it in doubt meanwhile. Must follow every :meth:`begin` exactly once."""
         left = self._reading[key] - 1
         invalidated = self._invalidated.get(key, -1)
         if left:
@@ -205,10 +249,20 @@ class LocalCache:
         lifetime = self.ttl if pttl_ms < 0 else min(self.ttl, (pttl_ms - 1) / 1000)
         if lifetime <= 0:
             return
-        self._store(key, value, ticket.issued + lifetime)
+        key_expires = 0.0 if pttl_ms < 0 else ticket.issued + pttl_ms / 1000
+        self._store(key, value, ticket.issued + lifetime, meta, key_expires)
 
-    def _store(self, key: str, value: str | None, expires: float) -> None:
+    def _store(
+        self,
+        key: str,
+        value: str | None,
+        expires: float,
+        meta: Any = NO_META,
+        key_expires: float = 0.0,
+    ) -> None:
         size = sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD
+        if meta is not NO_META:
+            size += sys.getsizeof(meta)
         if size > self.max_bytes:
             return
         entries = self._entries
@@ -216,7 +270,7 @@ class LocalCache:
         if old is not None:
             self._bytes -= old.size
         slot = key_slot(key.encode("utf-8", "surrogateescape")) if self.cluster else 0
-        entries[key] = _Entry(value, expires, size, slot)
+        entries[key] = _Entry(value, expires, size, slot, meta, key_expires)
         self._bytes += size
         doubtful = self._doubtful
         while len(entries) + len(doubtful) > self.max_entries or self._bytes > self.max_bytes:

@@ -289,8 +289,25 @@ class RedisCachePort(CacheConveniences):
         unavailable: BaseException | None = None
         try:
             local = self._local
-            held = ABSENT if local is None or refresh else local.lookup(full_key)
+            meta: Any = None
+            remaining_ms = -1
+            if local is None:
+                held = ABSENT
+            elif refresh:
+                found = local.lookup_refreshable(full_key)
+                held = ABSENT if found is ABSENT else found[0]
+                if found is not ABSENT:
+                    _, meta, remaining_ms = found
+            else:
+                held = local.lookup(full_key)
             if held is not ABSENT and held is not None and full_key not in flights:
+                if refresh and refresh_due(meta, remaining_ms, self.config.early_refresh_beta):
+                    # Decided from what was read with the entry, as a hit
+                    # from Redis decides; the caller still gets this value.
+                    self._flights.start_background(
+                        full_key,
+                        reported_refresh(plan.key, partial(self._compute, plan), self._report),
+                    )
                 if self._observer is not None:
                     self._report.event(
                         "cache.remember", key, "hit", ttl_seconds, started, local=True
@@ -453,19 +470,34 @@ class RedisCachePort(CacheConveniences):
         return None if value is None else str(value)
 
     async def _read_with_expiry(self, plan: _Plan) -> str | None:
-        """A hit that may start an early refresh (XFetch, ``refresh.py``)."""
+        """A hit that may start an early refresh (XFetch, ``refresh.py``).
+        With the local cache, the value is kept with its metadata and
+        remaining TTL, so later hits decide from memory."""
         full_key = plan.full_key
-        pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command("GET", full_key)
-        pipe.execute_command("PTTL", full_key)
-        pipe.execute_command("GET", meta_key(full_key))
-        value, remaining_ms, meta = await self._guarded(partial(pipe.execute, raise_on_error=False))
+        local = self._local
+        ticket = None if local is None else local.begin(full_key)  # before it is queued
+        answered = False
+        value: Any = None
+        remaining_ms: Any = None
+        meta: Any = None
+        try:
+            value, remaining_ms, meta = await self._guarded(
+                partial(
+                    self.client._execute_many,
+                    [("GET", full_key), ("PTTL", full_key), ("GET", meta_key(full_key))],
+                    False,
+                )
+            )
+            answered = not isinstance(value, BaseException)
+            if isinstance(meta, BaseException):
+                meta = None  # metadata someone else wrote that we cannot read: no early refresh
+        finally:
+            if local is not None and ticket is not None:
+                local.finish(full_key, ticket, answered, value, remaining_ms, meta)
         if isinstance(value, Exception):
             raise value  # the value's own trouble (not text, WRONGTYPE): this caller's
         if value is None:
             return None
-        if isinstance(meta, Exception):
-            meta = None  # metadata someone else wrote that we cannot read: no early refresh
         if refresh_due(meta, remaining_ms, self.config.early_refresh_beta):
             self._flights.start_background(
                 full_key, reported_refresh(plan.key, partial(self._compute, plan), self._report)

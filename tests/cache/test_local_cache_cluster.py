@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError, MovedError
 from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provider
 from beignet_redis_anyio._cache.local import ABSENT, LocalCache
 from beignet_redis_anyio._cache.port import RedisCachePort
+from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from beignet_redis_anyio._net.wire import encode_command
 from helpers.targets import RedisCluster, command
 
@@ -92,6 +93,38 @@ async def test_hot_keys_on_every_node_are_read_once_and_writes_are_seen(
             await other.set(key, "new")
         await _round_trips(cache)
         assert [await cache.get(key) for key in keys] == ["new"] * len(keys)
+        await other.delete(*keys)
+
+
+async def test_get_many_and_early_refresh_hits_come_from_memory_on_every_node(
+    cluster: RedisCluster,
+) -> None:
+    owners = _owners(cluster)
+    ports = sorted(set(owners.values()))
+    keys = [_key_on(port, owners) for port in ports for _ in range(3)]
+    refreshed = keys[0]
+
+    async def never() -> str:
+        raise AssertionError("a hit that is not due computes nothing")
+
+    config = RedisConfig(url=cluster.url, local_cache=True, early_refresh=True)
+    async with open_redis_provider(config) as cache, open_redis_client(cluster.url) as other:
+        for key in keys:
+            await other.set(key, f"v:{key}", ex=3600)
+        await other.set(sidecar_key(refreshed, "meta"), "0.001", ex=3600)
+        expected = {key: f"v:{key}" for key in keys}
+        assert await cache.get_many(keys) == expected  # read on every node
+        assert await cache.remember(refreshed, never, ttl_seconds=3600) == expected[refreshed]
+        before = {port: _gets(port) for port in ports}
+        for _ in range(10):
+            assert await cache.get_many(keys) == expected
+            assert await cache.remember(refreshed, never, ttl_seconds=3600) == expected[refreshed]
+        assert {port: _gets(port) - before[port] for port in ports} == dict.fromkeys(ports, 0)
+        for key in keys:
+            await other.set(key, "new", ex=3600)
+        await _round_trips(cache)
+        assert await cache.get_many(keys) == dict.fromkeys(keys, "new")
+        assert await cache.remember(refreshed, never, ttl_seconds=3600) == "new"
         await other.delete(*keys)
 
 
