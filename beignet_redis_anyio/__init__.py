@@ -14,7 +14,6 @@ __version__ = "0.1.0"
 
 from ._cache.config import RedisConfig
 from ._cache.events import CacheEvent, Observer
-from ._cache.local import LocalStats
 from ._cache.port import RedisCachePort
 from ._cache.protocol import CachePort
 from ._cache.views.codecs import Codec, JsonValue
@@ -23,6 +22,7 @@ from ._cache.views.namespace import CacheConveniences, Namespace
 from ._cache.views.slot import CacheSlot
 from ._cache.views.typed import TypedCache
 from ._client.client import RedisClient, open_redis_client
+from ._client.local_stats import LocalStats
 from ._client.lock import Lock
 from ._client.monitor import Monitor
 from ._client.pipeline import Pipeline

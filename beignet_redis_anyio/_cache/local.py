@@ -56,8 +56,9 @@ import time
 from collections import OrderedDict
 from typing import Any, Final, NamedTuple
 
-import attrs
 from redis.crc import key_slot
+
+from .._client.local_stats import LocalStats
 
 __all__ = ["ABSENT", "LocalCache", "LocalStats"]
 
@@ -70,29 +71,6 @@ ABSENT: Final = object()
 ENTRY_OVERHEAD = 120
 
 _now = time.monotonic
-
-
-@attrs.frozen
-class LocalStats:
-    """The local cache's counters, as ``cache.local_stats`` reports them.
-
-    ``hits``/``misses``: lookups answered locally / sent to Redis;
-    ``entries``/``bytes``: what it holds now (bytes as Python counts its
-    strings, plus a fixed overhead per entry); ``invalidations``: keys the
-    server said changed; ``flushes``: times it was emptied in doubt (a lost or
-    new connection, a ``null`` invalidation, exit); ``evictions``: entries
-    dropped to stay within the bounds; ``stale_hits``: entries served in doubt
-    while Redis could not be reached (``stale_if_error``).
-    """
-
-    hits: int
-    misses: int
-    entries: int
-    bytes: int
-    invalidations: int
-    flushes: int
-    evictions: int
-    stale_hits: int = 0
 
 
 #: What an entry read without the early-refresh metadata holds as its meta.

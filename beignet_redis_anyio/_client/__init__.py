@@ -12,4 +12,5 @@ Modules:
 - ``pubsub_connection``: one subscribed connection, re-subscribed after a loss.
 - ``pubsub_inbox``: the bounded queue of frames not yet taken.
 - ``monitor``: ``client.monitor()``: every command the server runs.
+- ``local_stats``: ``LocalStats``, the counters a local cache reports.
 """
