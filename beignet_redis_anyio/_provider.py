@@ -23,6 +23,7 @@ from ._cache.local import LocalCache
 from ._cache.port import RedisCachePort
 from ._cache.views.slot import CacheSlot
 from ._client.client import RedisClient
+from ._client.reply_cache import ReplyCache
 from ._net.task_group import background_task_group
 from ._topology.urls import ClusterSettings
 
@@ -74,7 +75,24 @@ async def open_redis_provider(
         # handshake says CLIENT TRACKING ON, so a server that cannot track
         # fails the PING below with TrackingUnsupportedError (a ResponseError:
         # never bypassed, since it is no outage).
-        client = RedisClient(settings, task_group=task_group, decode_responses=True, tracker=local)
+        # cache.client's read-only commands come from memory too, under the
+        # same rule, bounded by the same knobs (its replies and the port's
+        # entries are kept apart: each within the bounds).
+        replies = None
+        if config.local_cache:
+            replies = ReplyCache(
+                max_entries=config.local_cache_max_entries,
+                max_bytes=config.local_cache_max_bytes,
+                ttl=config.local_cache_ttl,
+                cluster=isinstance(settings, ClusterSettings),
+            )
+        client = RedisClient(
+            settings,
+            task_group=task_group,
+            decode_responses=True,
+            tracker=local,
+            reply_cache=replies,
+        )
         port: RedisCachePort | None = None
         try:
             try:

@@ -465,7 +465,7 @@ class Batches:
         commands = [command for full in fulls for command in (("GET", full), ("PTTL", full))]
         replies: list[Any] | None = None
         try:
-            replies = await core.guarded(partial(core.client._execute_many, commands, False))
+            replies = await core.guarded(partial(core.client._send_many, commands, False))
         finally:
             for index, (full, ticket) in enumerate(zip(fulls, tickets, strict=True)):
                 if replies is None:

@@ -459,7 +459,7 @@ class RedisCachePort(CacheConveniences):
         try:
             # The raw path a pipeline takes, without building one: replies
             # as they come (an error reply as its exception), no callbacks.
-            value, remaining_ms = await self.client._execute_many(
+            value, remaining_ms = await self.client._send_many(
                 [("GET", full_key), ("PTTL", full_key)], False
             )
             answered = not isinstance(value, BaseException)
@@ -483,7 +483,7 @@ class RedisCachePort(CacheConveniences):
         try:
             value, remaining_ms, meta = await self._guarded(
                 partial(
-                    self.client._execute_many,
+                    self.client._send_many,
                     [("GET", full_key), ("PTTL", full_key), ("GET", meta_key(full_key))],
                     False,
                 )

@@ -13,4 +13,5 @@ Modules:
 - ``pubsub_inbox``: the bounded queue of frames not yet taken.
 - ``monitor``: ``client.monitor()``: every command the server runs.
 - ``local_stats``: ``LocalStats``, the counters a local cache reports.
+- ``reply_cache``: read-only commands' replies from memory (``local_cache=True``).
 """

@@ -14,7 +14,7 @@ import inspect
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -47,10 +47,23 @@ from .._net.wire import encode_command, encode_commands
 from .._topology.cluster import ClusterRouter, SlotTracker, command_slot
 from .._topology.sentinel import SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
+from .local_stats import LocalStats
 from .lock import Lock
 from .monitor import Monitor
 from .pipeline import Pipeline, PipelineScript
 from .pubsub import PubSub
+from .reply_cache import (
+    ABSENT,
+    LOCAL_CACHE_MAX_BYTES,
+    LOCAL_CACHE_MAX_ENTRIES,
+    LOCAL_CACHE_TTL,
+    ReplyCache,
+    TrackerPair,
+    cache_config_entries,
+    check_bounds,
+    copy_reply,
+    key_name,
+)
 from .script import Script
 
 __all__ = ["RedisClient", "open_redis_client"]
@@ -87,10 +100,15 @@ class RedisClient(AsyncCoreCommands):
         task_group: TaskGroup,
         decode_responses: bool = True,
         tracker: SlotTracker | None = None,
+        reply_cache: ReplyCache | None = None,
     ) -> None:
         # tracker: a client-side cache's hooks on the shared connection (see
         # _net.multiplexer.Tracker) — every node's, on a cluster
         # (_topology.cluster.SlotTracker); the local cache's only way in.
+        # reply_cache: this client's own (reply_cache.py), told the same.
+        self._replies = reply_cache
+        if reply_cache is not None:
+            tracker = reply_cache if tracker is None else TrackerPair(reply_cache, tracker)
         self.settings = settings
         self._decode = decode_responses
         self._task_group = task_group
@@ -186,6 +204,24 @@ class RedisClient(AsyncCoreCommands):
         sends nothing.
         """
         command = command_for(args)
+        if self._replies is not None:
+            return await self._through_cache(self._replies, command, args, options)
+        if command.path is SHARED and self._cluster is None:
+            # The hot path, inline: one server, the shared connection.
+            decode = self._decode and NEVER_DECODE not in options
+            (reply,) = await self._mux.request(encode_command(args), 1, decode)
+            # The common case, a plain reply no callback shapes, without a call.
+            if (
+                not isinstance(reply, Exception)
+                and NEVER_DECODE not in options
+                and _plain_get(self._callbacks, command.callback) is None
+            ):
+                return reply
+            return self._shape(command, reply, options)
+        return await self._send(command, args, options)
+
+    async def _send(self, command: Command, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """Send one command on its path and shape its reply (see :meth:`execute_command`)."""
         decode = self._decode and NEVER_DECODE not in options
         if command.path is not SHARED:
             if command.path is DEDICATED:
@@ -202,16 +238,74 @@ class RedisClient(AsyncCoreCommands):
             command.refuse(args)
         if self._cluster is None:
             (reply,) = await self._mux.request(encode_command(args), 1, decode)
-            # The common case, a plain reply no callback shapes, without a call.
-            if (
-                not isinstance(reply, Exception)
-                and NEVER_DECODE not in options
-                and _plain_get(self._callbacks, command.callback) is None
-            ):
-                return reply
-            return self._shape(command, reply, options)
-        reply = await self._cluster.execute(command, args, decode)
+        else:
+            reply = await self._cluster.execute(command, args, decode)
         return self._shape(command, reply, options)
+
+    async def _through_cache(
+        self, replies: ReplyCache, command: Command, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> Any:
+        """With the local cache on: a cacheable command from memory, or read
+        and kept; any other sent with its keys' replies dropped around it."""
+        if command.cacheable and NEVER_DECODE not in options:
+            reply = await self._read_cached(replies, command, args, self._decode)
+            if reply is not _NOT_CACHED:
+                return self._shape(command, reply, options)
+            return await self._send(command, args, options)
+        return await self._written(replies, command, args, options)
+
+    async def _read_cached(
+        self, replies: ReplyCache, command: Command, args: tuple[Any, ...], decode: bool
+    ) -> Any:
+        """A cacheable command's reply, unshaped: from memory, or read with
+        each key's ``PTTL`` in one write and kept under a ticket
+        (``reply_cache.py``). :data:`_NOT_CACHED` for an invocation the cache
+        cannot key (a number as a key, an unhashable argument, keys in
+        several cluster slots): it goes the usual way."""
+        keys = command.keys(args)
+        names = [key_name(key) for key in keys]
+        if not names or None in names:
+            return _NOT_CACHED
+        if self._cluster is not None:
+            try:
+                command_slot(command, args)
+            except ClusterCrossSlotError:
+                return _NOT_CACHED  # sent per slot and put back together instead
+        entry_key = (decode, args)
+        try:
+            held = replies.lookup(entry_key)
+        except TypeError:
+            return _NOT_CACHED
+        if held is not ABSENT:
+            return copy_reply(held)
+        known = cast("list[str]", names)
+        ticket = replies.begin(known)  # before the read is queued
+        answered = False
+        read: list[Any] = []
+        try:
+            read = await self._send_many([args, *(("PTTL", key) for key in keys)], False)
+            answered = not isinstance(read[0], BaseException)
+        finally:
+            replies.finish(entry_key, known, ticket, answered, read[0] if read else None, read[1:])
+        return copy_reply(read[0]) if answered else read[0]
+
+    async def _written(
+        self, replies: ReplyCache, command: Command, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> Any:
+        """Any other command, with the local cache on: the replies that read
+        its keys are dropped before it is sent and again once it is answered
+        — the server's invalidation for a writer's own write comes after its
+        reply, and a process reads its own writes at once."""
+        names = [name for key in command.keys(args) if (name := key_name(key)) is not None]
+        for name in names:
+            replies.invalidate(name)
+        try:
+            return await self._send(command, args, options)
+        finally:
+            for name in names:
+                replies.invalidate(name)
+            if command.name in _FLUSHING:
+                replies.flush()  # its null invalidation comes after the reply too
 
     def _shape(self, command: Command, reply: Any, options: dict[str, Any]) -> Any:
         # Error replies arrive as exception values (see _net.wire.new_reader).
@@ -314,10 +408,13 @@ class RedisClient(AsyncCoreCommands):
     async def aclose(self) -> None:
         """Close every connection, pub/sub ones included. In-flight commands
         fail with ``ConnectionError``; the close is shielded and bounded.
+        The local cache, if any, is emptied.
 
         Raises nothing of its own. Cancellation: shielded, so every connection closes even in a
         cancelled scope.
         """
+        if self._replies is not None:
+            self._replies.flush()
         self._watcher.cancel()
         with anyio.CancelScope(shield=True):
             for pubsub in list(self._pubsubs):
@@ -326,6 +423,12 @@ class RedisClient(AsyncCoreCommands):
                 await self._node.aclose()
             if self._cluster is not None:
                 await self._cluster.aclose()
+
+    @property
+    def local_stats(self) -> LocalStats | None:
+        """The local cache's counters for this client's cached replies (a
+        snapshot), or ``None`` when it has none (``local_cache=False``)."""
+        return self._replies.stats() if self._replies is not None else None
 
     @property
     def routes_by_slot(self) -> bool:
@@ -368,6 +471,30 @@ class RedisClient(AsyncCoreCommands):
 
     # What the pipeline needs (PipelineClient): the raw path, and _shape.
     async def _execute_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
+        replies = self._replies
+        if replies is None:
+            return await self._send_many(commands, transaction)
+        # As _written does for one command: a pipeline's writes drop the
+        # replies that read their keys, before and after.
+        names = [
+            name
+            for args in commands
+            if not (described := command_for(args)).cacheable
+            for key in described.keys(args)
+            if (name := key_name(key)) is not None
+        ]
+        flushing = any(command_for(args).name in _FLUSHING for args in commands)
+        for name in names:
+            replies.invalidate(name)
+        try:
+            return await self._send_many(commands, transaction)
+        finally:
+            for name in names:
+                replies.invalidate(name)
+            if flushing:
+                replies.flush()
+
+    async def _send_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
         if self._cluster is not None:
             described = [command_for(args) for args in commands]
             return await self._cluster.execute_many(commands, described, transaction, self._decode)
@@ -473,10 +600,24 @@ async def _ensure_scripts(
 _CALLBACKS = {protocol: response_callbacks(protocol) for protocol in (2, 3)}
 _plain_get = dict.get
 
+#: Commands whose ``null`` invalidation empties a local cache — after their
+#: reply, so a process that sends one empties it itself at once.
+_FLUSHING = frozenset({"FLUSHDB", "FLUSHALL", "SWAPDB"})
+#: What ``_read_cached`` returns for an invocation it cannot keep.
+_NOT_CACHED: Any = object()
+
 
 @asynccontextmanager
 async def open_redis_client(
-    url: str, *, decode_responses: bool = True, **settings: Any
+    url: str,
+    *,
+    decode_responses: bool = True,
+    local_cache: bool = False,
+    local_cache_max_entries: int = LOCAL_CACHE_MAX_ENTRIES,
+    local_cache_max_bytes: int = LOCAL_CACHE_MAX_BYTES,
+    local_cache_ttl: float = LOCAL_CACHE_TTL,
+    cache_config: Any = None,
+    **settings: Any,
 ) -> AsyncIterator[RedisClient]:
     """A :class:`RedisClient` whose background tasks live for this block.
 
@@ -485,13 +626,44 @@ async def open_redis_client(
     bounded), and an exception from the block comes out as itself, not
     wrapped in an exception group.
 
+    ``local_cache=True`` keeps the replies of read-only commands in memory
+    (``client.local_stats`` counts them), bounded by
+    ``local_cache_max_entries``, ``local_cache_max_bytes`` and
+    ``local_cache_ttl`` seconds, and kept right by the server's
+    invalidations; it needs RESP3, which it turns on. redis-py's
+    ``cache_config=CacheConfig(max_size=…)`` means the same, with
+    ``max_size`` entries.
+
     Raises ``ValueError`` for a malformed URL or setting, before any I/O
-    (its message never quotes a password); connection errors surface on the
-    first command.
+    (its message never quotes a password), and for a local cache with
+    ``protocol=2`` or bounds that are not positive; connection errors
+    surface on the first command.
     """
+    if cache_config is not None:
+        local_cache, local_cache_max_entries = True, cache_config_entries(cache_config)
+    reply_cache = None
+    if local_cache:
+        if settings.get("protocol") == 2:
+            raise ValueError(
+                "local_cache needs RESP3 (protocol=3): it tracks keys with CLIENT TRACKING"
+            )
+        settings["protocol"] = 3
+        check_bounds(local_cache_max_entries, local_cache_max_bytes, local_cache_ttl)
     parsed = parse_topology(url, **settings)
+    if local_cache:
+        reply_cache = ReplyCache(
+            max_entries=local_cache_max_entries,
+            max_bytes=local_cache_max_bytes,
+            ttl=local_cache_ttl,
+            cluster=isinstance(parsed, ClusterSettings),
+        )
     async with background_task_group() as task_group:
-        client = RedisClient(parsed, task_group=task_group, decode_responses=decode_responses)
+        client = RedisClient(
+            parsed,
+            task_group=task_group,
+            decode_responses=decode_responses,
+            reply_cache=reply_cache,
+        )
         try:
             yield client
         finally:

@@ -24,6 +24,7 @@ from redis.exceptions import DataError
 
 __all__ = [
     "BLOCKING",
+    "CACHEABLE",
     "COMMANDS",
     "NOT_BLOCKING",
     "PLAIN",
@@ -138,6 +139,10 @@ class Command:
     split: Split | None = None
     #: The subcommands with a path of their own (``CLIENT``'s refused ones).
     subcommands: Mapping[str, Command] = attrs.field(factory=dict)
+    #: Its reply is a pure function of its keys' contents, so a client-side
+    #: cache may keep it until one of its keys changes (see
+    #: :data:`CACHEABLE`).
+    cacheable: bool = False
     #: The name redis-py's response callbacks know this invocation by
     #: (``"CONFIG GET"``); the name itself unless the caller said more.
     callback: str = attrs.field()
@@ -284,6 +289,33 @@ _KEYLESS = (
     "READONLY", "READWRITE", "ROLE", "LOLWUT", "SAVE", "BGSAVE", "BGREWRITEAOF", "DEBUG",
 )  # fmt: skip
 
+#: The read-only commands whose reply depends on nothing but the contents of
+#: the keys they name (where the table finds them): a client-side cache may
+#: keep such a reply until the server says one of those keys changed. Left
+#: out, though read-only: what depends on time (TTL, PTTL, EXPIRETIME,
+#: PEXPIRETIME, HTTL…, OBJECT IDLETIME), on chance (SRANDMEMBER,
+#: HRANDFIELD, ZRANDMEMBER, RANDOMKEY), on the server or the connection
+#: (TIME, INFO, DBSIZE, OBJECT, MEMORY, DEBUG, DUMP's RDB version), on a
+#: cursor's state (SCAN, HSCAN, SSCAN, ZSCAN), on keys it does not name
+#: (SORT_RO's BY and GET patterns, scripts: EVAL_RO, FCALL_RO), or that
+#: writes while it reads (PFCOUNT caches its cardinality in the key).
+CACHEABLE = (
+    # strings and bitmaps
+    "GET", "MGET", "GETRANGE", "SUBSTR", "STRLEN", "LCS", "GETBIT", "BITCOUNT", "BITPOS",
+    # hashes
+    "HGET", "HMGET", "HGETALL", "HKEYS", "HVALS", "HLEN", "HEXISTS", "HSTRLEN",
+    # lists
+    "LRANGE", "LLEN", "LINDEX", "LPOS",
+    # sets
+    "SMEMBERS", "SISMEMBER", "SMISMEMBER", "SCARD", "SINTER", "SUNION", "SDIFF", "SINTERCARD",
+    # sorted sets
+    "ZRANGE", "ZRANGEBYSCORE", "ZRANGEBYLEX", "ZREVRANGE", "ZREVRANGEBYSCORE",
+    "ZREVRANGEBYLEX", "ZSCORE", "ZMSCORE", "ZCARD", "ZCOUNT", "ZLEXCOUNT", "ZRANK",
+    "ZREVRANK", "ZINTER", "ZUNION", "ZDIFF", "ZINTERCARD",
+    # streams, geo, keys
+    "XRANGE", "XREVRANGE", "XLEN", "GEOPOS", "GEODIST", "GEOHASH", "EXISTS", "TYPE",
+)  # fmt: skip
+
 _EVAL_KEYS = _counted_keys(2, optional=True)
 _ALL_KEYS = {"last_key": -1}
 _MS_AFTER_BLOCK = BlockTime(after="BLOCK", unit=0.001)
@@ -293,6 +325,9 @@ _MS_AFTER_BLOCK = BlockTime(after="BLOCK", unit=0.001)
 #: traits.
 _TRAITS: list[tuple[Sequence[str], dict[str, Any]]] = [
     (_KEYLESS, {"first_key": 0}),
+    (CACHEABLE, {"cacheable": True}),
+    (("LCS",), {"last_key": 2}),
+    (("SINTER", "SUNION", "SDIFF"), _ALL_KEYS),
     (("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"), {"find_keys": _EVAL_KEYS}),
     (("OBJECT", "MEMORY"), {"find_keys": _key_after_subcommand}),
     (

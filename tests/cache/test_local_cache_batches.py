@@ -89,14 +89,14 @@ async def test_a_key_invalidated_while_the_read_was_out_is_returned_not_kept(
         await cache.set_many({first: "1", second: "2"})
         local = cache._local
         assert local is not None
-        original = cache.client._execute_many
+        original = cache.client._send_many
 
         async def overtaken(commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
             replies = await original(commands, transaction)
             local.invalidate(first)  # as if its push came just before the reply
             return replies
 
-        monkeypatch.setattr(cache.client, "_execute_many", overtaken)
+        monkeypatch.setattr(cache.client, "_send_many", overtaken)
         assert await cache.get_many([first, second]) == {first: "1", second: "2"}
         assert local.lookup(first) is ABSENT
         assert local.lookup(second) == "2"
