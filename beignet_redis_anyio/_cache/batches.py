@@ -62,7 +62,6 @@ from .breaker import UNAVAILABLE
 from .core import PortCore
 from .events import Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
-from .local import ABSENT
 from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
 from .remember.single_flight import SingleFlight
 
@@ -84,7 +83,8 @@ def distinct_keys(keys: Iterable[str]) -> list[str]:
         raise TypeError("keys must be an iterable of str keys, not a single str")
     listed = list(keys)
     for key in listed:
-        check_key(key)
+        if type(key) is not str or not key:  # the common case costs no call
+            check_key(key)
     return list(dict.fromkeys(listed))
 
 
@@ -134,15 +134,21 @@ class Batches:
         started = time.perf_counter()
         prefix = core.key_prefix
         held: dict[str, _Outcome] = {}
+        local = core.local
+        if local is not None:
+            held = local.held_many(prefix, wanted)
+            if len(held) == len(wanted) and core.observer is None:
+                # A hot page, all in memory: no error is possible, no await;
+                # and ``held`` is in the order of ``wanted`` already.
+                return held
         try:
-            if core.local is None:
+            if local is None:
                 read = await self._mget([prefix + key for key in wanted])
             else:
-                held = self._held([prefix + key for key in wanted])
-                read = held
+                read = {prefix + key: value for key, value in held.items()}
                 if len(held) < len(wanted):
-                    missing = [prefix + key for key in wanted if prefix + key not in held]
-                    read = {**held, **await self._get_tracked(missing)}
+                    missing = [prefix + key for key in wanted if key not in held]
+                    read.update(await self._get_tracked(missing))
         except BaseException as exc:
             core.report.batch_failed("cache.get_many", wanted, None, started, exc)
             if self._bypassed(exc):
@@ -155,7 +161,7 @@ class Batches:
                 [_status(key, o, "hit", "miss") for key, o in zip(wanted, outcomes, strict=True)],
                 None,
                 started,
-                local=[key for key in wanted if prefix + key in held],
+                local=[key for key in wanted if key in held],
             )
         return answer("get_many", wanted, outcomes)
 
@@ -440,17 +446,6 @@ class Batches:
             else:
                 read.update(zip(chunk, reply, strict=True))
         return read
-
-    def _held(self, fulls: list[str]) -> dict[str, _Outcome]:
-        """What the local cache holds of ``fulls`` (``None``: known missing)."""
-        local = self._core.local
-        assert local is not None
-        held: dict[str, _Outcome] = {}
-        for full in fulls:
-            value = local.lookup(full)
-            if value is not ABSENT:
-                held[full] = value
-        return held
 
     async def _get_tracked(self, fulls: list[str]) -> dict[str, _Outcome]:
         """The keys the local cache does not hold, read in one write — a

@@ -84,6 +84,12 @@ def ttl_milliseconds(ttl_seconds: object) -> int | None:
     """
     if ttl_seconds is None:
         return None
+    kind = type(ttl_seconds)
+    if kind is int or kind is float:
+        # The same few TTLs come through on every call: checked once each.
+        known = _CHECKED_TTLS.get((kind, ttl_seconds))
+        if known is not None:
+            return known
     if not is_number(ttl_seconds):
         raise TypeError(f"ttl_seconds must be a number, got {type(ttl_seconds).__name__}")
     if not in_range(ttl_seconds, 0, MAX_TTL_SECONDS) or ttl_seconds == 0:
@@ -91,7 +97,16 @@ def ttl_milliseconds(ttl_seconds: object) -> int | None:
             f"ttl_seconds must be greater than 0 and at most {MAX_TTL_SECONDS:.0e} "
             f"(use None for no expiry), got {ttl_seconds!r}"
         )
-    return max(1, round(ttl_seconds * 1000))  # type: ignore[operator]
+    milliseconds: int = max(1, round(ttl_seconds * 1000))  # type: ignore[operator]
+    if (kind is int or kind is float) and len(_CHECKED_TTLS) < _CHECKED_TTLS_MAX:
+        _CHECKED_TTLS[(kind, ttl_seconds)] = milliseconds
+    return milliseconds
+
+
+#: TTLs already checked, by type and value (True is not 1 here): an app uses
+#: a handful, so the bound only stops one that computes its TTLs.
+_CHECKED_TTLS: dict[tuple[type, object], int] = {}
+_CHECKED_TTLS_MAX = 1024
 
 
 def not_text(key: str, exc: UnicodeDecodeError) -> UnicodeDecodeError:

@@ -172,6 +172,25 @@ class LocalCache:
         self.misses += 1
         return ABSENT
 
+    def held_many(self, prefix: str, keys: list[str]) -> dict[str, Any]:
+        """What is held of ``keys`` (``prefix`` before each; ``None``: known
+        missing), by key as given: :meth:`lookup` for a batch, in one pass
+        with one clock read, since a hot page is what it is for. Expired
+        entries are left for the read that replaces them."""
+        entries = self._entries
+        get, touch = entries.get, entries.move_to_end
+        now = _now()
+        held: dict[str, Any] = {}
+        for key in keys:
+            full = prefix + key
+            entry = get(full)
+            if entry is not None and entry.expires > now:
+                touch(full)
+                held[key] = entry.value
+        self.hits += len(held)
+        self.misses += len(keys) - len(held)
+        return held
+
     def lookup_refreshable(self, key: str) -> Any:
         """What early refresh decides on, for an entry read with its
         metadata: ``(value, meta, remaining_ms)``, the key's remaining TTL

@@ -204,8 +204,23 @@ class RedisClient(AsyncCoreCommands):
         sends nothing.
         """
         command = command_for(args)
-        if self._replies is not None:
-            return await self._through_cache(self._replies, command, args, options)
+        replies = self._replies
+        if replies is not None:
+            if command.cacheable and NEVER_DECODE not in options:
+                # A hit, inline and cheap: it is what the cache is for. (The
+                # client's decoding is fixed, so its arguments are the key.)
+                try:
+                    held = replies.held(args)
+                except TypeError:  # an unhashable argument: the usual way
+                    return await self._send(command, args, options)
+                if held is not ABSENT:
+                    callback = _plain_get(self._callbacks, command.callback)
+                    if callback is None:
+                        return held
+                    options.pop(EMPTY_RESPONSE, None)
+                    options.pop("keys", None)
+                    return callback(held, **options)
+            return await self._through_cache(replies, command, args, options)
         if command.path is SHARED and self._cluster is None:
             # The hot path, inline: one server, the shared connection.
             decode = self._decode and NEVER_DECODE not in options
@@ -248,14 +263,15 @@ class RedisClient(AsyncCoreCommands):
         """With the local cache on: a cacheable command from memory, or read
         and kept; any other sent with its keys' replies dropped around it."""
         if command.cacheable and NEVER_DECODE not in options:
-            reply = await self._read_cached(replies, command, args, self._decode)
+            # Not held (execute_command looked): read it, and keep it.
+            reply = await self._read_cached(replies, command, args)
             if reply is not _NOT_CACHED:
                 return self._shape(command, reply, options)
             return await self._send(command, args, options)
         return await self._written(replies, command, args, options)
 
     async def _read_cached(
-        self, replies: ReplyCache, command: Command, args: tuple[Any, ...], decode: bool
+        self, replies: ReplyCache, command: Command, args: tuple[Any, ...]
     ) -> Any:
         """A cacheable command's reply, unshaped: from memory, or read with
         each key's ``PTTL`` in one write and kept under a ticket
@@ -271,13 +287,7 @@ class RedisClient(AsyncCoreCommands):
                 command_slot(command, args)
             except ClusterCrossSlotError:
                 return _NOT_CACHED  # sent per slot and put back together instead
-        entry_key = (decode, args)
-        try:
-            held = replies.lookup(entry_key)
-        except TypeError:
-            return _NOT_CACHED
-        if held is not ABSENT:
-            return copy_reply(held)
+        entry_key = args
         known = cast("list[str]", names)
         ticket = replies.begin(known)  # before the read is queued
         answered = False

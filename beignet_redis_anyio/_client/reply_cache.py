@@ -34,7 +34,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, NamedTuple
 
 from redis.crc import key_slot
@@ -149,13 +149,29 @@ def key_name(key: Any) -> str | None:
     return None
 
 
+def _copier(reply: Any) -> Callable[[Any], Any] | None:
+    """How to copy ``reply`` for each hit, decided once when it is kept:
+    not at all (immutable), a flat container's own ``copy`` (its items are
+    immutable), or :func:`copy_reply` all the way down."""
+    kind = type(reply)
+    if kind in _IMMUTABLE:
+        return None
+    if kind is list or kind is set:
+        if all(type(item) in _IMMUTABLE for item in reply):
+            return kind.copy
+    elif kind is dict and all(type(value) in _IMMUTABLE for value in reply.values()):
+        return dict.copy
+    return copy_reply
+
+
 class _Entry:
-    __slots__ = ("expires", "keys", "reply", "size", "slot")
+    __slots__ = ("copy", "expires", "keys", "reply", "size", "slot")
 
     def __init__(
         self, reply: Any, keys: tuple[str, ...], expires: float, size: int, slot: int
     ) -> None:
         self.reply = reply
+        self.copy = _copier(reply)
         self.keys = keys
         self.expires = expires
         self.size = size
@@ -171,7 +187,7 @@ class Ticket(NamedTuple):
 
 
 class ReplyCache:
-    """Replies by ``(decode, command and arguments)``, indexed by the keys
+    """Replies by command and arguments (one client's: its decoding is fixed), indexed by the keys
     they read; bounded by entries and bytes, least recently used out first."""
 
     def __init__(self, *, max_entries: int, max_bytes: int, ttl: float, cluster: bool) -> None:
@@ -208,14 +224,18 @@ class ReplyCache:
 
     # -- reads --------------------------------------------------------------
 
-    def lookup(self, entry_key: Hashable) -> Any:
-        """The reply held for ``entry_key`` (as sent: copy it), or :data:`ABSENT`."""
+    def held(self, entry_key: Hashable) -> Any:
+        """A copy of the reply held for ``entry_key``, or :data:`ABSENT`
+        (counted as a miss: the caller reads it). ``TypeError`` for a key
+        that cannot be hashed."""
         entry = self._entries.get(entry_key)
         if entry is not None:
             if entry.expires > _now():
                 self._entries.move_to_end(entry_key)
                 self.hits += 1
-                return entry.reply
+                reply = entry.reply
+                copy = entry.copy
+                return reply if copy is None else copy(reply)
             self._drop(entry_key)
         self.misses += 1
         return ABSENT

@@ -12,7 +12,7 @@ from redis.cache import CacheConfig, TrackingMode
 from redis.exceptions import ResponseError
 
 from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provider
-from beignet_redis_anyio._client.reply_cache import ReplyCache, copy_reply
+from beignet_redis_anyio._client.reply_cache import ABSENT, ReplyCache, copy_reply
 from beignet_redis_anyio._net.commands import CACHEABLE, COMMANDS
 from beignet_redis_anyio._net.wire import encode_command
 from helpers.targets import RedisCluster, RedisServer
@@ -292,14 +292,14 @@ def test_the_ticket_rule_spoils_a_read_overtaken_by_an_invalidation() -> None:
     replies = ReplyCache(max_entries=10, max_bytes=10**6, ttl=60, cluster=False)
     ticket = replies.begin(["a", "b"])
     replies.invalidate("b")
-    replies.finish((True, ("MGET", "a", "b")), ["a", "b"], ticket, True, ["1", "2"], [-1, -1])
-    assert replies.lookup((True, ("MGET", "a", "b"))) is not None
+    replies.finish(("MGET", "a", "b"), ["a", "b"], ticket, True, ["1", "2"], [-1, -1])
+    assert replies.held(("MGET", "a", "b")) is ABSENT
     assert replies.stats().entries == 0
     ticket = replies.begin(["a"])
     replies.flush()
-    replies.finish((True, ("GET", "a")), ["a"], ticket, True, "1", [-1])
+    replies.finish(("GET", "a"), ["a"], ticket, True, "1", [-1])
     assert replies.stats().entries == 0
     ticket = replies.begin(["a"])
-    replies.finish((True, ("GET", "a")), ["a"], ticket, True, "1", [-1])
+    replies.finish(("GET", "a"), ["a"], ticket, True, "1", [-1])
     assert replies.stats().entries == 1
     assert not replies._reading and not replies._invalidated
