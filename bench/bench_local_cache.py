@@ -11,6 +11,17 @@ allocator state cannot leak into the other's figures:
     Target: >= 15x. Then 100 tasks, N gets in all. Target: >= 5x.
 ``remember``
     One task, N ``remember`` hits, with and without the local cache.
+``hgetall``
+    One task, N ``cache.client.hgetall`` of one hot 10-field hash: a
+    provider with the local cache against one without. Target: >= 50x.
+``get_many``
+    One task, N/50 ``get_many`` of 50 hot keys, with and without (ops/s
+    counts keys). Target: >= 20x.
+``early_refresh``
+    One task, N ``remember(..., early_refresh=True)`` hits on a key whose
+    refresh is not due: with the local cache, decided from memory; without,
+    read from Redis each time (as every early-refresh hit was before).
+    Target: >= 30x.
 ``ping``
     One task, N ``cache.client.ping()``: what a round trip costs on a
     tracking connection (its reader task reads whenever no caller does) against one
@@ -47,6 +58,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +78,7 @@ from _harness import (
 )
 
 from beignet_redis_anyio import RedisConfig
+from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from beignet_redis_anyio.testing.servers import RedisServer, command
 
 #: The distributions whose versions the result records.
@@ -75,6 +88,10 @@ BACKENDS = ("asyncio", "trio")
 RSS_PREFIX = "bench:rss"
 #: Targets: local/network ratio of ``get`` with one task and with 100; p99 (ms).
 GET_SEQ_MIN, GET_100_MIN, INVALIDATION_P99_MAX_MS = 15, 5, 2
+#: Targets: local/network ratio of a client HGETALL, a 50-key get_many, an
+#: early-refresh remember hit.
+HGETALL_MIN, GET_MANY_MIN, EARLY_REFRESH_MIN = 50, 20, 30
+HOT_KEYS = [f"bench:page:{n}" for n in range(50)]
 
 
 async def _measure(url: str, n: int, writes: int) -> dict[str, float]:
@@ -109,9 +126,20 @@ async def _measure(url: str, n: int, writes: int) -> dict[str, float]:
                 group.start_soon(worker)
         return each * tasks / (time.perf_counter() - started)
 
+    async def timed(call: Any, count: int, weight: int = 1) -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            await call()
+        return count * weight / (time.perf_counter() - started)
+
     results: dict[str, float] = {}
     async with open_redis_client(url) as writer:
         await writer.set("bench:hot", "v" * 16)
+        await writer.hset("bench:hash", mapping={f"field{i}": "v" * 16 for i in range(10)})
+        await writer.mset({key: "v" * 16 for key in HOT_KEYS})
+        await writer.set("bench:er", "v" * 16, ex=3600)
+        # As if computing it took a microsecond: a refresh is never due.
+        await writer.set(sidecar_key("bench:er", "meta"), "0.001", ex=3600)
         for local in (False, True):
             name = "local" if local else "network"
             config = RedisConfig(url=url, local_cache=local)
@@ -120,6 +148,17 @@ async def _measure(url: str, n: int, writes: int) -> dict[str, float]:
                 results[f"get_seq_{name}"] = await sequential(cache, "get")
                 results[f"get_100_{name}"] = await concurrent(cache)
                 results[f"remember_{name}"] = await sequential(cache, "remember")
+                hgetall = partial(cache.client.hgetall, "bench:hash")
+                await hgetall()
+                results[f"hgetall_{name}"] = await timed(hgetall, n)
+                get_many = partial(cache.get_many, HOT_KEYS)
+                await get_many()
+                results[f"get_many_{name}"] = await timed(get_many, n // 50, 50)
+                early = partial(
+                    cache.remember, "bench:er", factory, ttl_seconds=3600, early_refresh=True
+                )
+                await early()
+                results[f"early_refresh_{name}"] = await timed(early, n)
                 # What tracking costs a round trip: its connection's reader
                 # task reads whenever no caller does (pushes may come while
                 # idle), and stands back while a caller reads its own reply.
@@ -264,8 +303,23 @@ def parent_main(args: argparse.Namespace) -> int:
         table.append((backend, *cells, delay))
     print_table(table, [False] * len(table[0]), title="hot key")
     print()
+    table = [("backend", "client HGETALL (x)", "get_many of 50 keys (x)", "early-refresh hit (x)")]
     for backend, r in rows:
-        for name, target in (("get_seq", GET_SEQ_MIN), ("get_100", GET_100_MIN)):
+        cells = []
+        for name in ("hgetall", "get_many", "early_refresh"):
+            network, local = r[f"{name}_network"], r[f"{name}_local"]
+            cells.append(f"{network:,.0f} / {local:,.0f} ({local / network:.1f}x)")
+        table.append((backend, *cells))
+    print_table(table, [False] * len(table[0]), title="every read")
+    print()
+    for backend, r in rows:
+        for name, target in (
+            ("get_seq", GET_SEQ_MIN),
+            ("get_100", GET_100_MIN),
+            ("hgetall", HGETALL_MIN),
+            ("get_many", GET_MANY_MIN),
+            ("early_refresh", EARLY_REFRESH_MIN),
+        ):
             ratio = r[f"{name}_local"] / r[f"{name}_network"]
             verdict = status(ratio >= target)
             lead = f"{backend:<7}"
