@@ -72,6 +72,13 @@ class RedisClient(AsyncCoreCommands):
     ``encoding_errors=`` setting (redis-py's: ``"replace"``, ``"ignore"`` …)
     says how to decode it anyway.
 
+    ``legacy_responses`` is redis-py 8's flag too: ``True`` (the default)
+    shapes replies exactly as redis-py does for the protocol in use, so a
+    few commands (``ZRANGE … WITHSCORES``, ``ZPOPMIN``, ``XREAD`` …) reply
+    differently under RESP3 than under RESP2; ``False`` gives redis-py's
+    unified shapes, the same on both protocols. Pipelines shape their
+    results the same way.
+
     Cancellation: a command cancelled at any point leaves the connection
     intact; if it was already queued it still reaches the server (and may
     apply), and its reply is discarded.
@@ -86,11 +93,14 @@ class RedisClient(AsyncCoreCommands):
         *,
         task_group: TaskGroup,
         decode_responses: bool = True,
+        legacy_responses: bool = True,
         tracker: SlotTracker | None = None,
     ) -> None:
         # tracker: a client-side cache's hooks on the shared connection (see
         # _net.multiplexer.Tracker) — every node's, on a cluster
         # (_topology.cluster.SlotTracker); the local cache's only way in.
+        if not isinstance(legacy_responses, bool):
+            raise ValueError(f"legacy_responses must be True or False, got {legacy_responses!r}")
         self.settings = settings
         self._decode = decode_responses
         self._task_group = task_group
@@ -98,12 +108,16 @@ class RedisClient(AsyncCoreCommands):
         node = settings if isinstance(settings, ConnectionSettings) else settings.node
         self._encoding_errors = node.encoding_errors
         self._encoder = Encoder("utf-8", node.encoding_errors, decode_responses)  # type: ignore[no-untyped-call]
-        #: RESP2 or RESP3: which of redis-py's callback tables shapes replies.
+        #: RESP2 or RESP3, and each protocol's own shapes or redis-py's
+        #: unified ones: which of redis-py's callback tables shapes replies.
         self.protocol = node.protocol
+        self.legacy_responses = legacy_responses
         #: redis-py's public table, this client's own copy: change one with
         #: :meth:`set_response_callback`. Its keys are stored upper-case, so
         #: the hot path reads it with plain ``dict.get`` (no ``.upper()``).
-        self.response_callbacks = CaseInsensitiveDict(_CALLBACKS[node.protocol])  # type: ignore[arg-type]
+        self.response_callbacks = CaseInsensitiveDict(
+            _CALLBACKS[node.protocol, legacy_responses]  # type: ignore[arg-type]
+        )
         self._callbacks = self.response_callbacks
         self._cluster: ClusterRouter | None = None
         self._sentinel: SentinelResolver | None = None
@@ -148,6 +162,7 @@ class RedisClient(AsyncCoreCommands):
         *,
         task_group: TaskGroup,
         decode_responses: bool = True,
+        legacy_responses: bool = True,
         **settings: Any,
     ) -> RedisClient:
         """A client for ``url``; keyword ``settings`` (``db=``,
@@ -156,6 +171,7 @@ class RedisClient(AsyncCoreCommands):
             parse_topology(url, **settings),
             task_group=task_group,
             decode_responses=decode_responses,
+            legacy_responses=legacy_responses,
         )
 
     def __repr__(self) -> str:
@@ -172,6 +188,7 @@ class RedisClient(AsyncCoreCommands):
             "encoding": "utf-8",
             "encoding_errors": self._encoding_errors,
             "protocol": self.protocol,
+            "legacy_responses": self.legacy_responses,
         }
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -470,13 +487,17 @@ async def _ensure_scripts(
                 raise reply
 
 
-_CALLBACKS = {protocol: response_callbacks(protocol) for protocol in (2, 3)}
+_CALLBACKS = {
+    (protocol, legacy): response_callbacks(protocol, legacy)
+    for protocol in (2, 3)
+    for legacy in (True, False)
+}
 _plain_get = dict.get
 
 
 @asynccontextmanager
 async def open_redis_client(
-    url: str, *, decode_responses: bool = True, **settings: Any
+    url: str, *, decode_responses: bool = True, legacy_responses: bool = True, **settings: Any
 ) -> AsyncIterator[RedisClient]:
     """A :class:`RedisClient` whose background tasks live for this block.
 
@@ -485,13 +506,18 @@ async def open_redis_client(
     bounded), and an exception from the block comes out as itself, not
     wrapped in an exception group.
 
-    Raises ``ValueError`` for a malformed URL or setting, before any I/O
-    (its message never quotes a password); connection errors surface on the
-    first command.
+    Raises ``ValueError`` for a malformed URL or setting (``legacy_responses``
+    not a bool included), before any I/O (its message never quotes a
+    password); connection errors surface on the first command.
     """
     parsed = parse_topology(url, **settings)
     async with background_task_group() as task_group:
-        client = RedisClient(parsed, task_group=task_group, decode_responses=decode_responses)
+        client = RedisClient(
+            parsed,
+            task_group=task_group,
+            decode_responses=decode_responses,
+            legacy_responses=legacy_responses,
+        )
         try:
             yield client
         finally:
