@@ -74,7 +74,13 @@ async def open_redis_provider(
         # handshake says CLIENT TRACKING ON, so a server that cannot track
         # fails the PING below with TrackingUnsupportedError (a ResponseError:
         # never bypassed, since it is no outage).
-        client = RedisClient(settings, task_group=task_group, decode_responses=True, tracker=local)
+        client = RedisClient(
+            settings,
+            task_group=task_group,
+            decode_responses=True,
+            legacy_responses=config.legacy_responses,
+            tracker=local,
+        )
         port: RedisCachePort | None = None
         try:
             try:

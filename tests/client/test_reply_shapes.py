@@ -18,7 +18,7 @@ import anyio.to_thread
 import pytest
 import redis.asyncio
 
-from beignet_redis_anyio import open_redis_client
+from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provider
 from beignet_redis_anyio.testing.servers import RedisCluster
 from helpers.targets import RedisServer
 
@@ -261,6 +261,25 @@ async def test_unified_replies_are_the_same_on_both_protocols(
     assert answers[2, True] != answers[3, True]
     differ = {n for n in answers[2, True] if answers[2, True][n] != answers[3, True][n]}
     assert {"zrange withscores", "zpopmin", "hrandfield withvalues", "xread"} <= differ
+
+
+@LEGACY
+async def test_the_local_cache_s_resp3_keeps_the_chosen_shapes(
+    real_server: RedisServer, key: str, legacy: bool
+) -> None:
+    """The provider hands ``legacy_responses`` to ``cache.client``: with the
+    local cache on (RESP3), unified replies are those of a RESP2 client,
+    legacy ones those of redis-py under RESP3."""
+    k = "{" + key + "}"
+    config = RedisConfig(url=real_server.url, local_cache=True, legacy_responses=legacy)
+    async with open_redis_provider(config) as cache:
+        client = cache.client
+        assert (client.protocol, client.legacy_responses) == (3, legacy)
+        got = await one_by_one(client, k, DATA_CALLS)
+    async with open_redis_client(
+        real_server.url, protocol=2 if not legacy else 3, legacy_responses=legacy
+    ) as plain:
+        assert got == await one_by_one(plain, k, DATA_CALLS)
 
 
 @PROTOCOLS
