@@ -60,8 +60,8 @@ def subcommands_sorted(table: Any) -> Any:
     return table
 
 
-#: (name, call, normalise): every key is under the test's ``{tag}`` so the
-#: same calls run on a cluster. Blocking commands are only sent alone.
+#: (name, call): ``k`` is the test's key, every key made from it (in braces,
+#: one hash slot: the same calls run on a cluster).
 DATA_CALLS: list[tuple[str, Call]] = [
     ("hgetall", lambda c, k: c.hgetall(f"{k}:h")),
     ("hrandfield withvalues", lambda c, k: c.hrandfield(f"{k}:h1", 1, withvalues=True)),
@@ -205,17 +205,31 @@ def redis_pys(
     return anyio.to_thread.run_sync(lambda: asyncio.run(main()))
 
 
+async def matches(
+    ours: Any,
+    k: str,
+    calls: list[tuple[str, Call]],
+    expected: dict[str, Any],
+    normalise: Callable[[dict[str, Any]], dict[str, Any]] = _keep,
+) -> None:
+    """Our replies to ``calls`` and ``BLOCKING_CALLS`` one by one, then to
+    ``calls`` in a pipeline and in a transaction, are redis-py's: a
+    pipeline's results are shaped as the single commands' replies."""
+    assert normalise(await one_by_one(ours, k, calls + BLOCKING_CALLS)) == expected
+    for transaction in (False, True):
+        piped = normalise(await in_a_pipeline(ours, k, calls, transaction))
+        assert piped == {name: expected[name] for name, _ in calls}, transaction
+
+
 @PROTOCOLS
 @LEGACY
 async def test_single_commands_and_pipelines_reply_as_redis_py(
     real_server: RedisServer, key: str, protocol: int, legacy: bool
 ) -> None:
-    k = "{" + key + "}"
     calls = DATA_CALLS + server_calls()
-    blocking = BLOCKING_CALLS
 
     async def run_all(client: Any) -> dict[str, Any]:
-        return normalised(await one_by_one(client, k, calls + blocking))
+        return normalised(await one_by_one(client, key, calls + BLOCKING_CALLS))
 
     expected = await redis_pys(
         lambda: redis.asyncio.Redis(
@@ -236,12 +250,7 @@ async def test_single_commands_and_pipelines_reply_as_redis_py(
     ) as ours:
         assert ours.legacy_responses is legacy
         assert ours.get_connection_kwargs()["legacy_responses"] is legacy
-        got = await run_all(ours)
-        assert got == expected
-        # A pipeline's results are the single commands' replies, shaped alike.
-        for transaction in (False, True):
-            piped = normalised(await in_a_pipeline(ours, k, calls, transaction))
-            assert piped == {name: expected[name] for name, _ in calls}, transaction
+        await matches(ours, key, calls, expected, normalised)
 
 
 async def test_unified_replies_are_the_same_on_both_protocols(
@@ -249,14 +258,13 @@ async def test_unified_replies_are_the_same_on_both_protocols(
 ) -> None:
     """What ``legacy_responses=False`` is for: turning RESP3 on (as the
     local cache does) changes none of these shapes, while the legacy ones do."""
-    k = "{" + key + "}"
     answers: dict[tuple[int, bool], dict[str, Any]] = {}
     for protocol in (2, 3):
         for legacy in (True, False):
             async with open_redis_client(
                 real_server.url, protocol=protocol, legacy_responses=legacy
             ) as client:
-                answers[protocol, legacy] = await one_by_one(client, k, DATA_CALLS)
+                answers[protocol, legacy] = await one_by_one(client, key, DATA_CALLS)
     assert answers[2, False] == answers[3, False]
     assert answers[2, True] != answers[3, True]
     differ = {n for n in answers[2, True] if answers[2, True][n] != answers[3, True][n]}
@@ -270,16 +278,15 @@ async def test_the_local_cache_s_resp3_keeps_the_chosen_shapes(
     """The provider hands ``legacy_responses`` to ``cache.client``: with the
     local cache on (RESP3), unified replies are those of a RESP2 client,
     legacy ones those of redis-py under RESP3."""
-    k = "{" + key + "}"
     config = RedisConfig(url=real_server.url, local_cache=True, legacy_responses=legacy)
     async with open_redis_provider(config) as cache:
         client = cache.client
         assert (client.protocol, client.legacy_responses) == (3, legacy)
-        got = await one_by_one(client, k, DATA_CALLS)
+        got = await one_by_one(client, key, DATA_CALLS)
     async with open_redis_client(
         real_server.url, protocol=2 if not legacy else 3, legacy_responses=legacy
     ) as plain:
-        assert got == await one_by_one(plain, k, DATA_CALLS)
+        assert got == await one_by_one(plain, key, DATA_CALLS)
 
 
 @PROTOCOLS
@@ -287,7 +294,7 @@ async def test_the_local_cache_s_resp3_keeps_the_chosen_shapes(
 async def test_a_cluster_replies_as_redis_py_s_cluster_client(
     cluster: RedisCluster, key: str, protocol: int, legacy: bool
 ) -> None:
-    k = "{" + key + "}"
+    k = "{" + key + "}"  # every key in one slot
     port = cluster.nodes[0].port
 
     async def run_all(client: Any) -> dict[str, Any]:
@@ -304,10 +311,7 @@ async def test_a_cluster_replies_as_redis_py_s_cluster_client(
         run_all,
     )
     async with open_redis_client(cluster.url, protocol=protocol, legacy_responses=legacy) as ours:
-        assert await run_all(ours) == expected
-        for transaction in (False, True):
-            piped = await in_a_pipeline(ours, k, DATA_CALLS, transaction)
-            assert piped == {name: expected[name] for name, _ in DATA_CALLS}, transaction
+        await matches(ours, k, DATA_CALLS, expected)
 
 
 @pytest.mark.parametrize("value", ["false", 0, None])
