@@ -90,6 +90,7 @@ async def open_redis_provider(
             settings,
             task_group=task_group,
             decode_responses=True,
+            legacy_responses=config.legacy_responses,
             tracker=local,
             reply_cache=replies,
         )

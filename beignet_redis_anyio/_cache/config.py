@@ -138,6 +138,18 @@ class RedisConfig:
             ),
         ),
     )
+    legacy_responses: bool = attrs.field(
+        default=True,
+        metadata=_setting(
+            "REDIS_LEGACY_RESPONSES",
+            (
+                "`cache.client`'s reply shapes, redis-py 8's `legacy_responses`: `true` gives "
+                "redis-py's shapes for the protocol in use (so `REDIS_LOCAL_CACHE`, which "
+                "forces RESP3, can change some); `false` its unified shapes, the same on RESP2 "
+                "and RESP3. The port's own methods are unaffected."
+            ),
+        ),
+    )
     tls_ca_file: str | None = attrs.field(
         default=None,
         metadata=_setting(
@@ -307,6 +319,7 @@ class RedisConfig:
                 f"got {self.max_blocking_connections!r}"
             )
         for variable, flag in (
+            ("REDIS_LEGACY_RESPONSES", self.legacy_responses),
             ("REDIS_REMEMBER_LOCK", self.remember_lock),
             ("REDIS_EARLY_REFRESH", self.early_refresh),
             ("REDIS_LOCAL_CACHE", self.local_cache),
@@ -439,6 +452,7 @@ class RedisConfig:
                 "REDIS_MAX_BLOCKING_CONNECTIONS", limit, minimum=1
             )
         for variable, field in (
+            ("REDIS_LEGACY_RESPONSES", "legacy_responses"),
             ("REDIS_REMEMBER_LOCK", "remember_lock"),
             ("REDIS_EARLY_REFRESH", "early_refresh"),
             ("REDIS_LOCAL_CACHE", "local_cache"),

@@ -85,6 +85,13 @@ class RedisClient(AsyncCoreCommands):
     ``encoding_errors=`` setting (redis-py's: ``"replace"``, ``"ignore"`` …)
     says how to decode it anyway.
 
+    ``legacy_responses`` is redis-py 8's flag too: ``True`` (the default)
+    shapes replies exactly as redis-py does for the protocol in use, so a
+    few commands (``ZRANGE … WITHSCORES``, ``ZPOPMIN``, ``XREAD`` …) reply
+    differently under RESP3 than under RESP2; ``False`` gives redis-py's
+    unified shapes, the same on both protocols. Pipelines shape their
+    results the same way.
+
     Cancellation: a command cancelled at any point leaves the connection
     intact; if it was already queued it still reaches the server (and may
     apply), and its reply is discarded.
@@ -99,12 +106,15 @@ class RedisClient(AsyncCoreCommands):
         *,
         task_group: TaskGroup,
         decode_responses: bool = True,
+        legacy_responses: bool = True,
         tracker: SlotTracker | None = None,
         reply_cache: ReplyCache | None = None,
     ) -> None:
         # tracker: a client-side cache's hooks on the shared connection (see
         # _net.multiplexer.Tracker) — every node's, on a cluster
         # (_topology.cluster.SlotTracker); the local cache's only way in.
+        if not isinstance(legacy_responses, bool):
+            raise ValueError(f"legacy_responses must be True or False, got {legacy_responses!r}")
         # reply_cache: this client's own (reply_cache.py), told the same.
         self._replies = reply_cache
         if reply_cache is not None:
@@ -116,12 +126,16 @@ class RedisClient(AsyncCoreCommands):
         node = settings if isinstance(settings, ConnectionSettings) else settings.node
         self._encoding_errors = node.encoding_errors
         self._encoder = Encoder("utf-8", node.encoding_errors, decode_responses)  # type: ignore[no-untyped-call]
-        #: RESP2 or RESP3: which of redis-py's callback tables shapes replies.
+        #: RESP2 or RESP3, and each protocol's own shapes or redis-py's
+        #: unified ones: which of redis-py's callback tables shapes replies.
         self.protocol = node.protocol
+        self.legacy_responses = legacy_responses
         #: redis-py's public table, this client's own copy: change one with
         #: :meth:`set_response_callback`. Its keys are stored upper-case, so
         #: the hot path reads it with plain ``dict.get`` (no ``.upper()``).
-        self.response_callbacks = CaseInsensitiveDict(_CALLBACKS[node.protocol])  # type: ignore[arg-type]
+        self.response_callbacks = CaseInsensitiveDict(
+            _CALLBACKS[node.protocol, legacy_responses]  # type: ignore[arg-type]
+        )
         self._callbacks = self.response_callbacks
         self._cluster: ClusterRouter | None = None
         self._sentinel: SentinelResolver | None = None
@@ -166,6 +180,7 @@ class RedisClient(AsyncCoreCommands):
         *,
         task_group: TaskGroup,
         decode_responses: bool = True,
+        legacy_responses: bool = True,
         **settings: Any,
     ) -> RedisClient:
         """A client for ``url``; keyword ``settings`` (``db=``,
@@ -174,6 +189,7 @@ class RedisClient(AsyncCoreCommands):
             parse_topology(url, **settings),
             task_group=task_group,
             decode_responses=decode_responses,
+            legacy_responses=legacy_responses,
         )
 
     def __repr__(self) -> str:
@@ -190,6 +206,7 @@ class RedisClient(AsyncCoreCommands):
             "encoding": "utf-8",
             "encoding_errors": self._encoding_errors,
             "protocol": self.protocol,
+            "legacy_responses": self.legacy_responses,
         }
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -607,7 +624,11 @@ async def _ensure_scripts(
                 raise reply
 
 
-_CALLBACKS = {protocol: response_callbacks(protocol) for protocol in (2, 3)}
+_CALLBACKS = {
+    (protocol, legacy): response_callbacks(protocol, legacy)
+    for protocol in (2, 3)
+    for legacy in (True, False)
+}
 _plain_get = dict.get
 
 #: Commands whose ``null`` invalidation empties a local cache — after their
@@ -622,6 +643,7 @@ async def open_redis_client(
     url: str,
     *,
     decode_responses: bool = True,
+    legacy_responses: bool = True,
     local_cache: bool = False,
     local_cache_max_entries: int = LOCAL_CACHE_MAX_ENTRIES,
     local_cache_max_bytes: int = LOCAL_CACHE_MAX_BYTES,
@@ -645,7 +667,8 @@ async def open_redis_client(
     ``max_size`` entries.
 
     Raises ``ValueError`` for a malformed URL or setting, before any I/O
-    (its message never quotes a password), and for a local cache with
+    (``legacy_responses`` not a bool included; its message never quotes a
+    password), and for a local cache with
     ``protocol=2`` or bounds that are not positive; connection errors
     surface on the first command.
     """
@@ -673,6 +696,7 @@ async def open_redis_client(
             task_group=task_group,
             decode_responses=decode_responses,
             reply_cache=reply_cache,
+            legacy_responses=legacy_responses,
         )
         try:
             yield client

@@ -2,10 +2,11 @@
 
 We reuse a few things from redis-py that it does not promise to keep still:
 the table of response callbacks (turns raw RESP replies into the Python
-shapes redis-py users know), the mapping of error-reply prefixes to exception
-classes, the option keys its command methods pass to ``execute_command``, and
-the function its asyncio pipeline words a failed command's error with, so our
-pipeline errors read exactly like those of the redis-py that is installed
+shapes redis-py users know, for each protocol and ``legacy_responses``
+choice), the mapping of error-reply prefixes to exception classes, the
+option keys its command methods pass to ``execute_command``, and the function
+its asyncio pipeline words a failed command's error with, so our pipeline
+errors read exactly like those of the redis-py that is installed
 (redis-py 8.2 changed that wording; calling its function follows it).
 When a redis-py release moves one of them, ``tests/net/test_redis_compat.py``
 fails with the name of what moved, instead of some command quietly returning
@@ -50,14 +51,21 @@ ResponseCallback = Callable[..., Any]
 EVENT_DISPATCHER = EventDispatcher()
 
 
-def response_callbacks(protocol: int) -> dict[str, ResponseCallback]:
+def response_callbacks(protocol: int, legacy_responses: bool = True) -> dict[str, ResponseCallback]:
     """redis-py's callbacks for ``protocol``'s replies, keyed by upper-case
     command name: exactly the shapes redis-py's own client returns when it
-    is created with ``protocol=2`` or ``protocol=3``.
+    is created with ``protocol=2`` or ``protocol=3`` and the same
+    ``legacy_responses``.
+
+    ``legacy_responses=True`` (redis-py's default) gives each protocol's own
+    shapes, which differ for some commands (RESP3's ``ZRANGE … WITHSCORES``
+    pairs are lists, RESP2's tuples …); ``False`` gives redis-py 8's unified
+    shapes, the same on both protocols. Every release in our range (8.0 on)
+    takes ``legacy_responses=``; ``tests/net/test_redis_compat.py`` checks it.
     """
     from redis._parsers.response_callbacks import get_response_callbacks
 
-    merged = get_response_callbacks(user_protocol=protocol, legacy_responses=True)
+    merged = get_response_callbacks(user_protocol=protocol, legacy_responses=legacy_responses)
     return {name.upper(): callback for name, callback in merged.items()}
 
 

@@ -156,6 +156,26 @@ def test_resilience_mistakes_name_the_variable(variable: str, value: str) -> Non
         RedisConfig.from_env({"REDIS_URL": "redis://h", variable: value})
 
 
+def test_legacy_responses_is_on_unless_turned_off() -> None:
+    """redis-py's default; off, ``cache.client`` gives the unified shapes."""
+    assert RedisConfig(url="redis://h").legacy_responses is True
+    for text, expected in (("false", False), (" Off ", False), ("0", False), ("yes", True)):
+        environ = {"REDIS_URL": "redis://h", "REDIS_LEGACY_RESPONSES": text}
+        assert RedisConfig.from_env(environ).legacy_responses is expected
+    assert RedisConfig.from_env({"REDIS_URL": "redis://h", "REDIS_LEGACY_RESPONSES": ""}) == (
+        RedisConfig(url="redis://h")
+    )
+
+
+@pytest.mark.parametrize("value", ["unified", "2", "non"])
+def test_a_bad_legacy_responses_names_its_variable(value: str) -> None:
+    environ = {"REDIS_URL": "redis://h", "REDIS_LEGACY_RESPONSES": value}
+    with pytest.raises(ConfigError, match=r"^REDIS_LEGACY_RESPONSES must be true or false"):
+        RedisConfig.from_env(environ)
+    with pytest.raises(ConfigError, match=r"^REDIS_LEGACY_RESPONSES must be true or false"):
+        RedisConfig(url="redis://h", legacy_responses=value)  # type: ignore[arg-type]
+
+
 _CLIENT_CERTIFICATE = {
     "REDIS_URL": "rediss://localhost",
     "REDIS_TLS_CERT_FILE": "/etc/ssl/c.pem",
@@ -170,6 +190,7 @@ _SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
     "REDIS_COMMAND_TIMEOUT": ("none", {}),
     "REDIS_CLIENT_NAME": ("worker-7", {}),
     "REDIS_PROTOCOL": ("3", {}),
+    "REDIS_LEGACY_RESPONSES": ("false", {}),
     "REDIS_TLS_CA_FILE": ("/etc/ssl/ca.pem", {"REDIS_URL": "rediss://localhost"}),
     "REDIS_TLS_CERT_FILE": ("/etc/ssl/other.pem", _CLIENT_CERTIFICATE),
     "REDIS_TLS_KEY_FILE": ("/etc/ssl/other.pem", _CLIENT_CERTIFICATE),

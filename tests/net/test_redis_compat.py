@@ -19,6 +19,25 @@ def test_response_callbacks_are_found_and_shape_replies() -> None:
     assert callbacks["SET"]("OK") is True
 
 
+def test_callbacks_come_in_legacy_and_unified_shapes_for_both_protocols() -> None:
+    """``legacy_responses=`` (redis-py 8.0 on: our floor) picks each
+    protocol's own shapes or the unified ones; if a release drops or renames
+    it, ``legacy_responses=False`` clients fail here, not with wrong shapes."""
+    import inspect
+
+    from redis._parsers.response_callbacks import get_response_callbacks
+
+    assert "legacy_responses" in inspect.signature(get_response_callbacks).parameters
+    legacy = {p: _redis_compat.response_callbacks(p) for p in (2, 3)}
+    unified = {p: _redis_compat.response_callbacks(p, legacy_responses=False) for p in (2, 3)}
+    assert legacy[2] == _redis_compat.resp2_response_callbacks()
+    # ZPOPMIN's raw replies: RESP2 a flat list, RESP3 a pair (one member, no count).
+    assert legacy[2]["ZPOPMIN"](["a", "1.5"]) == [("a", 1.5)]
+    assert legacy[3]["ZPOPMIN"](["a", 1.5]) == ["a", 1.5]
+    assert unified[2]["ZPOPMIN"](["a", "1.5"]) == [["a", 1.5]]
+    assert unified[3]["ZPOPMIN"](["a", 1.5]) == [["a", 1.5]]
+
+
 def test_error_replies_map_to_redis_py_classes() -> None:
     parse = _redis_compat.parse_error_reply
     assert type(parse("WRONGTYPE Operation against a key")) is ResponseError

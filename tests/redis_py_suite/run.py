@@ -83,6 +83,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=REPO / ".redis-py-suite")
     parser.add_argument("--out", type=Path, help="report directory (default: <cache>/report)")
     parser.add_argument("--timeout", type=int, default=30, help="seconds per test")
+    parser.add_argument(
+        "--legacy-responses",
+        choices=["default", "true", "false"],
+        default="default",
+        help="redis-py's own option: the legacy_responses= of every client the tests make",
+    )
     parser.add_argument("--file", action="append", choices=FILES, dest="files")
     parser.add_argument("-k", dest="keyword", help="pytest -k, to run a subset")
     parser.add_argument("--server", help="redis-server binary (default: on PATH)")
@@ -158,6 +164,8 @@ def run_pytest(
         ]  # fmt: skip
         if args.keyword:
             command += ["-k", args.keyword]
+        if args.legacy_responses != "default":  # an option of redis-py 8's suite
+            command += ["--legacy-responses", args.legacy_responses]
         env = dict(os.environ)
         # Our package from this work tree, and the plugin beside this file.
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO), env.get("PYTHONPATH", "")])

@@ -46,6 +46,7 @@ from beignet_redis_anyio.testing.servers import command
 #: create_redis(...) keywords and the RedisClient setting each one means.
 RENAMED = {
     "decode_responses": "decode_responses",
+    "legacy_responses": "legacy_responses",
     "username": "username",
     "password": "password",
     "db": "db",
@@ -97,21 +98,29 @@ def _entry(nodeid: str) -> dict[str, Any]:
 
 
 def _patch_protocol_helpers() -> None:
-    # redis-py's tests ask tests.conftest which protocol a client speaks (to
-    # pick the expected reply shape); it answers from connection_pool, which
-    # only redis-py's clients have. Answer for ours from what it says of itself.
+    # redis-py's tests ask tests.conftest which protocol a client speaks, and
+    # (redis-py 8) whether it gives legacy or unified shapes, to pick the
+    # expected reply shape; it answers from connection_pool, which only
+    # redis-py's clients have. Answer for ours from what it says of itself.
     import tests.conftest as conftest
 
     if getattr(conftest, "_beignet_patched", False):
         return
-    original = conftest._get_raw_protocol
 
-    def raw_protocol(r: Any) -> Any:
-        if isinstance(r, RedisClient):
-            return r.get_connection_kwargs().get("protocol")
-        return original(r)
+    def ask_ours(name: str, key: str, default: Any) -> None:
+        original = getattr(conftest, name, None)
+        if original is None:  # an older suite without this helper
+            return
 
-    conftest._get_raw_protocol = raw_protocol
+        def helper(r: Any) -> Any:
+            if isinstance(r, RedisClient):
+                return r.get_connection_kwargs().get(key, default)
+            return original(r)
+
+        setattr(conftest, name, helper)
+
+    ask_ours("_get_raw_protocol", "protocol", None)
+    ask_ours("get_legacy_responses", "legacy_responses", True)
     conftest._beignet_patched = True
 
 
@@ -221,8 +230,6 @@ async def create_ours(
         for key, value in kwargs.items():
             if key in RENAMED:
                 settings[RENAMED[key]] = value
-            elif key == "legacy_responses" and value:
-                pass
             elif key not in IGNORED:
                 raise TypeError(f"harness: create_redis({key}=...) has no equivalent in ours")
         host = _Host()
