@@ -81,7 +81,6 @@ class RedisCachePort(CacheConveniences):
         self._breaker = core.breaker
         self._guarded = core.guarded
         self._jittered = core.jittered
-        self._batches = Batches(core, SingleFlight(task_group))
         self._shared_reads = SharedReads(self._read_for_remember)
         self._lease = Lease(
             client,
@@ -90,6 +89,7 @@ class RedisCachePort(CacheConveniences):
             wait_seconds=config.lock_wait_seconds,
             report=self._report.lease_event,
         )
+        self._batches = Batches(core, SingleFlight(task_group), self._lease)
 
     def __repr__(self) -> str:
         return f"<RedisCachePort {self.client.settings.redacted_url()}>"
