@@ -127,7 +127,9 @@ class Batches:
         self._numbers = itertools.count()
         #: ``remember``'s lease, for the keys ``lock=True`` follows one by one.
         self._lease = lease
-        self._batch_lease = BatchLease(lease, self._send, bypass=core.bypass)
+        self._batch_lease = BatchLease(
+            lease, self._send, partial(self._send, guarded=False), bypass=core.bypass
+        )
 
     async def aclose(self, within: float) -> None:
         """End the ``factory_many`` runs still going (their keys' runs have
@@ -618,28 +620,33 @@ class Batches:
             for start in range(0, len(group), CHUNK)
         ]
 
-    async def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def _send(self, commands: Sequence[tuple[Any, ...]], guarded: bool = True) -> list[Any]:
         """``commands``' replies, error replies as values; one write per node,
-        through the breaker. A lost connection or timeout raises."""
+        through the breaker (unless not ``guarded``: the lease's releases,
+        cleanup that must reach Redis even while the breaker is open, and
+        that says nothing of Redis's health). A lost connection or timeout
+        raises."""
         core = self._core
         local = core.local
         if local is None:
-            return await self._send_now(commands)
+            return await self._send_now(commands, guarded)
         # Writes drop their keys' local entries before and after, as the
         # port's own set and delete do (see RedisCachePort._store).
         written = [key for command in commands for key in _written(command)]
         for key in written:
             local.invalidate(key)
         try:
-            return await self._send_now(commands)
+            return await self._send_now(commands, guarded)
         finally:
             for key in written:
                 local.invalidate(key)
 
-    async def _send_now(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def _send_now(self, commands: Sequence[tuple[Any, ...]], guarded: bool) -> list[Any]:
         core = self._core
         if len(commands) == 1:
             try:
+                if not guarded:
+                    return [await core.execute(*commands[0])]
                 return [await core.guarded(core.execute, *commands[0])]
             except UNAVAILABLE:
                 raise
@@ -648,7 +655,8 @@ class Batches:
         pipe = core.client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        replies: list[Any] = await core.guarded(partial(pipe.execute, raise_on_error=False))
+        execute = partial(pipe.execute, raise_on_error=False)
+        replies: list[Any] = await (core.guarded(execute) if guarded else execute())
         return replies
 
     def _bypassed(self, exc: BaseException) -> bool:

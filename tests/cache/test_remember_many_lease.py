@@ -187,12 +187,12 @@ async def test_a_batch_follows_a_remember_leader(real_server: RedisServer, key: 
     assert follower.calls == []
 
 
-@pytest.mark.parametrize("failure", ["left-out", "raised"])
+@pytest.mark.parametrize("failure", ["left-out", "not-str", "raised"])
 async def test_a_key_the_leaders_factory_fails_is_handed_over_at_once(
     real_server: RedisServer, key: str, failure: str
 ) -> None:
-    """The leader's factory fails a key — leaves it out, or raises for all
-    of them: that key's lease is given up at once, and the waiting process
+    """The leader's factory fails a key — leaves it out, returns no ``str``
+    for it, or raises for all of them: that key's lease is given up at once, and the waiting process
     takes it over and computes it, long before the lease or its own wait
     (30 s) would run out. The keys that did succeed are stored and handed
     over as usual."""
@@ -202,7 +202,10 @@ async def test_a_key_the_leaders_factory_fails_is_handed_over_at_once(
     def make(keys: list[str]) -> dict[str, str]:
         if failure == "raised":
             raise RuntimeError("the database is gone")
-        return {k: "from-a" for k in keys if k != bad}
+        made: dict[str, Any] = {k: "from-a" for k in keys if k != bad}
+        if failure == "not-str":
+            made[bad] = 42
+        return made
 
     leader, follower = Loader(gate, make), Loader(make=lambda keys: dict.fromkeys(keys, "from-b"))
     events: list[CacheEvent] = []
@@ -232,7 +235,8 @@ async def test_a_key_the_leaders_factory_fails_is_handed_over_at_once(
     else:
         assert isinstance(results["a"], BatchError)
         assert results["a"].values == {good: "from-a"}
-        assert isinstance(results["a"].errors[bad], LookupError)
+        expected = LookupError if failure == "left-out" else TypeError
+        assert isinstance(results["a"].errors[bad], expected)
         assert follower.calls == [[bad]]
         assert results["b"] == stored == {good: "from-a", bad: "from-b"}
     assert not [e for e in events if e.status == "wait_expired"]  # B led; it did not give up

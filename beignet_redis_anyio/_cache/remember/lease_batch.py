@@ -78,9 +78,13 @@ class BatchLease:
     """The lease for the keys of one ``remember_many`` call at a time (see
     the module's docstring); one per port, beside its :class:`Lease`."""
 
-    def __init__(self, lease: Lease, send: Send, *, bypass: bool) -> None:
+    def __init__(self, lease: Lease, send: Send, release_send: Send, *, bypass: bool) -> None:
+        """``send``: the batch's commands, through the circuit breaker;
+        ``release_send``: the releases, around it (cleanup that must reach
+        Redis even while the breaker is open, as ``Lease``'s does)."""
         self._lease = lease
         self._send = send
+        self._release_send = release_send
         self._bypass = bypass
 
     async def compute(
@@ -248,6 +252,6 @@ class BatchLease:
         calls = [([sidecar_key(f, "lock")], [t, ready_channel(f)]) for f, t in tokens.items()]
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._lease.lease_seconds):
             try:
-                await RELEASE.many(self._send, calls)
+                await RELEASE.many(self._release_send, calls)
             except Exception:
                 pass  # the leases expire by themselves
