@@ -40,8 +40,17 @@ others compute, and starts one run per remaining key, all fed by *one*
 single-flight table of its own) whose waiters are the keys' runs: it is
 cancelled only when every key it computes has lost its last waiter, so one
 caller's cancellation never cancels what another caller waits for.
-``lock=True`` (the cross-process lease) is not supported yet and raises
-``NotImplementedError`` before any I/O; early refresh is, per key.
+Early refresh works per key.
+
+``lock=True`` (or ``remember_lock``) adds the cross-process lease, per key
+(``remember/lease_batch.py``): that call first takes the leases of the
+keys it computes, in one write per node; the keys it wins go to its
+``factory_many``, and each key another process holds leaves the call's
+waiters at once and follows on its own channel, as ``remember`` does
+(``Lease.follow``) — taken over when its leader fails, is cancelled or
+dies. ``remember`` and ``remember_many`` share the same leases. Under
+``bypass`` with Redis unreachable, the keys are computed without the
+lease, as ``remember`` computes them.
 """
 
 from __future__ import annotations

@@ -352,15 +352,16 @@ async def test_a_stolen_lease_is_reported_and_the_batch_still_answers(
             lost.set()
 
     leader = Loader(gate)
+    results: dict[str, Any] = {}
     async with _fleet(real_server.url, 1, [observe], lock_lease_seconds=0.3) as (a,):
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_put, {}, "a", a.remember_many(keys, leader))
+                tasks.start_soon(_put, results, "a", a.remember_many(keys, leader))
                 await leader.started.wait()
                 await a.client.set(sidecar_key(keys[1], "lock"), "someone-else", px=10_000)
                 await lost.wait()  # the next renewal finds the token changed
                 gate.set()
-        assert await a.get_many(keys) == {k: k.upper() for k in keys}
+        assert results["a"] == await a.get_many(keys) == {k: k.upper() for k in keys}
         assert await a.client.get(sidecar_key(keys[1], "lock")) == "someone-else"  # not ours
     assert [(e.key, e.status) for e in events if e.operation == "cache.lock"] == [
         (keys[1], "lease_lost")
