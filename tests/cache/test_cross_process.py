@@ -54,6 +54,25 @@ async def _wait_until_blocked(url: str, key: str, processes: int) -> None:
                 await anyio.sleep(0.02)
 
 
+async def _kill_once_computing(
+    url: str, key: str, backend: str, locks: list[str], *extra: str
+) -> None:
+    """Start one worker whose factory takes a minute (``extra``: its options),
+    and kill it (SIGKILL: no cleanup) once it computes; its leases stay
+    behind, renewed by nobody."""
+    leader = _spawn(url, key, backend, "--callers", "1", "--factory-seconds", "60", *extra)
+    try:
+        await _wait_until_blocked(url, key, 1)
+        async with open_redis_client(url) as client:
+            await client.rpush(f"{key}:go", "go")
+            assert await client.blpop([f"{key}:started"], timeout=30) is not None
+            leader.send_signal(signal.SIGKILL)
+            leader.wait(10)
+            assert await client.exists(*locks) == len(locks)
+    finally:
+        leader.kill()
+
+
 def _finish(process: subprocess.Popen[str]) -> dict[str, object]:
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
@@ -92,21 +111,10 @@ async def test_a_killed_leader_is_replaced_after_its_lease(
     real_server: RedisServer, anyio_backend: object
 ) -> None:
     key = f"xproc:{uuid.uuid4().hex[:8]}"
-    leader = _spawn(
-        real_server.url, key, backend_name(anyio_backend),
-        "--callers", "1", "--factory-seconds", "60", "--lease", "0.5",
-    )  # fmt: skip
-    try:
-        await _wait_until_blocked(real_server.url, key, 1)
-        async with open_redis_client(real_server.url) as client:
-            await client.rpush(f"{key}:go", "go")
-            assert await client.blpop([f"{key}:started"], timeout=30) is not None
-            leader.send_signal(signal.SIGKILL)
-            leader.wait(10)
-            # Its lease is still there; nobody renews it any more.
-            assert await client.exists(sidecar_key(key, "lock")) == 1
-    finally:
-        leader.kill()
+    backend = backend_name(anyio_backend)
+    await _kill_once_computing(
+        real_server.url, key, backend, [sidecar_key(key, "lock")], "--lease", "0.5"
+    )
     calls = 0
 
     async def factory() -> str:
@@ -156,21 +164,11 @@ async def test_a_killed_batch_leader_is_replaced_after_its_leases(
 ) -> None:
     key = f"xproc:{uuid.uuid4().hex[:8]}"
     keys = [f"{key}:{index}" for index in range(3)]
-    leader = _spawn(
-        real_server.url, key, backend_name(anyio_backend),
-        "--callers", "1", "--factory-seconds", "60", "--lease", "0.5", "--many", "3",
-    )  # fmt: skip
-    try:
-        await _wait_until_blocked(real_server.url, key, 1)
-        async with open_redis_client(real_server.url) as client:
-            await client.rpush(f"{key}:go", "go")
-            assert await client.blpop([f"{key}:started"], timeout=30) is not None
-            leader.send_signal(signal.SIGKILL)
-            leader.wait(10)
-            # Its leases are still there; nobody renews them any more.
-            assert await client.exists(*[sidecar_key(k, "lock") for k in keys]) == 3
-    finally:
-        leader.kill()
+    locks = [sidecar_key(k, "lock") for k in keys]
+    backend = backend_name(anyio_backend)
+    await _kill_once_computing(
+        real_server.url, key, backend, locks, "--lease", "0.5", "--many", "3"
+    )
     calls: list[list[str]] = []
 
     async def factory_many(missing: list[str]) -> dict[str, str]:

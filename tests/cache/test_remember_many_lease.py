@@ -26,6 +26,7 @@ from beignet_redis_anyio import (
 )
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from beignet_redis_anyio.testing import MemoryCachePort
+from helpers.polling import until as _until
 from helpers.targets import RedisCluster, RedisServer, command
 
 pytestmark = pytest.mark.anyio
@@ -83,15 +84,6 @@ async def _fleet(
         ]
 
 
-async def _until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Poll another provider's state or the server's: there is nothing to await."""
-    while True:
-        met = condition()
-        if met if isinstance(met, bool) else await met:
-            return
-        await anyio.sleep(0.01)
-
-
 def _waiting(cache: RedisCachePort, keys: Iterable[str]) -> bool:
     """True while ``cache`` follows every one of ``keys`` (subscribed, read)."""
     return all(cache._lease._notifications.waiting(k) for k in keys)
@@ -105,19 +97,18 @@ async def _put(results: dict[str, Any], name: str, call: Awaitable[Any]) -> None
     results[name] = await call
 
 
-async def test_two_providers_racing_on_overlapping_keys_compute_each_key_once(
-    real_server: RedisServer, key: str
-) -> None:
-    """Both start at once; the overlap is split between them by whoever's
-    ``SET NX`` lands first. Each key is computed by exactly one of them, each
-    provider in one ``factory_many`` call, and both get every value."""
+async def _race(url: str, key: str, within: float) -> None:
+    """Two providers start at once on overlapping keys; the overlap is split
+    between them by whoever's ``SET NX`` lands first. Each key must be
+    computed by exactly one of them, each provider in one ``factory_many``
+    call, and both must get every value, every lease given up after."""
     mine = [f"{key}:{i}" for i in range(0, 12)]
     theirs = [f"{key}:{i}" for i in range(4, 16)]
     gate = anyio.Event()
     loaders = [Loader(gate), Loader(gate)]
     results: dict[str, Any] = {}
-    async with _fleet(real_server.url, 2) as (a, b):
-        with anyio.fail_after(10):
+    async with _fleet(url, 2) as (a, b):
+        with anyio.fail_after(within):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_put, results, "a", a.remember_many(mine, loaders[0]))
                 tasks.start_soon(_put, results, "b", b.remember_many(theirs, loaders[1]))
@@ -137,6 +128,12 @@ async def test_two_providers_racing_on_overlapping_keys_compute_each_key_once(
     assert sorted(computed) == sorted(set(mine + theirs))  # each key once, across both
     assert results["a"] == {k: k.upper() for k in mine}
     assert results["b"] == {k: k.upper() for k in theirs}
+
+
+async def test_two_providers_racing_on_overlapping_keys_compute_each_key_once(
+    real_server: RedisServer, key: str
+) -> None:
+    await _race(real_server.url, key, 10)
 
 
 async def test_a_waiter_is_handed_the_leaders_values_and_computes_only_its_own(
@@ -405,25 +402,7 @@ async def test_on_a_cluster_each_key_is_leased_on_its_own_node(
 async def test_on_a_cluster_racing_providers_compute_each_key_once(
     cluster: RedisCluster, key: str
 ) -> None:
-    mine = [f"{key}:{i}" for i in range(0, 10)]
-    theirs = [f"{key}:{i}" for i in range(3, 13)]
-    gate = anyio.Event()
-    loaders = [Loader(gate), Loader(gate)]
-    async with _fleet(cluster.url, 2) as (a, b):
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(a.remember_many, mine, loaders[0])
-                tasks.start_soon(b.remember_many, theirs, loaders[1])
-                await _until(lambda: all(loader.started.is_set() for loader in loaders))
-                await _until(
-                    lambda: (
-                        _waiting(a, set(mine) - set(loaders[0].computed))
-                        and _waiting(b, set(theirs) - set(loaders[1].computed))
-                    )
-                )
-                gate.set()
-        assert await a.get_many(mine + theirs) == {k: k.upper() for k in mine + theirs}
-    assert sorted(loaders[0].computed + loaders[1].computed) == sorted(set(mine + theirs))
+    await _race(cluster.url, key, 20)
 
 
 async def test_the_providers_lock_setting_applies_and_lock_false_overrides_it(
