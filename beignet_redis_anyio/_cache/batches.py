@@ -411,13 +411,19 @@ class Batches:
         without the lease — as ``remember`` does."""
         core = self._core
         core.flights.mark_computing(keys)  # remember(k) from inside: an error, not a hang
+        told: list[str] = []
+
+        def tell(fulls: list[str]) -> None:
+            told.extend(fulls)
+            followed(fulls)
+
         if not (core.bypass and core.breaker.state == "open"):
             try:
                 led = await self._batch_lease.compute(
                     keys,
                     plan.names,
                     partial(self._call, plan),
-                    followed,
+                    tell,
                     partial(core.jittered, plan.ttl_ms),
                     partial(_meta, plan.refresh),
                 )
@@ -430,8 +436,11 @@ class Batches:
                     full: not_text(plan.names[full], o) if isinstance(o, UnicodeDecodeError) else o
                     for full, o in led.outcomes.items()
                 }
-        # Unreachable under bypass (before the factory ran): without the lease.
-        return await self._produce(plan, keys)
+        # Unreachable under bypass (before the factory ran): without the
+        # lease, the keys not already following another process on their own.
+        rest = [full for full in keys if full not in told]
+        outcomes = await self._produce(plan, rest) if rest else {}
+        return {**outcomes, **dict.fromkeys(told, FOLLOW)}
 
     async def _follow(self, plan: _Plan, full: str) -> str:
         """``full``'s value while another process holds its lease: as a
@@ -466,7 +475,6 @@ class Batches:
             if not core.bypass:
                 raise
             core.breaker.failed(exc)  # the lease's own commands go around the breaker
-            plan.bypassed[full] = exc
         value, delta = await produce()
         await store(value, delta)
         return value
