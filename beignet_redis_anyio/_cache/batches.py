@@ -40,8 +40,17 @@ others compute, and starts one run per remaining key, all fed by *one*
 single-flight table of its own) whose waiters are the keys' runs: it is
 cancelled only when every key it computes has lost its last waiter, so one
 caller's cancellation never cancels what another caller waits for.
-``lock=True`` (the cross-process lease) is not supported yet and raises
-``NotImplementedError`` before any I/O; early refresh is, per key.
+Early refresh works per key.
+
+``lock=True`` (or ``remember_lock``) adds the cross-process lease, per key
+(``remember/lease_batch.py``): that call first takes the leases of the
+keys it computes, in one write per node; the keys it wins go to its
+``factory_many``, and each key another process holds leaves the call's
+waiters at once and follows on its own channel, as ``remember`` does
+(``Lease.follow``) — taken over when its leader fails, is cancelled or
+dies. ``remember`` and ``remember_many`` share the same leases. Under
+``bypass`` with Redis unreachable, the keys are computed without the
+lease, as ``remember`` computes them.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
+import anyio
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
@@ -62,6 +72,8 @@ from .breaker import UNAVAILABLE
 from .core import PortCore
 from .events import Status
 from .inputs import check_key, check_result, check_value, not_text, ttl_milliseconds
+from .remember.lease import Lease
+from .remember.lease_batch import FOLLOW, BatchLease
 from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
 from .remember.single_flight import SingleFlight
 
@@ -100,12 +112,14 @@ def mapping_items(mapping: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 class _Plan(NamedTuple):
     """What a ``remember_many`` miss needs: the factory, TTL, early refresh,
-    each full key's name as the caller gave it, and the outage each key was
-    answered without Redis through (``bypass``), to report it."""
+    the cross-process lease, each full key's name as the caller gave it, and
+    the outage each key was answered without Redis through (``bypass``), to
+    report it."""
 
     factory: FactoryMany
     ttl_ms: int | None
     refresh: bool
+    lock: bool
     names: dict[str, str]
     bypassed: dict[str, BaseException]
 
@@ -113,11 +127,18 @@ class _Plan(NamedTuple):
 class Batches:
     """The batch operations of one :class:`RedisCachePort`."""
 
-    def __init__(self, core: PortCore, flights: SingleFlight[dict[str, _Outcome]]) -> None:
+    def __init__(
+        self, core: PortCore, flights: SingleFlight[dict[str, _Outcome]], lease: Lease
+    ) -> None:
         self._core = core
         #: One run per ``factory_many`` call, joined by the keys it computes.
         self._factory_runs = flights
         self._numbers = itertools.count()
+        #: ``remember``'s lease, for the keys ``lock=True`` follows one by one.
+        self._lease = lease
+        self._batch_lease = BatchLease(
+            lease, self._send, partial(self._send, guarded=False), bypass=core.bypass
+        )
 
     async def aclose(self, within: float) -> None:
         """End the ``factory_many`` runs still going (their keys' runs have
@@ -249,19 +270,14 @@ class Batches:
                 f"factory_many must be an async callable, got {type(factory_many).__name__}"
             )
         ttl_ms = ttl_milliseconds(ttl_seconds)
-        if core.config.remember_lock if lock is None else lock:
-            raise NotImplementedError(
-                "remember_many does not take the cross-process lease (lock=True) yet; "
-                "pass lock=False (single-flight within this process still holds per key), "
-                "or use remember() per key"
-            )
+        use_lock = core.config.remember_lock if lock is None else lock
         refresh = (core.config.early_refresh if early_refresh is None else early_refresh) and (
             ttl_ms is not None
         )
         if not wanted:
             return {}
         names = {core.key_prefix + key: key for key in wanted}
-        plan = _Plan(factory_many, ttl_ms, refresh, names, {})
+        plan = _Plan(factory_many, ttl_ms, refresh, use_lock, names, {})
         started = time.perf_counter()
         try:
             hits, outcomes = await self._remember(plan)
@@ -357,13 +373,32 @@ class Batches:
 
     def _start(self, plan: _Plan, keys: list[str]) -> dict[str, Callable[[], Awaitable[str]]]:
         """The computations of ``keys``' runs: each waits for one shared
-        ``factory_many`` run and takes its own key's outcome from it."""
+        ``factory_many`` run and takes its own key's outcome from it.
+
+        Under the lease, a key whose lease another process holds is told so
+        as soon as the leases are taken: its run stops waiting for the
+        shared run at once (cancelling its own wait: it is one waiter fewer)
+        and follows on its own."""
         number = f"factory_many #{next(self._numbers)}"
-        produce = partial(self._produce, plan, keys)
+        following: dict[str, anyio.CancelScope] = {full: anyio.CancelScope() for full in keys}
+
+        def followed(fulls: list[str]) -> None:
+            for full in fulls:
+                following[full].cancel()
+
+        produce: Callable[[], Awaitable[dict[str, _Outcome]]] = (
+            partial(self._produce_leased, plan, keys, followed)
+            if plan.lock
+            else partial(self._produce, plan, keys)
+        )
 
         def for_key(full: str) -> Callable[[], Awaitable[str]]:
             async def compute() -> str:
-                outcome = (await self._factory_runs.run(number, produce))[full]
+                outcome: _Outcome = FOLLOW
+                with following[full]:
+                    outcome = (await self._factory_runs.run(number, produce))[full]
+                if outcome is FOLLOW:
+                    return await self._follow(plan, full)
                 if isinstance(outcome, BaseException):
                     raise outcome
                 return str(outcome)
@@ -372,11 +407,88 @@ class Batches:
 
         return {full: for_key(full) for full in keys}
 
-    async def _produce(self, plan: _Plan, keys: list[str]) -> dict[str, _Outcome]:
-        """One ``factory_many`` call for ``keys``: check each value, store the
-        good ones (one write per node), and say what became of each key."""
+    async def _produce_leased(
+        self, plan: _Plan, keys: list[str], followed: Callable[[list[str]], None]
+    ) -> dict[str, _Outcome]:
+        """``_produce`` under the cross-process lease (``lease_batch.py``):
+        the keys this process wins go to one ``factory_many`` call, the keys
+        another process holds come out as :data:`FOLLOW` (and ``followed``
+        is told of them at once). Under ``bypass`` with Redis unreachable,
+        without the lease — as ``remember`` does."""
         core = self._core
         core.flights.mark_computing(keys)  # remember(k) from inside: an error, not a hang
+        told: list[str] = []
+
+        def tell(fulls: list[str]) -> None:
+            told.extend(fulls)
+            followed(fulls)
+
+        if not (core.bypass and core.breaker.state == "open"):
+            try:
+                led = await self._batch_lease.compute(
+                    keys,
+                    plan.names,
+                    partial(self._call, plan),
+                    tell,
+                    partial(core.jittered, plan.ttl_ms),
+                    partial(_meta, plan.refresh),
+                )
+            except UNAVAILABLE:
+                if not core.bypass:
+                    raise
+            else:
+                plan.bypassed.update(led.unstored)
+                return {
+                    full: not_text(plan.names[full], o) if isinstance(o, UnicodeDecodeError) else o
+                    for full, o in led.outcomes.items()
+                }
+        # Unreachable under bypass (before the factory ran): without the
+        # lease, the keys not already following another process on their own.
+        rest = [full for full in keys if full not in told]
+        outcomes = await self._produce(plan, rest) if rest else {}
+        return {**outcomes, **dict.fromkeys(told, FOLLOW)}
+
+    async def _follow(self, plan: _Plan, full: str) -> str:
+        """``full``'s value while another process holds its lease: as a
+        ``remember`` follower (``Lease.follow``); a lease taken over, or a
+        wait given up, is computed here by a ``factory_many`` call of its own."""
+        core = self._core
+        name = plan.names[full]
+
+        async def produce() -> tuple[str, float]:
+            outcomes, delta = await self._call(plan, [full])
+            outcome = outcomes[full]
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return str(outcome), delta
+
+        async def store(value: str, delta: float) -> None:
+            try:
+                (reply, *_) = await self._send(self._store_commands(plan, full, value, delta))
+            except UNAVAILABLE as exc:
+                if not core.bypass:
+                    raise
+                plan.bypassed[full] = exc  # with bypass the value is still good; Redis is not
+                return
+            if isinstance(reply, Exception):
+                raise reply
+
+        try:
+            return await self._lease.follow(
+                name, full, produce, store, core.jittered(plan.ttl_ms), partial(_meta, plan.refresh)
+            )
+        except UNAVAILABLE as exc:
+            if not core.bypass:
+                raise
+            core.breaker.failed(exc)  # the lease's own commands go around the breaker
+        value, delta = await produce()
+        await store(value, delta)
+        return value
+
+    async def _call(self, plan: _Plan, keys: list[str]) -> tuple[dict[str, _Outcome], float]:
+        """One ``factory_many`` call for ``keys``: each key's checked value
+        or its own error, and how long the call took. Raises what the
+        factory raised, and ``TypeError`` for a result that is no mapping."""
         names = [plan.names[full] for full in keys]
         began = time.perf_counter()
         produced = await plan.factory(list(names))
@@ -387,7 +499,6 @@ class Batches:
                 "values; nothing was stored"
             )
         outcomes: dict[str, _Outcome] = {}
-        stores: list[tuple[str, list[tuple[Any, ...]]]] = []
         for full, name in zip(keys, names, strict=True):
             if name not in produced:
                 outcomes[full] = LookupError(
@@ -395,20 +506,37 @@ class Batches:
                 )
                 continue
             try:
-                value = outcomes[full] = check_result(name, produced[name])
+                outcomes[full] = check_result(name, produced[name])
             except (TypeError, ValueError) as exc:
                 outcomes[full] = exc
-                continue
-            ttl_ms = core.jittered(plan.ttl_ms)
-            ttl = () if ttl_ms is None else ("PX", ttl_ms)
-            # The recompute time goes beside the value, never inside it (not
-            # atomically with it, as ``remember`` does in a transaction: a
-            # transaction cannot span a cluster's slots; a value stored
-            # without its metadata is only a value that will not refresh early).
-            commands: list[tuple[Any, ...]] = [("SET", full, value, *ttl)]
-            if plan.refresh:
-                commands.append(("SET", meta_key(full), meta_value(delta), *ttl))
-            stores.append((full, commands))
+        return outcomes, delta
+
+    def _store_commands(
+        self, plan: _Plan, full: str, value: str, delta: float
+    ) -> list[tuple[Any, ...]]:
+        """The writes that store ``value`` at ``full`` without the lease."""
+        ttl_ms = self._core.jittered(plan.ttl_ms)
+        ttl = () if ttl_ms is None else ("PX", ttl_ms)
+        # The recompute time goes beside the value, never inside it (not
+        # atomically with it, as ``remember`` does in a transaction: a
+        # transaction cannot span a cluster's slots; a value stored
+        # without its metadata is only a value that will not refresh early).
+        commands: list[tuple[Any, ...]] = [("SET", full, value, *ttl)]
+        if plan.refresh:
+            commands.append(("SET", meta_key(full), meta_value(delta), *ttl))
+        return commands
+
+    async def _produce(self, plan: _Plan, keys: list[str]) -> dict[str, _Outcome]:
+        """One ``factory_many`` call for ``keys``: check each value, store the
+        good ones (one write per node), and say what became of each key."""
+        core = self._core
+        core.flights.mark_computing(keys)  # remember(k) from inside: an error, not a hang
+        outcomes, delta = await self._call(plan, keys)
+        stores = [
+            (full, self._store_commands(plan, full, value, delta))
+            for full, value in outcomes.items()
+            if not isinstance(value, BaseException)
+        ]
         if stores:
             try:
                 replies = iter(await self._send([c for _, commands in stores for c in commands]))
@@ -504,33 +632,33 @@ class Batches:
             for start in range(0, len(group), CHUNK)
         ]
 
-    async def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def _send(self, commands: Sequence[tuple[Any, ...]], guarded: bool = True) -> list[Any]:
         """``commands``' replies, error replies as values; one write per node,
-        through the breaker. A lost connection or timeout raises."""
+        through the breaker (unless not ``guarded``: the lease's releases,
+        cleanup that must reach Redis even while the breaker is open, and
+        that says nothing of Redis's health). A lost connection or timeout
+        raises."""
         core = self._core
         local = core.local
         if local is None:
-            return await self._send_now(commands)
+            return await self._send_now(commands, guarded)
         # Writes drop their keys' local entries before and after, as the
         # port's own set and delete do (see RedisCachePort._store).
-        written = [
-            key
-            for command in commands
-            if command[0] in ("SET", "DEL")
-            for key in (command[1:2] if command[0] == "SET" else command[1:])
-        ]
+        written = [key for command in commands for key in _written(command)]
         for key in written:
             local.invalidate(key)
         try:
-            return await self._send_now(commands)
+            return await self._send_now(commands, guarded)
         finally:
             for key in written:
                 local.invalidate(key)
 
-    async def _send_now(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def _send_now(self, commands: Sequence[tuple[Any, ...]], guarded: bool) -> list[Any]:
         core = self._core
         if len(commands) == 1:
             try:
+                if not guarded:
+                    return [await core.execute(*commands[0])]
                 return [await core.guarded(core.execute, *commands[0])]
             except UNAVAILABLE:
                 raise
@@ -539,12 +667,31 @@ class Batches:
         pipe = core.client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        replies: list[Any] = await core.guarded(partial(pipe.execute, raise_on_error=False))
+        execute = partial(pipe.execute, raise_on_error=False)
+        replies: list[Any] = await (core.guarded(execute) if guarded else execute())
         return replies
 
     def _bypassed(self, exc: BaseException) -> bool:
         """True when the failure policy says to carry on without Redis."""
         return self._core.bypass and isinstance(exc, UNAVAILABLE)
+
+
+def _written(command: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The keys ``command`` writes: a ``SET``'s, a ``DEL``'s, a lease
+    script's (``STORE_AND_RELEASE`` stores the value; the others touch only
+    a lock, which the local cache never holds)."""
+    if command[0] == "SET":
+        return command[1:2]
+    if command[0] == "DEL":
+        return command[1:]
+    if command[0] in ("EVALSHA", "EVAL"):
+        return command[3 : 3 + int(command[2])]
+    return ()
+
+
+def _meta(refresh: bool, delta: float) -> str:
+    """The metadata the lease stores beside a value ('': none)."""
+    return meta_value(delta) if refresh else ""
 
 
 def _status(key: str, outcome: _Outcome, yes: Status, no: Status) -> tuple[str, Status, str | None]:

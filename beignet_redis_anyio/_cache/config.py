@@ -185,7 +185,7 @@ class RedisConfig:
         default=False,
         metadata=_setting(
             "REDIS_REMEMBER_LOCK",
-            ("Cross-process single-flight for `remember` (per call: `lock=`)."),
+            ("Cross-process single-flight for `remember` and `remember_many` (per call: `lock=`)."),
         ),
     )
     lock_lease_seconds: float = attrs.field(

@@ -81,7 +81,6 @@ class RedisCachePort(CacheConveniences):
         self._breaker = core.breaker
         self._guarded = core.guarded
         self._jittered = core.jittered
-        self._batches = Batches(core, SingleFlight(task_group))
         self._shared_reads = SharedReads(self._read_for_remember)
         self._lease = Lease(
             client,
@@ -90,6 +89,7 @@ class RedisCachePort(CacheConveniences):
             wait_seconds=config.lock_wait_seconds,
             report=self._report.lease_event,
         )
+        self._batches = Batches(core, SingleFlight(task_group), self._lease)
 
     def __repr__(self) -> str:
         return f"<RedisCachePort {self.client.settings.redacted_url()}>"
@@ -400,7 +400,15 @@ class RedisCachePort(CacheConveniences):
         caller is computing is waited for, not recomputed. Keys fail one by
         one (the factory raised, left a key out, returned a non-``str``):
         nothing is stored for them and :class:`BatchError` carries the rest.
-        ``lock=True`` raises ``NotImplementedError`` (not supported yet).
+
+        ``lock=True`` (or the provider's ``remember_lock``) takes
+        ``remember``'s cross-process lease per key: the misses whose lease
+        this process wins go to one ``factory_many`` call; a key another
+        process holds is waited for on its own channel and read once stored;
+        a key whose leader failed, was cancelled or died (its lease expired
+        without a value) is taken over and computed here, by a
+        ``factory_many`` call of its own — and after ``lock_wait_seconds``
+        computed here regardless, as ``remember`` does.
 
         Raises as :meth:`remember` does for bad input (before any I/O or
         factory call) and for an unreachable Redis, for the whole batch.

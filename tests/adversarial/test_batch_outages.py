@@ -37,8 +37,15 @@ async def _load(missing: list[str]) -> dict[str, str]:
     return {key: key.upper() for key in missing}
 
 
-async def test_every_batch_raises_the_outage_itself(own_server: RedisServer) -> None:
-    async with open_redis_provider(_config(own_server, breaker_threshold=3)) as cache:
+#: With and without the cross-process lease: ``remember_many(lock=True)``
+#: fails, and under ``bypass`` carries on, exactly as without it.
+LOCKS = pytest.mark.parametrize("lock", [False, True], ids=["no-lock", "lock"])
+
+
+@LOCKS
+async def test_every_batch_raises_the_outage_itself(own_server: RedisServer, lock: bool) -> None:
+    config = _config(own_server, breaker_threshold=3, remember_lock=lock)
+    async with open_redis_provider(config) as cache:
         own_server.stop()
         for call in (
             cache.get_many(["a", "b"]),
@@ -56,10 +63,11 @@ async def test_every_batch_raises_the_outage_itself(own_server: RedisServer) -> 
             await cache.remember_many(["c"], _load)
 
 
+@LOCKS
 async def test_a_batch_part_done_before_the_outage_is_a_connection_error_too(
-    own_server: RedisServer,
+    own_server: RedisServer, lock: bool
 ) -> None:
-    async with open_redis_provider(_config(own_server)) as cache:
+    async with open_redis_provider(_config(own_server, remember_lock=lock)) as cache:
         await cache.set("hit", "stored before")
 
         async def load_then_lose_redis(missing: list[str]) -> dict[str, str]:
@@ -88,9 +96,12 @@ def test_the_rule_for_mixed_outcomes() -> None:
     assert answer("get_many", ["a"], [None]) == {"a": None}
 
 
-async def test_bypassed_batches_are_reported_as_errors_per_key(own_server: RedisServer) -> None:
+@LOCKS
+async def test_bypassed_batches_are_reported_as_errors_per_key(
+    own_server: RedisServer, lock: bool
+) -> None:
     events: list[CacheEvent] = []
-    config = _config(own_server, failure_policy="bypass")
+    config = _config(own_server, failure_policy="bypass", remember_lock=lock)
     async with open_redis_provider(config, observer=events.append) as cache:
         own_server.stop()
         assert await cache.remember_many(["a", "b"], _load) == {"a": "A", "b": "B"}

@@ -342,23 +342,6 @@ async def test_remember_from_inside_factory_many_is_an_error(cache: RedisCachePo
         await cache.remember_many(["a", "b"], factory)
 
 
-async def test_lock_is_refused_clearly_before_any_io(cache: RedisCachePort) -> None:
-    factory = released()
-    with pytest.raises(NotImplementedError, match="lock=False"):
-        await cache.remember_many(["a"], factory, lock=True)
-    assert factory.calls == [] and await cache.get("a") is None
-
-
-async def test_the_providers_lock_setting_is_refused_too(server_url: str) -> None:
-    config = RedisConfig(url=server_url, remember_lock=True)
-    async with open_redis_provider(config) as cache:
-        with pytest.raises(NotImplementedError, match="lock=False"):
-            await cache.remember_many(["a"], released())
-        key = f"t:{uuid.uuid4().hex}"
-        assert await cache.remember_many([key], released(), lock=False) == {key: key.upper()}
-        await cache.delete(key)
-
-
 async def test_get_many_reads_a_key_of_another_type_as_missing(cache: RedisCachePort) -> None:
     await cache.client.rpush(cache.key_prefix + "list", "x")
     assert await cache.get_many(["list"]) == {"list": None}

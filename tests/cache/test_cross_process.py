@@ -54,6 +54,25 @@ async def _wait_until_blocked(url: str, key: str, processes: int) -> None:
                 await anyio.sleep(0.02)
 
 
+async def _kill_once_computing(
+    url: str, key: str, backend: str, locks: list[str], *extra: str
+) -> None:
+    """Start one worker whose factory takes a minute (``extra``: its options),
+    and kill it (SIGKILL: no cleanup) once it computes; its leases stay
+    behind, renewed by nobody."""
+    leader = _spawn(url, key, backend, "--callers", "1", "--factory-seconds", "60", *extra)
+    try:
+        await _wait_until_blocked(url, key, 1)
+        async with open_redis_client(url) as client:
+            await client.rpush(f"{key}:go", "go")
+            assert await client.blpop([f"{key}:started"], timeout=30) is not None
+            leader.send_signal(signal.SIGKILL)
+            leader.wait(10)
+            assert await client.exists(*locks) == len(locks)
+    finally:
+        leader.kill()
+
+
 def _finish(process: subprocess.Popen[str]) -> dict[str, object]:
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
@@ -92,21 +111,10 @@ async def test_a_killed_leader_is_replaced_after_its_lease(
     real_server: RedisServer, anyio_backend: object
 ) -> None:
     key = f"xproc:{uuid.uuid4().hex[:8]}"
-    leader = _spawn(
-        real_server.url, key, backend_name(anyio_backend),
-        "--callers", "1", "--factory-seconds", "60", "--lease", "0.5",
-    )  # fmt: skip
-    try:
-        await _wait_until_blocked(real_server.url, key, 1)
-        async with open_redis_client(real_server.url) as client:
-            await client.rpush(f"{key}:go", "go")
-            assert await client.blpop([f"{key}:started"], timeout=30) is not None
-            leader.send_signal(signal.SIGKILL)
-            leader.wait(10)
-            # Its lease is still there; nobody renews it any more.
-            assert await client.exists(sidecar_key(key, "lock")) == 1
-    finally:
-        leader.kill()
+    backend = backend_name(anyio_backend)
+    await _kill_once_computing(
+        real_server.url, key, backend, [sidecar_key(key, "lock")], "--lease", "0.5"
+    )
     calls = 0
 
     async def factory() -> str:
@@ -121,6 +129,60 @@ async def test_a_killed_leader_is_replaced_after_its_lease(
             assert await cache.remember(key, factory) == "from-the-successor"
             waited = anyio.current_time() - started
     assert calls == 1
+    assert waited < 5  # the lease (0.5 s) and a poll or two, not the lock wait
+
+
+async def test_many_processes_batching_overlapping_keys_compute_each_key_once(
+    real_server: RedisServer, anyio_backend: object
+) -> None:
+    """Four processes, twenty callers each, all asking ``remember_many`` for
+    the same five keys: each key is computed once across the fleet."""
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    backend = backend_name(anyio_backend)
+    many = ("--callers", "20", "--factory-seconds", "0.3", "--many", "5")
+    workers = [_spawn(real_server.url, key, backend, *many) for _ in range(4)]
+    try:
+        await _wait_until_blocked(real_server.url, key, 4)
+        async with open_redis_client(real_server.url) as client:
+            await client.rpush(f"{key}:go", *["go"] * 4)
+            results = [_finish(worker) for worker in workers]
+            assert await client.get(f"{key}:keys-computed") == "5"
+            stored = [await client.get(f"{key}:{index}") for index in range(5)]
+            locks = [sidecar_key(f"{key}:{index}", "lock") for index in range(5)]
+            assert await client.exists(*locks) == 0  # all released
+    finally:
+        for worker in workers:
+            worker.kill()
+    for result in results:
+        got: list[str] = result["results"]  # type: ignore[assignment]
+        assert len(got) == 20 * 5
+        assert [got[i % 5 :: 5] for i in range(5)] == [[stored[i]] * 20 for i in range(5)]
+
+
+async def test_a_killed_batch_leader_is_replaced_after_its_leases(
+    real_server: RedisServer, anyio_backend: object
+) -> None:
+    key = f"xproc:{uuid.uuid4().hex[:8]}"
+    keys = [f"{key}:{index}" for index in range(3)]
+    locks = [sidecar_key(k, "lock") for k in keys]
+    backend = backend_name(anyio_backend)
+    await _kill_once_computing(
+        real_server.url, key, backend, locks, "--lease", "0.5", "--many", "3"
+    )
+    calls: list[list[str]] = []
+
+    async def factory_many(missing: list[str]) -> dict[str, str]:
+        calls.append(missing)
+        return dict.fromkeys(missing, "from-the-successor")
+
+    config = RedisConfig(url=real_server.url, remember_lock=True, lock_lease_seconds=0.5)
+    with anyio.fail_after(10):
+        async with open_redis_provider(config) as cache:
+            started = anyio.current_time()
+            got = await cache.remember_many(keys, factory_many)
+            waited = anyio.current_time() - started
+    assert got == dict.fromkeys(keys, "from-the-successor")
+    assert sorted(calls) == [[k] for k in keys]  # each lease came free on its own
     assert waited < 5  # the lease (0.5 s) and a poll or two, not the lock wait
 
 

@@ -18,6 +18,7 @@ import pytest
 from beignet_redis_anyio import RedisCachePort, RedisConfig, open_redis_client, open_redis_provider
 from beignet_redis_anyio._cache.remember.keys import sidecar_key
 from beignet_redis_anyio._cache.remember.ready import ready_channel
+from helpers.polling import until as _until
 from helpers.targets import RedisCluster, RedisServer, command
 
 pytestmark = pytest.mark.anyio
@@ -33,15 +34,6 @@ async def _providers(url: str, count: int) -> AsyncIterator[list[RedisCachePort]
         yield [
             await stack.enter_async_context(open_redis_provider(_config(url))) for _ in range(count)
         ]
-
-
-async def _until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Poll: another provider's (or the server's) state, nothing to await."""
-    while True:
-        met = condition()
-        if met if isinstance(met, bool) else await met:
-            return
-        await anyio.sleep(0.01)
 
 
 async def _follow(

@@ -62,13 +62,19 @@ class Lease:
     ) -> None:
         self._client = client
         self._notifications = notifications
-        self._lease_ms = max(1, round(lease_seconds * 1000))
-        self._lease_seconds = lease_seconds
+        self.lease_ms = max(1, round(lease_seconds * 1000))
+        self.lease_seconds = lease_seconds
         self._wait_seconds = wait_seconds
-        self._report = report
+        self.report = report
         # Poll rarely: notifications do the real work; this only bounds the
         # wait when one is lost.
         self._poll = min(_POLL_MAX, max(_POLL_MIN, lease_seconds / 10))
+
+    def warm(self) -> None:
+        """Open the followers' subscriber in the background (``ready.py``),
+        so that a follower does not wait for its connection: called by
+        every use of the lease."""
+        self._notifications.warm()
 
     async def compute(
         self,
@@ -83,10 +89,35 @@ class Lease:
         another process has computed it."""
         token = secrets.token_hex(16)
         lock = sidecar_key(full_key, "lock")
-        give_up_at = time.monotonic() + self._wait_seconds
-        self._notifications.warm()
+        self.warm()
         if await self._take(lock, token, full_key):
             return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
+        return await self.follow(key, full_key, produce, store, ttl_ms, meta)
+
+    async def follow(
+        self,
+        key: str,
+        full_key: str,
+        produce: Produce,
+        store: Store,
+        ttl_ms: int | None,
+        meta: Callable[[float], str],
+    ) -> str:
+        """The value for ``full_key``, whose lease another process has just
+        been found holding: read once that process has stored it; computed
+        here after all when the lease comes free without a value (this
+        process takes it over and leads) or after ``wait`` seconds.
+
+        ``remember_many`` takes its keys' leases together and follows each
+        key it lost here, on that key's own channel.
+
+        Cancellation: the watch is left (its unsubscribe shielded and
+        bounded); a lease taken over is released as :meth:`_lead` says.
+        """
+        token = secrets.token_hex(16)
+        lock = sidecar_key(full_key, "lock")
+        give_up_at = time.monotonic() + self._wait_seconds
+        self.warm()
         # Someone else leads. Subscribe to the key's channel — confirmed
         # before the next read, so a value stored after that read is heard —
         # then read, and wait to be told (the message carries the value) or
@@ -109,7 +140,7 @@ class Lease:
                     break
         if leading:
             return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
-        self._report(key, "wait_expired", None)
+        self.report(key, "wait_expired", None)
         produced, delta = await produce()
         await store(produced, delta)
         return produced
@@ -120,7 +151,7 @@ class Lease:
         it holds our token), or the others would wait it out."""
         try:
             return bool(
-                await self._client.execute_command("SET", lock, token, "NX", "PX", self._lease_ms)
+                await self._client.execute_command("SET", lock, token, "NX", "PX", self.lease_ms)
             )
         except BaseException:
             await self._release(lock, token, full_key)
@@ -169,27 +200,27 @@ class Lease:
             await self._release(lock, token, full_key)
             raise
         if not ours and not lost:
-            self._report(
+            self.report(
                 key, "lease_lost", "the lease expired or was taken before the value was stored"
             )
         return value
 
     async def _keep_renewed(self, key: str, lock: str, token: str, lost: list[bool]) -> None:
-        interval = self._lease_seconds / 3
+        interval = self.lease_seconds / 3
         while True:
             await anyio.sleep(interval)
             try:
-                renewed = await RENEW(self._client, [lock], [token, self._lease_ms])
+                renewed = await RENEW(self._client, [lock], [token, self.lease_ms])
             except Exception:
                 continue  # Redis hiccup: try again next interval; expiry is the backstop
             if not renewed:
                 lost.append(True)
-                self._report(key, "lease_lost", "the lease expired or was taken while computing")
+                self.report(key, "lease_lost", "the lease expired or was taken while computing")
                 return
 
     async def _release(self, lock: str, token: str, full_key: str) -> None:
         """Give the lease up now (something failed, or we were cancelled)."""
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self._lease_seconds):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.lease_seconds):
             try:
                 await RELEASE(self._client, [lock], [token, ready_channel(full_key)])
             except Exception:

@@ -11,13 +11,18 @@ yet (a restart, a failover).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
 from .lease_client import CommandClient
 
-__all__ = ["RELEASE", "RENEW", "STORE_AND_RELEASE", "Script"]
+__all__ = ["RELEASE", "RENEW", "STORE_AND_RELEASE", "Script", "Send"]
+
+#: Sends commands together (one write per node) and returns their replies,
+#: error replies as values: how a batch runs a script for many keys.
+Send = Callable[[Sequence[tuple[Any, ...]]], Awaitable[list[Any]]]
 
 
 class Script:
@@ -30,6 +35,25 @@ class Script:
             return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await client.execute_command("EVAL", self.source, len(keys), *keys, *args)
+
+    async def many(self, send: Send, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """One run per ``(keys, args)`` of ``calls``, sent together by
+        ``send`` (one write per node: a batch's leases, each in its key's
+        slot); each run's reply, an error reply as its exception. The runs
+        the server did not know the script for (``NOSCRIPT``) go again by
+        ``EVAL``, together, once."""
+        replies = await send([("EVALSHA", self.sha, len(k), *k, *a) for k, a in calls])
+        unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if unknown:
+            again = await send(
+                [
+                    ("EVAL", self.source, len(calls[i][0]), *calls[i][0], *calls[i][1])
+                    for i in unknown
+                ]
+            )
+            for index, reply in zip(unknown, again, strict=True):
+                replies[index] = reply
+        return replies
 
 
 #: Tells the key's followers (``ready.py``): ``SPUBLISH`` on the key's own
