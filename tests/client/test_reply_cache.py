@@ -86,14 +86,14 @@ async def test_a_change_to_a_key_drops_every_reply_that_read_it(
 
 
 async def test_another_clients_writes_are_seen_after_one_round_trip(
-    real_server: RedisServer, key: str
+    own_server: RedisServer, key: str
 ) -> None:
     keys = [f"{key}:{n}" for n in range(8)]
     rng = random.Random(31)
     current: dict[str, dict[str, str]] = {name: {} for name in keys}
     async with (
-        open_redis_client(real_server.url, local_cache=True) as client,
-        open_redis_client(real_server.url) as writer,
+        open_redis_client(own_server.url, local_cache=True) as client,
+        open_redis_client(own_server.url) as writer,
     ):
         for round_ in range(200):
             chosen = rng.choice(keys)
@@ -115,8 +115,8 @@ async def test_another_clients_writes_are_seen_after_one_round_trip(
             assert await client.hlen(chosen) == len(current[chosen]), round_
 
 
-async def test_own_writes_are_read_back_at_once(real_server: RedisServer, key: str) -> None:
-    async with open_redis_client(real_server.url, local_cache=True) as client:
+async def test_own_writes_are_read_back_at_once(own_server: RedisServer, key: str) -> None:
+    async with open_redis_client(own_server.url, local_cache=True) as client:
         assert await client.hgetall(key) == {}
         await client.hset(key, "a", "1")
         assert await client.hgetall(key) == {"a": "1"}  # no round trip in between
@@ -303,3 +303,34 @@ def test_the_ticket_rule_spoils_a_read_overtaken_by_an_invalidation() -> None:
     replies.finish(("GET", "a"), ["a"], ticket, True, "1", [-1])
     assert replies.stats().entries == 1
     assert not replies._reading and not replies._invalidated
+
+
+def test_forgetting_slots_drops_only_their_replies_and_spoils_reads_in_flight() -> None:
+    from redis.crc import key_slot
+
+    replies = ReplyCache(max_entries=10, max_bytes=10**6, ttl=60, cluster=True)
+    for name in ("a", "b"):
+        ticket = replies.begin([name])
+        replies.finish(("GET", name), [name], ticket, True, "v", [-1])
+    in_flight = replies.begin(["c"])
+    replies.forget_slots({key_slot(b"a")})
+    assert replies.held(("GET", "a")) is ABSENT
+    assert replies.held(("GET", "b")) == "v"
+    replies.finish(("GET", "c"), ["c"], in_flight, True, "v", [-1])
+    assert replies.held(("GET", "c")) is ABSENT
+
+
+async def test_a_read_before_the_connection_opened_and_a_number_as_key_are_not_kept(
+    own_server: RedisServer, key: str
+) -> None:
+    async with open_redis_client(own_server.url, local_cache=True) as client:
+        assert await client.get(key) is None  # the very first command: it connects
+        stats = client.local_stats
+        assert stats is not None and stats.entries == 0
+        assert await client.get(key) is None
+        assert await client.get(12345) is None  # a number: not matched to invalidations
+        stats = client.local_stats
+        assert stats is not None and stats.entries == 1
+        await client.flushall()
+        stats = client.local_stats
+        assert stats is not None and stats.entries == 0
