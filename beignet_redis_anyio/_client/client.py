@@ -237,7 +237,11 @@ class RedisClient(AsyncCoreCommands):
                     options.pop(EMPTY_RESPONSE, None)
                     options.pop("keys", None)
                     return callback(held, **options)
-            return await self._through_cache(replies, command, args, options)
+                return await self._read_through(replies, command, args, options)
+            keys = command.keys(args)
+            if keys or command.name in _FLUSHING:
+                return await self._written(replies, command, keys, args, options)
+            # Keyless (PING, INFO …): nothing of the cache's to drop.
         if command.path is SHARED and self._cluster is None:
             # The hot path, inline: one server, the shared connection.
             decode = self._decode and NEVER_DECODE not in options
@@ -274,18 +278,14 @@ class RedisClient(AsyncCoreCommands):
             reply = await self._cluster.execute(command, args, decode)
         return self._shape(command, reply, options)
 
-    async def _through_cache(
+    async def _read_through(
         self, replies: ReplyCache, command: Command, args: tuple[Any, ...], options: dict[str, Any]
     ) -> Any:
-        """With the local cache on: a cacheable command from memory, or read
-        and kept; any other sent with its keys' replies dropped around it."""
-        if command.cacheable and NEVER_DECODE not in options:
-            # Not held (execute_command looked): read it, and keep it.
-            reply = await self._read_cached(replies, command, args)
-            if reply is not _NOT_CACHED:
-                return self._shape(command, reply, options)
+        """A cacheable command that memory does not hold: read it and keep it."""
+        reply = await self._read_cached(replies, command, args)
+        if reply is _NOT_CACHED:
             return await self._send(command, args, options)
-        return await self._written(replies, command, args, options)
+        return self._shape(command, reply, options)
 
     async def _read_cached(
         self, replies: ReplyCache, command: Command, args: tuple[Any, ...]
@@ -317,13 +317,18 @@ class RedisClient(AsyncCoreCommands):
         return copy_reply(read[0]) if answered else read[0]
 
     async def _written(
-        self, replies: ReplyCache, command: Command, args: tuple[Any, ...], options: dict[str, Any]
+        self,
+        replies: ReplyCache,
+        command: Command,
+        keys: list[Any],
+        args: tuple[Any, ...],
+        options: dict[str, Any],
     ) -> Any:
-        """Any other command, with the local cache on: the replies that read
-        its keys are dropped before it is sent and again once it is answered
-        — the server's invalidation for a writer's own write comes after its
-        reply, and a process reads its own writes at once."""
-        names = [name for key in command.keys(args) if (name := key_name(key)) is not None]
+        """Any other command with keys, with the local cache on: the replies
+        that read them are dropped before it is sent and again once it is
+        answered — the server's invalidation for a writer's own write comes
+        after its reply, and a process reads its own writes at once."""
+        names = [name for key in keys if (name := key_name(key)) is not None]
         for name in names:
             replies.invalidate(name)
         try:

@@ -202,6 +202,11 @@ def _counted_keys(at: int, *, optional: bool = False) -> KeyFinder:
     return find
 
 
+def _destination_and_counted(args: Sequence[Any]) -> list[Any]:
+    """``ZUNIONSTORE dest numkeys key…``: the destination, then the counted keys."""
+    return [args[1], *_counted_keys(2)(args)] if len(args) > 1 else []
+
+
 def _key_after_subcommand(args: Sequence[Any]) -> list[Any]:
     """``OBJECT ENCODING key``, ``MEMORY USAGE key``: the argument after the
     subcommand, which redis-py sends as one name (``"MEMORY USAGE"``) or as
@@ -326,8 +331,29 @@ _MS_AFTER_BLOCK = BlockTime(after="BLOCK", unit=0.001)
 _TRAITS: list[tuple[Sequence[str], dict[str, Any]]] = [
     (_KEYLESS, {"first_key": 0}),
     (CACHEABLE, {"cacheable": True}),
-    (("LCS",), {"last_key": 2}),
-    (("SINTER", "SUNION", "SDIFF"), _ALL_KEYS),
+    # Every key a command reads or writes, so that a client-side cache drops
+    # what a write changed (and a cluster sees a cross-slot call up front).
+    (
+        (
+            "LCS",
+            "RENAME",
+            "RENAMENX",
+            "COPY",
+            "SMOVE",
+            "LMOVE",
+            "RPOPLPUSH",
+            "GEOSEARCHSTORE",
+            "ZRANGESTORE",
+        ),
+        {"last_key": 2},
+    ),
+    (("BLMOVE", "BRPOPLPUSH"), {"last_key": 2}),
+    (
+        ("SINTER", "SUNION", "SDIFF", "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "PFMERGE"),
+        _ALL_KEYS,
+    ),
+    (("ZINTERSTORE", "ZUNIONSTORE", "ZDIFFSTORE"), {"find_keys": _destination_and_counted}),
+    (("BITOP",), {"first_key": 2, **_ALL_KEYS}),
     (("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"), {"find_keys": _EVAL_KEYS}),
     (("OBJECT", "MEMORY"), {"find_keys": _key_after_subcommand}),
     (

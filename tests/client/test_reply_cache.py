@@ -131,6 +131,14 @@ async def test_own_writes_are_read_back_at_once(own_server: RedisServer, key: st
         assert await client.get(f"{key}:s") == "x"
         await client.execute_command("SWAPDB", 0, 0)
         assert await client.get(f"{key}:s") == "x"
+        # A write to a key it does not name first: every key the table knows.
+        assert await client.get(f"{key}:t") is None
+        await client.rename(f"{key}:s", f"{key}:t")
+        assert await client.get(f"{key}:t") == "x"
+        assert await client.smembers(f"{key}:u") == set()
+        await client.sadd(f"{key}:v", "m")
+        await client.sunionstore(f"{key}:u", [f"{key}:v"])
+        assert await client.smembers(f"{key}:u") == {"m"}
 
 
 async def test_a_hit_hands_out_a_copy(real_server: RedisServer, key: str) -> None:
