@@ -181,3 +181,54 @@ async def test_another_processs_refresh_in_flight_is_not_duplicated(
             assert await cache.client.get(sidecar_key(full, "lock")) == "another-process"
             await cache.client.delete(sidecar_key(full, "lock"))
         assert cache.in_flight == 0
+
+
+async def test_a_refresh_leader_uses_a_value_stored_meanwhile_by_another_process(
+    real_server: RedisServer, key: str
+) -> None:
+    """Between the hit that started the refresh and the lease, another
+    process refreshed the key: the leader takes that value (it is not the
+    one the refresh started from) instead of computing again; the value it
+    started from is recomputed."""
+    produced: list[str] = []
+
+    async def produce() -> tuple[str, float]:
+        produced.append("single")
+        return "mine", 0.001
+
+    async def store(value: str, delta: float) -> None:
+        raise AssertionError("the leader stores under the lease")
+
+    async def call(fulls: list[str]) -> tuple[dict[str, object], float]:
+        produced.extend(fulls)
+        return dict.fromkeys(fulls, "mine"), 0.001
+
+    def followed(fulls: list[str]) -> None:
+        raise AssertionError(f"nobody else holds {fulls}")
+
+    async with open_redis_provider(_config(real_server.url, False)) as cache:
+        moved, same = f"{cache.key_prefix}{key}:moved", f"{cache.key_prefix}{key}:same"
+        await cache.client.set(moved, "refreshed elsewhere", px=60_000)
+        await cache.client.set(same, "old", px=60_000)
+        lease = cache._lease
+        with anyio.fail_after(10):
+            got = await lease.compute(
+                "moved", moved, produce, store, 60_000, lambda d: "1", refreshing="old"
+            )
+            assert got == "refreshed elsewhere"
+            assert produced == []
+            led = await cache._batches._batch_lease.compute(
+                [moved, same],
+                {moved: "moved", same: "same"},
+                call,
+                followed,
+                lambda: 60_000,
+                lambda d: "1",
+                {moved: "old", same: "old"},
+            )
+        assert led.outcomes == {moved: "refreshed elsewhere", same: "mine"}
+        assert produced == [same]
+        assert await cache.client.get(moved) == "refreshed elsewhere"
+        assert await cache.client.get(same) == "mine"
+        for full in (moved, same):
+            assert await cache.client.get(sidecar_key(full, "lock")) is None
