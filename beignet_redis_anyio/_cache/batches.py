@@ -364,16 +364,21 @@ class Batches:
         flights = self._core.flights
         due = [full for full in due if full not in flights]
         if due:
-            computes = self._start(plan, due)
+            computes = self._start(plan, due, {full: str(read[full]) for full in due})
             for full in due:
                 flights.start_background(
                     full, reported_refresh(plan.names[full], computes[full], self._core.report)
                 )
         return read
 
-    def _start(self, plan: _Plan, keys: list[str]) -> dict[str, Callable[[], Awaitable[str]]]:
+    def _start(
+        self, plan: _Plan, keys: list[str], refreshing: Mapping[str, str] | None = None
+    ) -> dict[str, Callable[[], Awaitable[str]]]:
         """The computations of ``keys``' runs: each waits for one shared
         ``factory_many`` run and takes its own key's outcome from it.
+        ``refreshing``: for an early refresh, the values it started from,
+        which the lease's leader must not take for values another process
+        has just stored (``lease_batch.py``).
 
         Under the lease, a key whose lease another process holds is told so
         as soon as the leases are taken: its run stops waiting for the
@@ -387,7 +392,7 @@ class Batches:
                 following[full].cancel()
 
         produce: Callable[[], Awaitable[dict[str, _Outcome]]] = (
-            partial(self._produce_leased, plan, keys, followed)
+            partial(self._produce_leased, plan, keys, followed, refreshing)
             if plan.lock
             else partial(self._produce, plan, keys)
         )
@@ -398,7 +403,9 @@ class Batches:
                 with following[full]:
                     outcome = (await self._factory_runs.run(number, produce))[full]
                 if outcome is FOLLOW:
-                    return await self._follow(plan, full)
+                    return await self._follow(
+                        plan, full, None if refreshing is None else refreshing.get(full)
+                    )
                 if isinstance(outcome, BaseException):
                     raise outcome
                 return str(outcome)
@@ -408,7 +415,11 @@ class Batches:
         return {full: for_key(full) for full in keys}
 
     async def _produce_leased(
-        self, plan: _Plan, keys: list[str], followed: Callable[[list[str]], None]
+        self,
+        plan: _Plan,
+        keys: list[str],
+        followed: Callable[[list[str]], None],
+        refreshing: Mapping[str, str] | None = None,
     ) -> dict[str, _Outcome]:
         """``_produce`` under the cross-process lease (``lease_batch.py``):
         the keys this process wins go to one ``factory_many`` call, the keys
@@ -432,6 +443,7 @@ class Batches:
                     tell,
                     partial(core.jittered, plan.ttl_ms),
                     partial(_meta, plan.refresh),
+                    refreshing,
                 )
             except UNAVAILABLE:
                 if not core.bypass:
@@ -448,7 +460,7 @@ class Batches:
         outcomes = await self._produce(plan, rest) if rest else {}
         return {**outcomes, **dict.fromkeys(told, FOLLOW)}
 
-    async def _follow(self, plan: _Plan, full: str) -> str:
+    async def _follow(self, plan: _Plan, full: str, refreshing: str | None = None) -> str:
         """``full``'s value while another process holds its lease: as a
         ``remember`` follower (``Lease.follow``); a lease taken over, or a
         wait given up, is computed here by a ``factory_many`` call of its own."""
@@ -475,7 +487,13 @@ class Batches:
 
         try:
             return await self._lease.follow(
-                name, full, produce, store, core.jittered(plan.ttl_ms), partial(_meta, plan.refresh)
+                name,
+                full,
+                produce,
+                store,
+                core.jittered(plan.ttl_ms),
+                partial(_meta, plan.refresh),
+                refreshing,
             )
         except UNAVAILABLE as exc:
             if not core.bypass:

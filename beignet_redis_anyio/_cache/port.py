@@ -306,7 +306,9 @@ class RedisCachePort(CacheConveniences):
                     # from Redis decides; the caller still gets this value.
                     self._flights.start_background(
                         full_key,
-                        reported_refresh(plan.key, partial(self._compute, plan), self._report),
+                        reported_refresh(
+                            plan.key, partial(self._compute, plan, str(held)), self._report
+                        ),
                     )
                 if self._observer is not None:
                     self._report.event(
@@ -508,12 +510,16 @@ class RedisCachePort(CacheConveniences):
             return None
         if refresh_due(meta, remaining_ms, self.config.early_refresh_beta):
             self._flights.start_background(
-                full_key, reported_refresh(plan.key, partial(self._compute, plan), self._report)
+                full_key,
+                reported_refresh(plan.key, partial(self._compute, plan, str(value)), self._report),
             )
         return str(value)
 
-    async def _compute(self, plan: _Plan) -> str:
-        """Runs in the flight's task: produce the value and store it."""
+    async def _compute(self, plan: _Plan, refreshing: str | None = None) -> str:
+        """Runs in the flight's task: produce the value and store it.
+        ``refreshing``: the value an early refresh started from (``None``
+        for a miss), which the lease's leader must not take for a value
+        another process has just stored (``Lease.compute``)."""
 
         async def produce() -> tuple[str, float]:
             began = time.perf_counter()
@@ -541,6 +547,7 @@ class RedisCachePort(CacheConveniences):
                     store,
                     self._jittered(plan.ttl_ms),
                     lambda delta: meta_value(delta) if plan.refresh else "",
+                    refreshing,
                 )
             except UNAVAILABLE as exc:
                 if not self._bypass:

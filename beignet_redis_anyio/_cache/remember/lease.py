@@ -11,7 +11,9 @@ this makes one *process* compute. The protocol, per key:
    lost (expired, taken) is reported; the value is still stored and returned.
    If anything fails before the value is stored (the factory, the store
    itself) or the leader is cancelled, the lease is released at once and the
-   followers told.
+   followers told. An early refresh (``refresh.py``) takes the lease as a miss
+   does, so that one process across the fleet refreshes; the value it started
+   from is no reason for its leader not to compute.
 3. A follower subscribes to its key's ready channel (``ready.py``: per key,
    only while it waits), reads the key once the subscription is confirmed,
    and waits to be told — the message carries the value — or for a bounded,
@@ -84,15 +86,23 @@ class Lease:
         store: Store,
         ttl_ms: int | None,
         meta: Callable[[float], str],
+        refreshing: str | None = None,
     ) -> str:
         """The value for ``full_key``: computed here as leader, or read once
-        another process has computed it."""
+        another process has computed it.
+
+        ``refreshing``: the value an early refresh started from (``None``
+        for a miss). Its leader computes even though that value is stored —
+        only a different one (another process refreshed meanwhile) is used
+        as it is; its follower, finding a value stored, returns it at once:
+        the process that holds the lease is refreshing it.
+        """
         token = secrets.token_hex(16)
         lock = sidecar_key(full_key, "lock")
         self.warm()
         if await self._take(lock, token, full_key):
-            return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
-        return await self.follow(key, full_key, produce, store, ttl_ms, meta)
+            return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta, refreshing)
+        return await self.follow(key, full_key, produce, store, ttl_ms, meta, refreshing)
 
     async def follow(
         self,
@@ -102,6 +112,7 @@ class Lease:
         store: Store,
         ttl_ms: int | None,
         meta: Callable[[float], str],
+        refreshing: str | None = None,
     ) -> str:
         """The value for ``full_key``, whose lease another process has just
         been found holding: read once that process has stored it; computed
@@ -109,7 +120,8 @@ class Lease:
         process takes it over and leads) or after ``wait`` seconds.
 
         ``remember_many`` takes its keys' leases together and follows each
-        key it lost here, on that key's own channel.
+        key it lost here, on that key's own channel. ``refreshing``: as
+        :meth:`compute` has it (for a lease taken over).
 
         Cancellation: the watch is left (its unsubscribe shielded and
         bounded); a lease taken over is released as :meth:`_lead` says.
@@ -139,7 +151,7 @@ class Lease:
                     leading = True
                     break
         if leading:
-            return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta)
+            return await self._lead(key, full_key, lock, token, produce, ttl_ms, meta, refreshing)
         self.report(key, "wait_expired", None)
         produced, delta = await produce()
         await store(produced, delta)
@@ -166,6 +178,7 @@ class Lease:
         produce: Produce,
         ttl_ms: int | None,
         meta: Callable[[float], str],
+        refreshing: str | None = None,
     ) -> str:
         """Compute, store and let go, as the holder of the lease ``token``.
 
@@ -183,8 +196,10 @@ class Lease:
         try:
             # The previous leader may have stored the value and let go
             # between our first read and our SET NX: look once more first.
+            # A refresh finds the value it started from there: only another
+            # one (refreshed meanwhile by another process) is used as it is.
             existing = await self._client.execute_command("GET", full_key)
-            if existing is not None:
+            if existing is not None and (refreshing is None or str(existing) != refreshing):
                 await self._release(lock, token, full_key)
                 return str(existing)
             lost: list[bool] = []

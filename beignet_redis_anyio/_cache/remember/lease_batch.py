@@ -16,7 +16,8 @@ same for every key of a batch, while the keys this process wins still go to
    lease expired), computing alone after ``lock_wait_seconds``.
 3. The keys won: look once more (a previous leader may have stored a value
    and let go between the first read and the ``SET NX``: that key's lease is
-   given back at once), then one ``factory_many`` call for the rest while one
+   given back at once — but not for an early refresh's key still holding the
+   value the refresh started from), then one ``factory_many`` call for the rest while one
    task renews all their leases every third of a lease. Each good value is
    then stored and its lease released by ``STORE_AND_RELEASE`` (which hands
    the value to the key's followers), all in one write per node.
@@ -34,7 +35,7 @@ after all: it deletes a lock only while it holds our token.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import anyio
@@ -95,10 +96,12 @@ class BatchLease:
         followed: Callable[[list[str]], None],
         ttl_ms: Callable[[], int | None],
         meta: Callable[[float], str],
+        refreshing: Mapping[str, str] | None = None,
     ) -> Led:
         """Take ``keys``' leases, tell ``followed`` which keys another process
         holds, and compute the rest by one ``call`` (``names``: each full
-        key's name as the caller gave it, for events).
+        key's name as the caller gave it, for events). ``refreshing``: for
+        an early refresh, the values it started from (``Lease.compute``).
 
         Raises what taking the leases or the second read raised (a lost
         connection: the factory has not run), every lease given up first.
@@ -132,7 +135,7 @@ class BatchLease:
         if following:
             followed(following)
         try:
-            unstored = await self._lead(held, outcomes, names, call, ttl_ms, meta)
+            unstored = await self._lead(held, outcomes, names, call, ttl_ms, meta, refreshing)
         except BaseException:
             await self._release(held)
             raise
@@ -146,6 +149,7 @@ class BatchLease:
         call: Call,
         ttl_ms: Callable[[], int | None],
         meta: Callable[[float], str],
+        refreshing: Mapping[str, str] | None,
     ) -> dict[str, BaseException]:
         """Compute and store the keys of ``held`` (their tokens), filling in
         their ``outcomes``; a lease is dropped from ``held`` once it is
@@ -154,12 +158,15 @@ class BatchLease:
         if not held:
             return {}
         # The previous leader may have stored a value and let go between our
-        # first read and our SET NX: look once more first.
+        # first read and our SET NX: look once more first. A refresh finds
+        # the values it started from there: only another one (refreshed
+        # meanwhile by another process) is used as it is.
         leading = list(held)
         existing = await self._send([("GET", full) for full in leading])
+        started_from = refreshing or {}
         found: dict[str, str] = {}
         for full, value in zip(leading, existing, strict=True):
-            if value is not None:
+            if value is not None and (full not in started_from or value != started_from[full]):
                 outcomes[full] = value  # a value, or this key's error (not text)
                 found[full] = held.pop(full)
         await self._release(found)
