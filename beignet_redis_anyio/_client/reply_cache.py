@@ -108,15 +108,21 @@ def cache_config_entries(config: Any) -> int:
     fixed: least recently used out first, the default tracking mode, and
     the command table's allow-list (not a ``cache_predicate``).
     ``ValueError`` names what differs."""
-    from redis.cache import CacheConfig, EvictionPolicy, TrackingMode
+    from redis import cache as redis_cache
+    from redis.cache import CacheConfig, EvictionPolicy
 
     if not isinstance(config, CacheConfig):
         raise ValueError(f"cache_config must be a redis.cache.CacheConfig, got {config!r}")
     if config.get_eviction_policy() is not EvictionPolicy.LRU:
         raise ValueError("cache_config: only the LRU eviction policy is offered")
-    if config.get_tracking_mode() is not TrackingMode.PLAIN:
+    # Tracking modes and predicates came with redis-py 8.2; before it, a
+    # CacheConfig has neither, and both are the defaults we offer.
+    tracking_mode: Any = getattr(config, "get_tracking_mode", None)
+    modes: Any = getattr(redis_cache, "TrackingMode", None)
+    if tracking_mode is not None and tracking_mode() is not modes.PLAIN:
         raise ValueError("cache_config: only the default (plain) tracking mode is offered")
-    if config.get_cache_predicate() is not None:
+    cache_predicate: Any = getattr(config, "get_cache_predicate", None)
+    if cache_predicate is not None and cache_predicate() is not None:
         raise ValueError(
             "cache_config: a cache_predicate is not offered; the command table decides "
             "which commands are cached"

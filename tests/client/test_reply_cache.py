@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from redis.cache import CacheConfig, TrackingMode
+from redis import cache as redis_cache
+from redis.cache import CacheConfig
 from redis.exceptions import ResponseError
 
 from beignet_redis_anyio import RedisConfig, open_redis_client, open_redis_provider
@@ -241,11 +242,16 @@ async def test_redis_pys_cache_config_maps_onto_it(real_server: RedisServer, key
             await client.get(f"{key}:{n}")
         stats = client.local_stats
         assert stats is not None and stats.entries == 3
-    for odd, word in (
-        (CacheConfig(tracking_mode=TrackingMode.OPTIN), "tracking mode"),
-        (CacheConfig(cache_predicate=lambda name, args: True), "cache_predicate"),
+    odds: list[tuple[object, str]] = [
         ("max_size=3", "CacheConfig"),
-    ):
+        (CacheConfig(cache_class=dict), "cache_class"),
+    ]
+    if hasattr(redis_cache, "TrackingMode"):  # redis-py >= 8.2
+        odds += [
+            (CacheConfig(tracking_mode=redis_cache.TrackingMode.OPTIN), "tracking mode"),
+            (CacheConfig(cache_predicate=lambda name, args: True), "cache_predicate"),
+        ]
+    for odd, word in odds:
         with pytest.raises(ValueError, match=word):
             async with open_redis_client(real_server.url, cache_config=odd):
                 pass
