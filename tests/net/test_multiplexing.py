@@ -88,8 +88,11 @@ async def test_a_steady_crowd_leaves_in_one_write_per_round(
             for index in range(crowd):
                 tasks.start_soon(caller, index)
     assert sum(writes) == rounds * crowd
-    # The first round may split (nobody has joined anyone yet); then one each.
-    assert len([count for count in writes if count]) <= rounds + 2, writes
+    # Without the hold every round takes two writes (its first caller alone,
+    # then the rest). With it a round takes one, unless the replies came back
+    # in parts, which a loaded machine does: a bound well under two a round
+    # tells the hold from its absence without asking for a quiet machine.
+    assert len([count for count in writes if count]) <= rounds * 3 // 2 + 2, writes
 
 
 async def test_a_caller_alone_after_a_crowd_waits_at_most_two_turns_to_send(
