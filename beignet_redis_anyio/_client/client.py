@@ -222,6 +222,7 @@ class RedisClient(AsyncCoreCommands):
         """
         command = command_for(args)
         replies = self._replies
+        written: Sequence[Any] = ()
         if replies is not None:
             if command.cacheable and NEVER_DECODE not in options:
                 # A hit, inline and cheap: it is what the cache is for. (The
@@ -238,23 +239,40 @@ class RedisClient(AsyncCoreCommands):
                     options.pop("keys", None)
                     return callback(held, **options)
                 return await self._read_through(replies, command, args, options)
-            keys = command.keys(args)
-            if keys or command.name in _FLUSHING:
-                return await self._written(replies, command, keys, args, options)
-            # Keyless (PING, INFO …): nothing of the cache's to drop.
-        if command.path is SHARED and self._cluster is None:
-            # The hot path, inline: one server, the shared connection.
-            decode = self._decode and NEVER_DECODE not in options
-            (reply,) = await self._mux.request(encode_command(args), 1, decode)
-            # The common case, a plain reply no callback shapes, without a call.
-            if (
-                not isinstance(reply, Exception)
-                and NEVER_DECODE not in options
-                and _plain_get(self._callbacks, command.callback) is None
-            ):
-                return reply
-            return self._shape(command, reply, options)
-        return await self._send(command, args, options)
+            # Any other command may write its keys: the replies that read
+            # them go once it is answered — the server's invalidation for a
+            # writer's own write comes after its reply, and a process reads
+            # its own writes at once. On the shared connection that is
+            # enough: a read queued before the write is answered before it
+            # (and dropped then), one queued after it reads the new value.
+            # A blocking command runs on a connection of its own, with no such
+            # order: its keys' replies go before it is sent, too.
+            written = command.keys(args)
+            if command.path is not SHARED:
+                for key in written:
+                    replies.invalidate(key if type(key) is str else key_name(key))
+        try:
+            if command.path is SHARED and self._cluster is None:
+                # The hot path, inline: one server, the shared connection.
+                decode = self._decode and NEVER_DECODE not in options
+                (reply,) = await self._mux.request(encode_command(args), 1, decode)
+                # The common case, a plain reply no callback shapes, without a call.
+                if (
+                    not isinstance(reply, Exception)
+                    and NEVER_DECODE not in options
+                    and _plain_get(self._callbacks, command.callback) is None
+                ):
+                    return reply
+                return self._shape(command, reply, options)
+            return await self._send(command, args, options)
+        finally:
+            if replies is not None:
+                for key in written:
+                    name = key if type(key) is str else key_name(key)
+                    if name in replies.by_key or name in replies.reading:
+                        replies.invalidate(name)
+                if command.name in _FLUSHING:
+                    replies.flush()  # its null invalidation comes after the reply too
 
     async def _send(self, command: Command, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """Send one command on its path and shape its reply (see :meth:`execute_command`)."""
@@ -315,29 +333,6 @@ class RedisClient(AsyncCoreCommands):
         finally:
             replies.finish(entry_key, known, ticket, answered, read[0] if read else None, read[1:])
         return copy_reply(read[0]) if answered else read[0]
-
-    async def _written(
-        self,
-        replies: ReplyCache,
-        command: Command,
-        keys: list[Any],
-        args: tuple[Any, ...],
-        options: dict[str, Any],
-    ) -> Any:
-        """Any other command with keys, with the local cache on: the replies
-        that read them are dropped before it is sent and again once it is
-        answered — the server's invalidation for a writer's own write comes
-        after its reply, and a process reads its own writes at once."""
-        names = [name for key in keys if (name := key_name(key)) is not None]
-        for name in names:
-            replies.invalidate(name)
-        try:
-            return await self._send(command, args, options)
-        finally:
-            for name in names:
-                replies.invalidate(name)
-            if command.name in _FLUSHING:
-                replies.flush()  # its null invalidation comes after the reply too
 
     def _shape(self, command: Command, reply: Any, options: dict[str, Any]) -> Any:
         # Error replies arrive as exception values (see _net.wire.new_reader).

@@ -202,12 +202,13 @@ class ReplyCache:
         self.ttl = ttl
         self.cluster = cluster
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
-        #: Each key, and the entries that read it.
-        self._by_key: dict[str, set[Hashable]] = {}
+        #: Each key, and the entries that read it. (Read by the client too:
+        #: a write to a key in neither of these two has nothing to drop.)
+        self.by_key: dict[str, set[Hashable]] = {}
         self._bytes = 0
         #: Reads in flight, per key; for those keys only, the sequence number
         #: of their latest invalidation.
-        self._reading: dict[str, int] = {}
+        self.reading: dict[str, int] = {}
         self._invalidated: dict[str, int] = {}
         self._sequence = 0
         self._generation = 0
@@ -248,7 +249,7 @@ class ReplyCache:
 
     def begin(self, keys: Sequence[str]) -> Ticket:
         """A read of ``keys`` is about to be queued."""
-        reading = self._reading
+        reading = self.reading
         for key in keys:
             reading[key] = reading.get(key, 0) + 1
         return Ticket(self._sequence, self._generation, _now())
@@ -266,7 +267,7 @@ class ReplyCache:
         and each key's ``PTTL``) or not. Keep the reply only if nothing put
         it in doubt meanwhile. Must follow every :meth:`begin` exactly once."""
         spoiled = False
-        reading, invalidated = self._reading, self._invalidated
+        reading, invalidated = self.reading, self._invalidated
         for key in keys:
             if invalidated.get(key, -1) > ticket.sequence:
                 spoiled = True
@@ -300,7 +301,7 @@ class ReplyCache:
         self._entries[entry_key] = _Entry(reply, keys, expires, size, slot)
         self._bytes += size
         for key in keys:
-            self._by_key.setdefault(key, set()).add(entry_key)
+            self.by_key.setdefault(key, set()).add(entry_key)
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             oldest = next(iter(self._entries))
             self._drop(oldest)
@@ -310,31 +311,32 @@ class ReplyCache:
         entry = self._entries.pop(entry_key)
         self._bytes -= entry.size
         for key in entry.keys:
-            readers = self._by_key.get(key)
+            readers = self.by_key.get(key)
             if readers is not None:
                 readers.discard(entry_key)
                 if not readers:
-                    del self._by_key[key]
+                    del self.by_key[key]
 
     # -- what puts replies in doubt ------------------------------------------
 
-    def invalidate(self, key: str) -> None:
+    def invalidate(self, key: str | None) -> None:
         """``key`` changed (or may have): drop every reply that read it, and
-        spoil the reads of it in flight."""
-        for entry_key in self._by_key.pop(key, ()):
+        spoil the reads of it in flight. (``None``, a key no reply can have
+        read — a number — changes nothing.)"""
+        for entry_key in self.by_key.pop(key, ()):  # type: ignore[arg-type]
             if entry_key in self._entries:
                 self._drop(entry_key)
-        if key in self._reading:
+        if key in self.reading:
             self._sequence += 1
             self._invalidated[key] = self._sequence
 
     def flush(self) -> None:
         """Forget everything, and spoil every read in flight."""
         self._generation += 1
-        if self._entries or self._reading:
+        if self._entries or self.reading:
             self.flushes += 1
         self._entries.clear()
-        self._by_key.clear()
+        self.by_key.clear()
         self._bytes = 0
 
     def forget_slots(self, slots: set[int], *, lost: bool = False) -> None:

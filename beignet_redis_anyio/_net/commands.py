@@ -151,6 +151,13 @@ class Command:
     def _callback(self) -> str:
         return self.name
 
+    #: Its key is its first argument alone (the default): found without a search.
+    one_key: bool = attrs.field(init=False)
+
+    @one_key.default
+    def _one_key(self) -> bool:
+        return (self.first_key, self.last_key, self.key_step, self.find_keys) == (1, 1, 1, None)
+
     def __attrs_post_init__(self) -> None:
         if (self.path is REFUSED) != (self.refusal is not None):
             raise ValueError(f"{self.name}: a refused command says why, and only one does")
@@ -160,8 +167,10 @@ class Command:
         for forever, or :data:`NOT_BLOCKING`."""
         return NOT_BLOCKING if self.block is None else self.block(args)
 
-    def keys(self, args: Sequence[Any]) -> list[Any]:
+    def keys(self, args: Sequence[Any]) -> Sequence[Any]:
         """This invocation's keys, as far as routing needs them."""
+        if self.one_key:
+            return args[1:2]  # most commands: the first argument, if any
         if not self.first_key or len(args) < 2:
             return []
         if self.find_keys is not None:

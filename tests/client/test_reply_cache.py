@@ -316,7 +316,7 @@ def test_the_ticket_rule_spoils_a_read_overtaken_by_an_invalidation() -> None:
     ticket = replies.begin(["a"])
     replies.finish(("GET", "a"), ["a"], ticket, True, "1", [-1])
     assert replies.stats().entries == 1
-    assert not replies._reading and not replies._invalidated
+    assert not replies.reading and not replies._invalidated
 
 
 def test_forgetting_slots_drops_only_their_replies_and_spoils_reads_in_flight() -> None:
