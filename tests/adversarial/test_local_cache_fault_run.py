@@ -86,6 +86,11 @@ class _Run:
     #: A loss begun and not yet acknowledged.
     losing: bool = False
 
+    def pick(self, rng: random.Random, keys: list[str]) -> str:
+        """A key of ``keys``, the first one (a hot key) half the time: readers
+        crowd on it, so they meet each other's reads in flight."""
+        return keys[0] if rng.random() < 0.5 else rng.choice(keys)
+
     def floor(self) -> Floor:
         # A loss under way counts as after the floor: what the floor
         # vouches for may be gone before the reader's round trip.
@@ -172,7 +177,7 @@ async def _writer(
                 await _until_answered(writer)
                 run.lost_everything()
                 run.faults["restart"] += 1
-            key = rng.choice(run.strings + run.hashes)
+            key = run.pick(rng, run.strings + run.hashes)
             version += 1  # even if unacknowledged: it may have been applied
             value = f"{run.epoch}:{version}"
             epoch = run.epoch
@@ -216,7 +221,7 @@ async def _reader(run: _Run, cache: RedisCachePort, rng: random.Random) -> None:
             after = lambda: cache.local_stats  # noqa: E731
             before = port_stats
         if path == "client.get":
-            key = rng.choice(run.strings)
+            key = run.pick(rng, run.strings)
             got = await client.get(key)
             if _served_locally(after(), before):
                 run.local_hits[path] += 1
@@ -243,7 +248,7 @@ async def _reader(run: _Run, cache: RedisCachePort, rng: random.Random) -> None:
             for key, got in many.items():
                 run.check(path, floor, key, got)
         elif path == "remember":
-            key = rng.choice(run.strings)
+            key = run.pick(rng, run.strings)
             got_or_none: str | None
             try:
                 got_or_none = await cache.remember(
@@ -255,7 +260,7 @@ async def _reader(run: _Run, cache: RedisCachePort, rng: random.Random) -> None:
                 run.local_hits[path] += 1
             run.check(path, floor, key, got_or_none)
         else:
-            key = rng.choice(run.strings)
+            key = run.pick(rng, run.strings)
             got = await cache.get(key)
             if _served_locally(after(), before):
                 run.local_hits[path] += 1
