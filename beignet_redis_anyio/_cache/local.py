@@ -224,11 +224,19 @@ class LocalCache:
         value: str | None,
         pttl_ms: Any,
         meta: Any = NO_META,
-    ) -> None:
+    ) -> bool:
         """The read ``ticket`` was taken for has ended — answered (``value``
         and the key's ``PTTL``; ``meta``, the early-refresh metadata read in
         the same write, if it was) or not. Store the answer only if nothing
-        put it in doubt meanwhile. Must follow every :meth:`begin` exactly once."""
+        put it in doubt meanwhile. Must follow every :meth:`begin` exactly once.
+
+        True when nothing did (answered, no invalidation of ``key`` nor a
+        flush since :meth:`begin`, and a ``PTTL`` that agrees), stored or
+        not: the answer is then as new as any write acknowledged before the
+        latest reply this connection parsed, so a caller that came after the
+        read was sent may be handed it too (``remember``'s shared read) —
+        before anything else is awaited. False: only the reader that sent it
+        may use it."""
         left = self._reading[key] - 1
         invalidated = self._invalidated.get(key, -1)
         if left:
@@ -237,17 +245,17 @@ class LocalCache:
             del self._reading[key]
             self._invalidated.pop(key, None)
         if not answered or ticket.flushes != self._generation or invalidated > ticket.sequence:
-            return
+            return False
         if not isinstance(pttl_ms, int) or (pttl_ms == -2 and value is not None):
-            return  # gone or changed between GET and PTTL: its invalidation is on the way
+            return False  # gone or changed between GET and PTTL: its invalidation is on the way
         if value is None and self.cluster:
-            return  # see the module's docstring
+            return True  # not kept: see the module's docstring
         # PTTL is whole milliseconds, rounded down or up: take one off.
         lifetime = self.ttl if pttl_ms < 0 else min(self.ttl, (pttl_ms - 1) / 1000)
-        if lifetime <= 0:
-            return
-        key_expires = 0.0 if pttl_ms < 0 else ticket.issued + pttl_ms / 1000
-        self._store(key, value, ticket.issued + lifetime, meta, key_expires)
+        if lifetime > 0:
+            key_expires = 0.0 if pttl_ms < 0 else ticket.issued + pttl_ms / 1000
+            self._store(key, value, ticket.issued + lifetime, meta, key_expires)
+        return True
 
     def _store(
         self,

@@ -152,7 +152,7 @@ class RedisCachePort(CacheConveniences):
                         status: Status = "hit" if value is not None else "miss"
                         self._report.event("cache.get", key, status, None, started, local=True)
                     return value
-                value = await self._guarded(self._read_tracked, self.key_prefix + key)
+                value, _ = await self._guarded(self._read_tracked, self.key_prefix + key)
         except BaseException as exc:
             held = self._stale(key, exc)
             if held is not ABSENT:
@@ -438,32 +438,38 @@ class RedisCachePort(CacheConveniences):
 
     # -- remember's parts ---------------------------------------------------
 
-    async def _read_for_remember(self, plan: _Plan) -> str | None:
+    async def _read_for_remember(self, plan: _Plan) -> tuple[str | None, bool]:
+        """The value, and whether the callers that came while it was read may
+        have it too (``SharedReads``): with the local cache, only if nothing
+        put it in doubt meanwhile (``LocalCache.finish``) — one of them may
+        have seen a newer write acknowledged since the read was sent."""
         flights = self._flights
         full_key = plan.full_key
         completed_before = flights.completed
+        shareable = True
         if plan.refresh:
-            cached = await self._read_with_expiry(plan)
+            cached, shareable = await self._read_with_expiry(plan)
         elif self._local is not None:
-            cached = await self._guarded(self._read_tracked, full_key)
+            cached, shareable = await self._guarded(self._read_tracked, full_key)
         else:
             cached = await self._guarded(self._execute, "GET", full_key)
         if cached is None and flights.completed != completed_before:
             # A run ended while we read; it may have stored our key.
             if self._local is not None:
-                cached = await self._guarded(self._read_tracked, full_key)
+                cached, shareable = await self._guarded(self._read_tracked, full_key)
             else:
                 cached = await self._guarded(self._execute, "GET", full_key)
-        return cached
+        return cached, shareable
 
-    async def _read_tracked(self, full_key: str) -> str | None:
+    async def _read_tracked(self, full_key: str) -> tuple[str | None, bool]:
         """A read that fills the local cache: GET and PTTL in one write (the
         entry must not outlive the key), stored unless an invalidation or a
-        flush arrived before the caller got the reply (``local.py``)."""
+        flush arrived before the caller got the reply (``local.py``). With
+        the value, whether nothing did (``LocalCache.finish``)."""
         local = self._local
         assert local is not None
         ticket = local.begin(full_key)  # before the read is queued
-        answered = False
+        answered = vouched = False
         value: Any = None
         remaining_ms: Any = None
         try:
@@ -474,19 +480,21 @@ class RedisCachePort(CacheConveniences):
             )
             answered = not isinstance(value, BaseException)
         finally:
-            local.finish(full_key, ticket, answered, value, remaining_ms)
+            vouched = local.finish(full_key, ticket, answered, value, remaining_ms)
         if isinstance(value, BaseException):
             raise value  # this key's own trouble (not text, WRONGTYPE)
-        return None if value is None else str(value)
+        return None if value is None else str(value), vouched
 
-    async def _read_with_expiry(self, plan: _Plan) -> str | None:
+    async def _read_with_expiry(self, plan: _Plan) -> tuple[str | None, bool]:
         """A hit that may start an early refresh (XFetch, ``refresh.py``).
         With the local cache, the value is kept with its metadata and
-        remaining TTL, so later hits decide from memory."""
+        remaining TTL, so later hits decide from memory. With the value,
+        whether nothing put it in doubt (as :meth:`_read_tracked` says)."""
         full_key = plan.full_key
         local = self._local
         ticket = None if local is None else local.begin(full_key)  # before it is queued
         answered = False
+        vouched = local is None
         value: Any = None
         remaining_ms: Any = None
         meta: Any = None
@@ -503,17 +511,17 @@ class RedisCachePort(CacheConveniences):
                 meta = None  # metadata someone else wrote that we cannot read: no early refresh
         finally:
             if local is not None and ticket is not None:
-                local.finish(full_key, ticket, answered, value, remaining_ms, meta)
+                vouched = local.finish(full_key, ticket, answered, value, remaining_ms, meta)
         if isinstance(value, Exception):
             raise value  # the value's own trouble (not text, WRONGTYPE): this caller's
         if value is None:
-            return None
+            return None, vouched
         if refresh_due(meta, remaining_ms, self.config.early_refresh_beta):
             self._flights.start_background(
                 full_key,
                 reported_refresh(plan.key, partial(self._compute, plan, str(value)), self._report),
             )
-        return str(value)
+        return str(value), vouched
 
     async def _compute(self, plan: _Plan, refreshing: str | None = None) -> str:
         """Runs in the flight's task: produce the value and store it.

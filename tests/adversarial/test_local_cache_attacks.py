@@ -591,3 +591,66 @@ def test_absurd_knobs_from_the_environment(variable: str, text: str) -> None:
     env = {"REDIS_URL": "redis://127.0.0.1:1", "REDIS_LOCAL_CACHE": "true", variable: text}
     with pytest.raises(ConfigError, match=variable):
         RedisConfig.from_env(env)
+
+
+@pytest.mark.parametrize("early_refresh", [False, True], ids=["plain", "early_refresh"])
+async def test_remember_does_not_join_a_read_its_round_trip_has_outdated(
+    real_server: RedisServer, key: str, monkeypatch: pytest.MonkeyPatch, early_refresh: bool
+) -> None:
+    """A ``remember`` that finds another caller's read of its key in flight
+    waits for it rather than read again; but that read may have been sent
+    before a write this caller's round trip has seen acknowledged. Its reply
+    (parsed, its caller not yet resumed) must not be handed on."""
+    async with _local(real_server.url) as cache, open_redis_client(real_server.url) as other:
+        await other.set(key, "old")
+        client = cache.client
+        replied, release = anyio.Event(), anyio.Event()
+        send_many = client._send_many
+
+        async def held_back(commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
+            replies = await send_many(commands, transaction)
+            if commands[0] == ("GET", key) and not replied.is_set():
+                replied.set()
+                await release.wait()  # as if the scheduler ran the others first
+            return replies
+
+        monkeypatch.setattr(client, "_send_many", held_back)
+        got: dict[str, str] = {}
+
+        async def remember(name: str) -> None:
+            got[name] = await cache.remember(
+                key, _never, ttl_seconds=60, early_refresh=early_refresh
+            )
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(remember, "first")
+                await replied.wait()  # its GET answered "old"
+                await other.set(key, "new")  # acknowledged
+                await _round_trip(cache)  # the invalidation is in
+                tasks.start_soon(remember, "second")
+                await anyio.wait_all_tasks_blocked()
+                release.set()
+        assert got == {"first": "old", "second": "new"}  # first's call began before the write
+        assert await cache.remember(key, _never, ttl_seconds=60) == "new"
+
+
+async def test_remember_still_shares_a_read_nothing_overtook(
+    real_server: RedisServer, key: str
+) -> None:
+    """The other side of the test above: with the local cache on, a hundred
+    callers on a cold key still send one read, when no write overtakes it."""
+    async with _local(real_server.url) as cache, open_redis_client(real_server.url) as other:
+        await other.set(key, "cached")
+        before = await _gets(other)
+        got: list[str] = []
+
+        async def remember() -> None:
+            got.append(await cache.remember(key, _never, ttl_seconds=60))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                for _ in range(100):
+                    tasks.start_soon(remember)
+        assert got == ["cached"] * 100
+        assert await _gets(other) == before + 1

@@ -4,7 +4,10 @@ Single-flight (``single_flight.py``) merges the computations after a miss;
 this merges the reads before them, so that a hundred concurrent ``remember``
 calls on one key in one process send one GET, not a hundred. The first
 caller reads; the others wait for its answer. If it is cancelled or fails,
-they read for themselves — one caller's trouble stays with that caller.
+they read for themselves — one caller's trouble stays with that caller — and
+so they do when the reader says its answer is its own alone: with the local
+cache, a read that an invalidation of its key overtook may be older than a
+write a later caller has seen acknowledged (``LocalCache.finish``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ class SharedReads(Generic[A]):
 
     __slots__ = ("_read", "_reads")
 
-    def __init__(self, read: Callable[[A], Awaitable[str | None]]) -> None:
+    def __init__(self, read: Callable[[A], Awaitable[tuple[str | None, bool]]]) -> None:
+        #: ``read(arg)``: the value, and whether the callers that came while
+        #: it was read may have it too.
         self._read = read
         self._reads: dict[str, _Read] = {}
 
@@ -41,9 +46,10 @@ class SharedReads(Generic[A]):
                 return value
         read = self._reads[key] = _Read()
         try:
-            read.value = await self._read(arg)
-            read.answered = True
-            return read.value
+            value, shareable = await self._read(arg)
+            read.value = value
+            read.answered = shareable
+            return value
         finally:
             if self._reads.get(key) is read:
                 del self._reads[key]
@@ -57,7 +63,7 @@ class _Read:
 
     def __init__(self) -> None:
         self.value: str | None = None
-        self.answered = False
+        self.answered = False  # and the answer may be handed on
         self.done = False
         self.waiter: anyio.Event | None = None  # made only if someone waits
 
