@@ -247,7 +247,7 @@ class RedisClient(AsyncCoreCommands):
             # (and dropped then), one queued after it reads the new value.
             # A blocking command runs on a connection of its own, with no such
             # order: its keys' replies go before it is sent, too.
-            written = command.keys(args)
+            written = args[1:2] if command.one_key else command.keys(args)
             if command.path is not SHARED:
                 for key in written:
                     replies.invalidate(key if type(key) is str else key_name(key))
