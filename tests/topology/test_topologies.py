@@ -10,6 +10,7 @@ from redis.exceptions import ClusterCrossSlotError, ConnectionError
 
 from beignet_redis_anyio import ConfigError, RedisConfig, open_redis_client, open_redis_provider
 from beignet_redis_anyio._topology.urls import ClusterSettings, SentinelSettings, parse_topology
+from helpers.polling import until
 from helpers.targets import RedisCluster, RedisSentinels, command
 
 pytestmark = pytest.mark.anyio
@@ -154,6 +155,11 @@ async def test_cluster_failover_mid_run(cluster: RedisCluster) -> None:
             if f"master_port:{primary.port}".encode() in command(node.port, "INFO", "replication")
         ]  # fmt: skip
         assert replicas
+        with anyio.fail_after(30):
+            # A replica still syncing after an earlier test's failover would
+            # refuse to take over, and its primary would pause writes for the
+            # manual failover's whole timeout: wait until every one has synced.
+            await until(cluster._ready)
         assert command(replicas[0].port, "CLUSTER", "FAILOVER").startswith(b"+OK")
         with anyio.fail_after(30):
             # The cluster's own clock: poll it.
