@@ -526,6 +526,36 @@ async def test_the_ports_reads_follow_read_from(
         assert stats.risen(primaries, name) == 0, name
 
 
+async def test_az_affinity_learns_valkeys_availability_zone(
+    cluster: RedisCluster, key: str
+) -> None:
+    """Valkey 8 reports a node's availability_zone in INFO server: the
+    client reads it from each replica it meets. Redis reports none."""
+    _, replicas = cluster_roles(cluster)
+    valkey = b"valkey" in command(replicas[0], "INFO", "server").lower()
+    if valkey:
+        for port in replicas:
+            command(port, "CONFIG", "SET", "availability-zone", "zone-a")
+    try:
+        async with open_redis_client(
+            cluster.url, read_from="az_affinity", client_az="zone-a"
+        ) as client:
+            await replicas_listed(client, key)
+            assert client._cluster is not None and client._cluster._readers is not None
+            health = client._cluster._readers.health
+            met = list(client._cluster._replica_nodes)
+            assert met
+            if valkey:
+                with anyio.fail_after(10):
+                    await until(lambda: all(health.zone(address) == "zone-a" for address in met))
+            else:
+                assert b"availability_zone" not in command(replicas[0], "INFO", "server")
+    finally:
+        if valkey:
+            for port in replicas:
+                command(port, "CONFIG", "SET", "availability-zone", "")
+
+
 async def test_a_frozen_replica_costs_only_the_reads_in_flight(
     cluster: RedisCluster, key: str
 ) -> None:
