@@ -28,6 +28,7 @@ from beignet_redis_anyio._net.wire import encode_command
 from beignet_redis_anyio._topology import cluster as cluster_module
 from beignet_redis_anyio._topology.cluster import ClusterRouter
 from beignet_redis_anyio._topology.replicas import ReplicaHealth, read_replica
+from beignet_redis_anyio._topology.sentinel import SentinelResolver
 from beignet_redis_anyio._topology.urls import SentinelSettings, parse_topology
 from helpers.backends import running_backend
 from helpers.polling import until
@@ -759,3 +760,26 @@ async def test_reading_from_replicas_rereads_the_topology_now_and_then(
             await anyio.sleep(0.15)  # past the (shortened) age: nothing re-reads
             await client.get(key)
         assert client._cluster._epoch == read
+
+
+async def test_sentinel_replicas_skips_the_down_the_disconnected_and_the_unsynced() -> None:
+    settings = parse_topology(SENTINEL_URL, read_from="prefer_replica")
+    assert isinstance(settings, SentinelSettings)
+    resolver = SentinelResolver(settings)
+
+    def replica(port: int, flags: str = "slave", link: str = "ok") -> list[Any]:
+        return ["ip", "10.0.0.2", "port", str(port), "flags", flags, "master-link-status", link]
+
+    async def answer(question: str, what: str) -> Any:
+        assert question == "REPLICAS"
+        return [
+            replica(1),
+            replica(2, "s_down,slave"),
+            replica(3, "slave,o_down"),
+            replica(4, "slave,disconnected"),
+            replica(5, link="err"),
+            replica(6),
+        ]
+
+    resolver._first_answer = answer  # type: ignore[method-assign]
+    assert await resolver.replicas() == [("10.0.0.2", 1), ("10.0.0.2", 6)]
