@@ -290,6 +290,7 @@ class ClusterRouter:
                 self._primaries = primaries
                 if self._readers is not None:
                     self._replicas = replicas
+                    self._readers.keep_only(a for found in replicas.values() for a in found)
                 self._stale = False
                 self._epoch += 1
                 return

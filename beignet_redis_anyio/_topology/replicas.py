@@ -20,7 +20,7 @@ sent to find out whether it is back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -202,6 +202,13 @@ class ReplicaHealth:
                 if name == "availability_zone" and value.strip():
                     self._zones[address] = value.strip()
 
+    def forget(self, address: Address) -> None:
+        """``address`` is no replica of ours any more: stop probing it."""
+        scope = self._down.pop(address, None)
+        if scope is not None:
+            scope.cancel()
+        self._zones.pop(address, None)
+
     def close(self) -> None:
         """Stop every probe (synchronous: they end at their next checkpoint)."""
         self._closed = True
@@ -285,6 +292,19 @@ class ReplicaNodes:
 
     def pick(self, replicas: Sequence[Address]) -> Address | None:
         return self.health.pick(replicas)
+
+    def keep_only(self, replicas: Iterable[Address]) -> None:
+        """The topology now lists just ``replicas``: the others' probes stop
+        and their connections close (in the background, shielded and
+        bounded: reads in flight on them fail); one listed again later
+        gets a new node."""
+        wanted = set(replicas)
+        for address in [address for address in self.nodes if address not in wanted]:
+            self.health.forget(address)
+            self._task_group.start_soon(
+                self.nodes.pop(address).aclose,
+                name=f"beignet-redis close replica {address[0]}:{address[1]}",
+            )
 
     async def read(
         self,

@@ -158,9 +158,7 @@ class SentinelReplicas:
                 return
             self._stale = False
             self._asked_at = time.monotonic()
-            for address, node in self._readers.nodes.items():
-                if address not in replicas:
-                    node.left("no longer one of the master's replicas")
+            self._readers.keep_only(replicas)
             self._replicas = replicas
         finally:
             self._asked = True

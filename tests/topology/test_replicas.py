@@ -783,3 +783,24 @@ async def test_sentinel_replicas_skips_the_down_the_disconnected_and_the_unsynce
 
     resolver._first_answer = answer  # type: ignore[method-assign]
     assert await resolver.replicas() == [("10.0.0.2", 1), ("10.0.0.2", 6)]
+
+
+async def test_a_replica_the_topology_no_longer_lists_is_closed_and_not_probed() -> None:
+    from beignet_redis_anyio._topology.replicas import ReplicaNodes
+
+    async with anyio.create_task_group() as tasks:
+        readers = ReplicaNodes(
+            tasks,
+            lambda host, port: ConnectionSettings(host=host, port=port, connect_timeout=1.0),
+            decode=True,
+            command_timeout=1.0,
+            client_az=None,
+        )
+        gone, kept = ("127.0.0.1", 1), ("127.0.0.1", 2)
+        readers.node(gone)
+        readers.node(kept)
+        readers.health.failed(gone)  # port 1 refuses: probed until it answers
+        assert readers.health.is_down(gone)
+        readers.keep_only([kept])
+        assert not readers.health.is_down(gone) and list(readers.nodes) == [kept]
+        await readers.aclose()
