@@ -22,6 +22,7 @@ from .._net.settings import (
     TLSOptions,
     redact_url,
 )
+from .._topology.replicas import LOCAL_CACHE_AND_REPLICAS, ReadFrom, check_read_from
 from .._topology.urls import Topology, parse_topology
 
 __all__ = ["ConfigError", "RedisConfig"]
@@ -299,6 +300,30 @@ class RedisConfig:
         ),
     )
 
+    read_from: ReadFrom = attrs.field(
+        default="primary",
+        metadata=_setting(
+            "REDIS_READ_FROM",
+            (
+                "Where read-only commands go on a cluster or Sentinel URL: `primary` (default; "
+                "no replica connection is opened), `prefer_replica` (a healthy replica, round "
+                "robin, else the primary) or `az_affinity` (replicas in `REDIS_CLIENT_AZ` "
+                "first). Replicas lag: read-your-writes holds only with `primary`. Not with "
+                '`REDIS_LOCAL_CACHE`, nor a single-server URL. See "Reading from replicas".'
+            ),
+        ),
+    )
+    client_az: str | None = attrs.field(
+        default=None,
+        metadata=_setting(
+            "REDIS_CLIENT_AZ",
+            (
+                "The client's availability zone, for `REDIS_READ_FROM=az_affinity` (required "
+                "by it): replicas reporting this `availability_zone` (Valkey 8) are read first."
+            ),
+        ),
+    )
+
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.strip(_ASCII_SPACE):
             raise ConfigError("REDIS_URL is required, e.g. redis://localhost:6379")
@@ -366,6 +391,15 @@ class RedisConfig:
             isinstance(self.protocol, bool) or self.protocol not in (2, 3)
         ):
             raise ConfigError(f"REDIS_PROTOCOL must be 2 or 3, got {self.protocol!r}")
+        check_read_from(
+            self.read_from, self.client_az, names=("REDIS_READ_FROM", "REDIS_CLIENT_AZ")
+        )
+        if self.local_cache and self.read_from != "primary":
+            raise ConfigError(
+                LOCAL_CACHE_AND_REPLICAS.format(
+                    setting="REDIS_LOCAL_CACHE", reads="REDIS_READ_FROM"
+                )
+            )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together")
         try:
@@ -373,7 +407,9 @@ class RedisConfig:
         except ValueError as exc:
             text = str(exc)
             variable = (
-                "REDIS_CLIENT_NAME"
+                "REDIS_READ_FROM"
+                if "read_from" in text
+                else "REDIS_CLIENT_NAME"
                 if "client_name" in text
                 else "REDIS_DB"
                 if "REDIS_DB" in text
@@ -398,6 +434,8 @@ class RedisConfig:
             protocol=3 if self.local_cache else self.protocol,
             tls=tls,
             max_blocking_connections=self.max_blocking_connections,
+            read_from=self.read_from,
+            client_az=self.client_az,
         )
         # None means "no timeout" here, so it cannot go through the
         # None-means-unset overrides above.
@@ -474,6 +512,10 @@ class RedisConfig:
             if value is None:
                 raise ConfigError(_JITTER_RULE + f", got {jitter!r}")
             fields["ttl_jitter"] = value
+        if (read_from := get("REDIS_READ_FROM")) is not None:
+            fields["read_from"] = read_from.strip(_ASCII_SPACE).lower()
+        if (zone := get("REDIS_CLIENT_AZ")) is not None:
+            fields["client_az"] = zone.strip(_ASCII_SPACE)
         if (policy := get("REDIS_FAILURE_POLICY")) is not None:
             fields["failure_policy"] = policy.strip(_ASCII_SPACE).lower()
         if (threshold := get("REDIS_BREAKER_THRESHOLD")) is not None:

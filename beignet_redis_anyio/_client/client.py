@@ -28,6 +28,7 @@ from redis.exceptions import (
 )
 from redis.typing import KeyT
 
+from .._exceptions import ConfigError
 from .._net.commands import DEDICATED, NOT_BLOCKING, SHARED, Command, command_for
 from .._net.dedicated import HeldConnection
 from .._net.multiplexer import Multiplexer
@@ -45,7 +46,8 @@ from .._net.settings import ConnectionSettings
 from .._net.task_group import background_task_group
 from .._net.wire import encode_command, encode_commands
 from .._topology.cluster import ClusterRouter, SlotTracker, command_slot
-from .._topology.sentinel import SentinelResolver, watch_for_switches
+from .._topology.replicas import LOCAL_CACHE_AND_REPLICAS, check_read_from
+from .._topology.sentinel import SentinelReplicas, SentinelResolver, watch_for_switches
 from .._topology.urls import ClusterSettings, SentinelSettings, Topology, parse_topology
 from .local_stats import LocalStats
 from .lock import Lock
@@ -139,6 +141,8 @@ class RedisClient(AsyncCoreCommands):
         self._callbacks = self.response_callbacks
         self._cluster: ClusterRouter | None = None
         self._sentinel: SentinelResolver | None = None
+        #: Sentinel's replicas, when read-only commands may go to them.
+        self._replica_reads: SentinelReplicas | None = None
         #: Reply deadline, and database number, whatever the topology.
         self.command_timeout: float | None
         self.db: int
@@ -151,6 +155,7 @@ class RedisClient(AsyncCoreCommands):
             )
             self.command_timeout = settings.node.command_timeout
             self.db = 0
+            self._direct = False
             return
         if isinstance(settings, SentinelSettings):
             resolver = self._sentinel = SentinelResolver(settings)
@@ -163,6 +168,10 @@ class RedisClient(AsyncCoreCommands):
                 resolve=resolver,
                 tracker=tracker,
             )
+            if settings.read_from != "primary":
+                self._replica_reads = SentinelReplicas(
+                    settings, resolver, task_group, decode=decode_responses
+                )
             task_group.start_soon(
                 self._follow_master, settings, name="beignet-redis sentinel watch"
             )
@@ -170,8 +179,11 @@ class RedisClient(AsyncCoreCommands):
             self.command_timeout = settings.command_timeout
             self.db = settings.db
             self._node = Node(settings, task_group, decode=decode_responses, tracker=tracker)
-        # The hot path reaches the shared connection without a lookup.
+        # The hot path reaches the shared connection without a lookup…
         self._mux = self._node.shared
+        # … when every command goes to it: one server, or Sentinel's master
+        # with reads from the master.
+        self._direct = self._replica_reads is None
 
     @classmethod
     def from_url(
@@ -252,7 +264,7 @@ class RedisClient(AsyncCoreCommands):
                 for key in written:
                     replies.invalidate(key if type(key) is str else key_name(key))
         try:
-            if command.path is SHARED and self._cluster is None:
+            if command.path is SHARED and self._direct:
                 # The hot path, inline: one server, the shared connection.
                 decode = self._decode and NEVER_DECODE not in options
                 (reply,) = await self._mux.request(encode_command(args), 1, decode)
@@ -291,6 +303,11 @@ class RedisClient(AsyncCoreCommands):
                     return self._shape(command, reply, options)
             command.refuse(args)
         if self._cluster is None:
+            reads = self._replica_reads
+            if reads is not None and command.read_only:
+                replies = await reads.read([args], decode)
+                if replies is not None:
+                    return self._shape(command, replies[0], options)
             (reply,) = await self._mux.request(encode_command(args), 1, decode)
         else:
             reply = await self._cluster.execute(command, args, decode)
@@ -448,6 +465,8 @@ class RedisClient(AsyncCoreCommands):
                 await pubsub.aclose()
             if self._node is not None:
                 await self._node.aclose()
+            if self._replica_reads is not None:
+                await self._replica_reads.aclose()
             if self._cluster is not None:
                 await self._cluster.aclose()
 
@@ -495,6 +514,8 @@ class RedisClient(AsyncCoreCommands):
     def _left_master(self, reason: str) -> None:
         if self._node is not None:
             self._node.left(reason)
+        if self._replica_reads is not None:
+            self._replica_reads.stale()  # the old master is a replica now, or gone
 
     # What the pipeline needs (PipelineClient): the raw path, and _shape.
     async def _execute_many(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
@@ -649,6 +670,9 @@ async def open_redis_client(
     local_cache_max_bytes: int = LOCAL_CACHE_MAX_BYTES,
     local_cache_ttl: float = LOCAL_CACHE_TTL,
     cache_config: Any = None,
+    read_from: str | None = None,
+    client_az: str | None = None,
+    read_from_replicas: bool | None = None,
     **settings: Any,
 ) -> AsyncIterator[RedisClient]:
     """A :class:`RedisClient` whose background tasks live for this block.
@@ -666,12 +690,38 @@ async def open_redis_client(
     ``cache_config=CacheConfig(max_size=…)`` means the same, with
     ``max_size`` entries.
 
+    ``read_from="prefer_replica"`` sends the read-only commands to replicas
+    (a cluster's, or the master's under Sentinel), and to the primary when
+    none is healthy; ``"az_affinity"`` prefers the replicas in zone
+    ``client_az``; ``"primary"`` (the default) never opens a replica
+    connection. redis-py's ``read_from_replicas=True`` means
+    ``"prefer_replica"``. Replicas lag: read-your-writes holds only with
+    ``"primary"``.
+
     Raises ``ValueError`` for a malformed URL or setting, before any I/O
     (``legacy_responses`` not a bool included; its message never quotes a
-    password), and for a local cache with
-    ``protocol=2`` or bounds that are not positive; connection errors
-    surface on the first command.
+    password), for a local cache with
+    ``protocol=2`` or bounds that are not positive, and ``ConfigError`` (a
+    ``ValueError``) for a ``read_from`` that is not one of the three, that
+    a single-server URL cannot honour, or that comes with a local cache;
+    connection errors surface on the first command.
     """
+    if read_from_replicas is not None:
+        if not isinstance(read_from_replicas, bool):
+            raise ConfigError(
+                f"read_from_replicas must be True or False, got {read_from_replicas!r}"
+            )
+        if read_from_replicas:
+            if read_from not in (None, "prefer_replica"):
+                raise ConfigError(
+                    f"read_from_replicas=True means read_from='prefer_replica', "
+                    f"but read_from={read_from!r} was given too"
+                )
+            read_from = "prefer_replica"
+    read_from = check_read_from("primary" if read_from is None else read_from, client_az)
+    if read_from != "primary" and (local_cache or cache_config is not None):
+        raise ConfigError(LOCAL_CACHE_AND_REPLICAS.format(setting="local_cache", reads="read_from"))
+    settings.update(read_from=read_from, client_az=client_az)
     if cache_config is not None:
         local_cache, local_cache_max_entries = True, cache_config_entries(cache_config)
     reply_cache = None

@@ -28,6 +28,7 @@ __all__ = [
     "COMMANDS",
     "NOT_BLOCKING",
     "PLAIN",
+    "READ_ONLY",
     "SHARED",
     "BlockTime",
     "Command",
@@ -143,6 +144,9 @@ class Command:
     #: cache may keep it until one of its keys changes (see
     #: :data:`CACHEABLE`).
     cacheable: bool = False
+    #: It only reads the keys it names, so a replica may answer it when the
+    #: client reads from replicas (see :data:`READ_ONLY`).
+    read_only: bool = False
     #: The name redis-py's response callbacks know this invocation by
     #: (``"CONFIG GET"``); the name itself unless the caller said more.
     callback: str = attrs.field()
@@ -283,8 +287,10 @@ _STATEFUL: Mapping[str, str] = {
     "PUNSUBSCRIBE": _PUBSUB,
     "SUNSUBSCRIBE": _PUBSUB,
     "ASKING": "it applies to whichever task's command comes next; redirects are followed for you",
-    "READONLY": "reads from cluster replicas are not offered; " + _PER_CONNECTION,
-    "READWRITE": "reads from cluster replicas are not offered; " + _PER_CONNECTION,
+    "READONLY": "to read from replicas, set read_from='prefer_replica' (or REDIS_READ_FROM); "
+    + _PER_CONNECTION,
+    "READWRITE": "reads go to primaries unless read_from (or REDIS_READ_FROM) says otherwise; "
+    + _PER_CONNECTION,
     "CLIENT REPLY": "replies are how the shared connection keeps callers apart",
     "CLIENT TRACKING": _TRACKING,
     "CLIENT CACHING": _TRACKING,
@@ -330,6 +336,27 @@ CACHEABLE = (
     "XRANGE", "XREVRANGE", "XLEN", "GEOPOS", "GEODIST", "GEOHASH", "EXISTS", "TYPE",
 )  # fmt: skip
 
+#: The commands a replica may answer when the client reads from replicas
+#: (``read_from``): those the server flags ``readonly`` in ``COMMAND INFO``
+#: that name their keys, so that a cluster knows which slot's replica to
+#: ask — every cacheable command, and those left out of the cache for
+#: depending on time, chance or a cursor (which a replica answers as well
+#: as its primary, if up to its replication lag), and the read-only
+#: scripts, which the server refuses to let write. Left out, though flagged
+#: ``readonly``: keyless commands (``SCAN``, ``KEYS``, ``DBSIZE``,
+#: ``RANDOMKEY``: one node's view, sent to a primary as they always were),
+#: ``TOUCH`` and ``PFCOUNT`` (they change the key's access time or cached
+#: cardinality on the node that runs them), ``OBJECT``/``MEMORY`` (per-node
+#: facts) and the blocking reads (``XREAD … BLOCK``: a dedicated connection
+#: to the primary).
+READ_ONLY = (
+    *CACHEABLE,
+    "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME", "HTTL", "HPTTL", "HEXPIRETIME", "HPEXPIRETIME",
+    "SRANDMEMBER", "HRANDFIELD", "ZRANDMEMBER", "HSCAN", "SSCAN", "ZSCAN", "DUMP",
+    "SORT_RO", "BITFIELD_RO", "GEORADIUS_RO", "GEORADIUSBYMEMBER_RO", "GEOSEARCH",
+    "XPENDING", "EVAL_RO", "EVALSHA_RO", "FCALL_RO",
+)  # fmt: skip
+
 _EVAL_KEYS = _counted_keys(2, optional=True)
 _ALL_KEYS = {"last_key": -1}
 _MS_AFTER_BLOCK = BlockTime(after="BLOCK", unit=0.001)
@@ -340,6 +367,7 @@ _MS_AFTER_BLOCK = BlockTime(after="BLOCK", unit=0.001)
 _TRAITS: list[tuple[Sequence[str], dict[str, Any]]] = [
     (_KEYLESS, {"first_key": 0}),
     (CACHEABLE, {"cacheable": True}),
+    (READ_ONLY, {"read_only": True}),
     # Every key a command reads or writes, so that a client-side cache drops
     # what a write changed (and a cluster sees a cross-slot call up front).
     (

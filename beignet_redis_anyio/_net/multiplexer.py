@@ -663,6 +663,20 @@ class Multiplexer:
         """Why Redis is unavailable now (reconnecting in the background), or None."""
         return self._outage
 
+    def stalled(self, after: float) -> bool:
+        """Whether the server has owed us a reply for ``after`` seconds
+        without sending anything, or cannot be reached now: a frozen or
+        vanished server, seen without waiting out a command timeout. (Read
+        from the oldest request's deadline, so it needs a command timeout.)"""
+        if self._outage is not None:
+            return True
+        link = self._link
+        timeout = self._settings.command_timeout
+        if link is None or not link.pending or timeout is None:
+            return False
+        sent = link.pending[0].deadline - timeout
+        return _now() - max(sent, link.last_received) >= after
+
     async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
         """Send ``payload`` (holding ``expected`` commands) and return their replies.
 

@@ -117,6 +117,12 @@ class ConnectionSettings:
     #: Check with ROLE on connect that this server is a master (Sentinel: a
     #: server found by asking may have been demoted since).
     role_check: bool = False
+    #: The role ROLE must report when ``role_check`` is on: ``"master"``, or
+    #: ``"slave"`` for a replica found by asking Sentinel.
+    expected_role: Literal["master", "slave"] = "master"
+    #: Send ``READONLY`` on connect: a cluster replica answers reads for its
+    #: primary's slots only on a connection that said so.
+    readonly: bool = False
     #: How replies that are not valid UTF-8 are decoded, as redis-py's
     #: ``encoding_errors``: ``"strict"`` raises ``UnicodeDecodeError`` (for that
     #: call alone), ``"replace"``/``"ignore"``/… decode anyway.

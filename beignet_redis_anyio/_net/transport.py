@@ -253,6 +253,8 @@ def handshake_commands(
         commands.append(("CLIENT", "SETNAME", settings.client_name))
     if settings.role_check:
         commands.append(("ROLE",))
+    if settings.readonly:
+        commands.append(("READONLY",))
     if tracking:
         commands.append(("CLIENT", "TRACKING", "ON"))
     if not commands:
@@ -341,12 +343,14 @@ async def open_connection(
                     if isinstance(reply, Exception):
                         name = " ".join(command[:2]) if command[0] == "CLIENT" else command[0]
                         raise _handshake_error(settings, name, reply)
+                    expected = settings.expected_role
                     if command[0] == "ROLE" and (
-                        not reply or reply[0] not in ("master", b"master")
+                        not reply or reply[0] not in (expected, expected.encode())
                     ):
                         role = reply[0] if reply else "unknown"
+                        what = "the master" if expected == "master" else "a replica"
                         raise ConnectionError(
-                            f"{settings.address} is not the master any more (role: {role}); "
+                            f"{settings.address} is not {what} any more (role: {role}); "
                             "a failover is under way"
                         )
             return connection

@@ -16,6 +16,15 @@ one multiplexed connection of its own, exactly like a single server does.
 * With a local cache (``tracker=``), each node's shared connection tracks
   the keys read through it, and every change of a slot's owner tells the
   tracker which slots to forget (see :class:`SlotTracker`).
+* With ``read_from`` other than ``"primary"``, the read-only commands of
+  the command table go to a replica of their slot's primary (``CLUSTER
+  SHARDS`` lists them, and ``CLUSTER SLOTS`` after the primary), on a
+  connection of its own that sent ``READONLY``; ``replicas.py`` picks one
+  and keeps its health. A replica that fails, or answers ``MOVED``
+  (it follows another primary now), sends the read to the primary — safe,
+  as a read changes nothing — and marks the topology stale. A pipeline's
+  read-only commands do the same unless it is a transaction; everything
+  else stays on primaries.
 * A command's keys, and whether it can be split, come from the command
   table (``_net/commands.py``). Those it marks ``split`` (``MGET``, ``MSET``,
   ``DEL``, ``UNLINK``, ``EXISTS``, ``TOUCH``) are split per slot when their
@@ -27,6 +36,7 @@ one multiplexed connection of its own, exactly like a single server does.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -47,12 +57,18 @@ from .._net.dedicated import DedicatedConnections
 from .._net.multiplexer import Multiplexer, Tracker
 from .._net.node import Node
 from .._net.wire import encode_command, encode_commands
+from .replicas import ReplicaNodes, not_served
 from .urls import ClusterSettings
 
 __all__ = ["ClusterRouter", "SlotTracker", "command_slot"]
 
 SLOTS = 16384
 _MAX_REDIRECTS = 5
+#: With reads from replicas, how old the topology may get before a read
+#: has it read again, in the background: a replica that joined, finished
+#: its first sync (Redis 7.0 lists a replica that has had no write yet as
+#: ``loading``) or was promoted is followed within this, writes or not.
+TOPOLOGY_MAX_AGE = 5.0
 
 Address = tuple[str, int]
 
@@ -170,7 +186,15 @@ class ClusterRouter:
         self._nodes: dict[Address, Node] = {}
         self._owners: list[Address | None] = [None] * SLOTS
         self._primaries: list[Address] = []
+        #: Each primary's replicas, and their own nodes (READONLY), when
+        #: reads go to replicas; a server may have both kinds of node, as
+        #: its role changes.
+        self._replicas: dict[Address, tuple[Address, ...]] = {}
+        self._readers = ReplicaNodes.reading(settings, task_group, decode=decode)
         self._stale = True
+        #: When the topology was last read (or a background re-read began).
+        self._read_at = 0.0
+        self._rereading = False
         self._epoch = 0
         self._refresh_lock = anyio.Lock()
         self._closed = False
@@ -199,6 +223,16 @@ class ClusterRouter:
                 tracker=tracking,
             )
         return node
+
+    @property
+    def _replica_nodes(self) -> dict[Address, Node]:
+        """The replicas' nodes made so far (none with ``read_from="primary"``)."""
+        return {} if self._readers is None else self._readers.nodes
+
+    @property
+    def replicas(self) -> dict[Address, tuple[Address, ...]]:
+        """Each primary's replicas, as last read (empty with ``read_from="primary"``)."""
+        return dict(self._replicas)
 
     def slots_of(self, address: Address) -> set[int]:
         """The slots ``address`` owns, as far as we know."""
@@ -244,7 +278,7 @@ class ClusterRouter:
             reasons: list[str] = []
             for address in candidates:
                 try:
-                    owners, primaries = await self._read_topology(address)
+                    owners, primaries, replicas = await self._read_topology(address)
                 except (ConnectionError, OSError, TimeoutError) as exc:
                     reasons.append(f"{address[0]}:{address[1]}: {exc}")
                     continue
@@ -252,7 +286,11 @@ class ClusterRouter:
                     reasons.append(f"{address[0]}:{address[1]}: no slots assigned")
                     continue
                 self._set_owners(owners)
+                self._read_at = time.monotonic()
                 self._primaries = primaries
+                if self._readers is not None:
+                    self._replicas = replicas
+                    self._readers.keep_only(a for found in replicas.values() for a in found)
                 self._stale = False
                 self._epoch += 1
                 return
@@ -260,37 +298,60 @@ class ClusterRouter:
                 "no cluster node could describe the cluster: " + "; ".join(reasons)
             )
 
-    async def _read_topology(self, address: Address) -> tuple[list[Address | None], list[Address]]:
+    async def _read_topology(
+        self, address: Address
+    ) -> tuple[list[Address | None], list[Address], dict[Address, tuple[Address, ...]]]:
+        """Each slot's owner, the primaries, and each primary's replicas."""
         mux = self.node(address)
         (reply,) = await mux.request(encode_command(("CLUSTER", "SHARDS")), 1, True)
         owners: list[Address | None] = [None] * SLOTS
         primaries: list[Address] = []
+        replicas: dict[Address, tuple[Address, ...]] = {}
         if isinstance(reply, Exception):  # before Redis 7: CLUSTER SLOTS
             (reply,) = await mux.request(encode_command(("CLUSTER", "SLOTS")), 1, True)
             if isinstance(reply, Exception):
                 raise ConnectionError(str(reply))
-            for start, end, primary, *_ in reply:
+            # Each range: start, end, its primary, then its replicas.
+            for start, end, primary, *followers in reply:
                 owner = (self._host(primary[0], address), int(primary[1]))
                 owners[start : end + 1] = [owner] * (end - start + 1)
                 if owner not in primaries:
                     primaries.append(owner)
-            return owners, primaries
+                replicas[owner] = tuple(
+                    (self._host(node[0], address), int(node[1])) for node in followers
+                )
+            return owners, primaries, replicas
         for shard in reply:
             fields = _as_dict(shard)
-            for node in fields.get("nodes", []):
-                info = _as_dict(node)
+            nodes = [_as_dict(node) for node in fields.get("nodes", [])]
+            followers = tuple(
+                where
+                for info in nodes
+                # Only one that serves: not failed, not loading its data.
+                if info.get("role") == "replica" and info.get("health") == "online"
+                if (where := self._where(info, address)) is not None
+            )
+            for info in nodes:
                 if info.get("role") != "master" or info.get("health") == "fail":
                     continue
-                port = info.get("port") or info.get("tls-port")
-                if port is None:
+                primary = self._where(info, address)
+                if primary is None:
                     continue
-                owner = (self._host(info.get("endpoint") or info.get("ip"), address), int(port))
                 ranges = fields.get("slots", [])
                 for start, end in zip(ranges[::2], ranges[1::2], strict=True):
-                    owners[int(start) : int(end) + 1] = [owner] * (int(end) - int(start) + 1)
-                if ranges and owner not in primaries:
-                    primaries.append(owner)
-        return owners, primaries
+                    owners[int(start) : int(end) + 1] = [primary] * (int(end) - int(start) + 1)
+                if ranges and primary not in primaries:
+                    primaries.append(primary)
+                    replicas[primary] = followers
+        return owners, primaries, replicas
+
+    @classmethod
+    def _where(cls, info: dict[Any, Any], asked: Address) -> Address | None:
+        """A ``CLUSTER SHARDS`` node's address, if it announces a port."""
+        port = info.get("port") or info.get("tls-port")
+        if port is None:
+            return None
+        return cls._host(info.get("endpoint") or info.get("ip"), asked), int(port)
 
     @staticmethod
     def _host(announced: Any, asked: Address) -> str:
@@ -322,17 +383,68 @@ class ClusterRouter:
 
     async def execute(self, command: Command, args: tuple[Any, ...], decode: bool) -> Any:
         """One command's raw reply (error replies as exception values)."""
+        read = command.read_only and self._readers is not None
         if command.split is not None:
             slots = {key_slot(_key_bytes(key)) for key in command.keys(args)}
             if len(slots) > 1:
-                return await self._split(command, command.split, args, decode)
+                return await self._split(command, command.split, args, decode, read)
         slot = command_slot(command, args)
-        return await self._send(slot, [args], decode)
+        return await self._send(slot, [args], decode, read)
 
-    async def _send(self, slot: int | None, commands: list[tuple[Any, ...]], decode: bool) -> Any:
-        """Send ``commands`` (one slot) and return the last reply, following redirects."""
+    # -- replicas -------------------------------------------------------------
+
+    async def _from_replica(
+        self, slot: int | None, commands: list[tuple[Any, ...]], decode: bool
+    ) -> Any:
+        """Read-only ``commands``' replies from a replica of ``slot``'s
+        primary, or :data:`_PRIMARY` when the primary must answer (see
+        :func:`read_replica`)."""
+        readers = self._readers
+        assert readers is not None
+        owner = await self.owner(slot)
+        self._keep_fresh()
+        replica = readers.pick(self._replicas.get(owner, ()))
+        if replica is None:
+            return _PRIMARY
+        replies = await readers.read(replica, commands, decode, self._lost)
+        if replies is None:
+            return _PRIMARY
+        return replies[-1] if len(commands) == 1 else replies
+
+    def _keep_fresh(self) -> None:
+        """Read the topology again in the background once it is older
+        than :data:`TOPOLOGY_MAX_AGE` (one re-read at a time; a failed one
+        waits as long before the next)."""
+        if self._rereading or self._closed:
+            return
+        if time.monotonic() - self._read_at < TOPOLOGY_MAX_AGE:
+            return
+        self._rereading = True
+        self._read_at = time.monotonic()
+        self._task_group.start_soon(self._reread, name="beignet-redis cluster topology")
+
+    async def _reread(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:  # the commands that need it will say so
+            pass
+        finally:
+            self._rereading = False
+
+    def _lost(self) -> None:
+        self._stale = True  # a replica failed or moved: read the topology again
+
+    async def _send(
+        self, slot: int | None, commands: list[tuple[Any, ...]], decode: bool, read: bool = False
+    ) -> Any:
+        """Send ``commands`` (one slot) and return the last reply, following
+        redirects; ``read``: they are read-only, and a replica may answer."""
+        if read:
+            reply = await self._from_replica(slot, commands, decode)
+            if reply is not _PRIMARY:
+                return reply
         address = await self.owner(slot)
-        reply: Any = None
+        reply = None
         for _ in range(_MAX_REDIRECTS):
             try:
                 replies = await self.node(address).request(
@@ -365,7 +477,7 @@ class ClusterRouter:
         return reply
 
     async def _split(
-        self, command: Command, split: Split, args: tuple[Any, ...], decode: bool
+        self, command: Command, split: Split, args: tuple[Any, ...], decode: bool, read: bool
     ) -> Any:
         """A multi-key command across slots: one per slot, put back together.
 
@@ -380,7 +492,7 @@ class ClusterRouter:
 
         async def run(slot: int, indexes: list[int]) -> None:
             part = (command.name, *[arg for i in indexes for arg in items[i]])
-            results[slot] = await self._send(slot, [part], decode)
+            results[slot] = await self._send(slot, [part], decode, read)
 
         await _all(run(slot, indexes) for slot, indexes in groups.items())
         for reply in results.values():
@@ -419,14 +531,34 @@ class ClusterRouter:
             slot = keyed.pop() if keyed else None
             replies: list[Any] = await self._send(slot, [("MULTI",), *commands, ("EXEC",)], decode)
             return replies if isinstance(replies, list) else [replies]
-        by_node: dict[Address, list[int]] = {}
+        # Grouped by where each goes: its primary, or (read-only, reading
+        # from replicas) one of its primary's replicas.
+        readers = self._readers
+        if readers is not None:
+            self._keep_fresh()
+        by_node: dict[tuple[Address, bool], list[int]] = {}
         for index, slot in enumerate(slots):
-            by_node.setdefault(await self.owner(slot), []).append(index)
+            owner = await self.owner(slot)
+            replica = None
+            if readers is not None and described[index].read_only:
+                replica = readers.pick(self._replicas.get(owner, ()))
+            where = (owner, False) if replica is None else (replica, True)
+            by_node.setdefault(where, []).append(index)
         results: list[Any] = [None] * len(commands)
 
-        async def run(address: Address, indexes: list[int]) -> None:
+        async def run(address: Address, replica: bool, indexes: list[int]) -> None:
             batch = [commands[i] for i in indexes]
-            replies = await self.node(address).request(encode_commands(batch), len(batch), decode)
+            if replica:
+                assert readers is not None
+                replies = await readers.read(address, batch, decode, self._lost)
+                if replies is None:  # the primaries answer instead
+                    for index in indexes:
+                        results[index] = await self._send(slots[index], [commands[index]], decode)
+                    return
+            else:
+                replies = await self.node(address).request(
+                    encode_commands(batch), len(batch), decode
+                )
             for index, reply in zip(indexes, replies, strict=True):
                 if isinstance(reply, (MovedError, AskError)):
                     # It did not run there; run it where it lives now.
@@ -434,9 +566,13 @@ class ClusterRouter:
                     if isinstance(reply, MovedError):
                         self._moved(reply)
                     reply = await self._send(slots[index], [commands[index]], decode)
+                elif replica and not_served(reply):
+                    reply = await self._send(slots[index], [commands[index]], decode)
                 results[index] = reply
 
-        await _all(run(address, indexes) for address, indexes in by_node.items())
+        await _all(
+            run(address, replica, indexes) for (address, replica), indexes in by_node.items()
+        )
         return results
 
     async def aclose(self) -> None:
@@ -448,6 +584,12 @@ class ClusterRouter:
             async with anyio.create_task_group() as closing:
                 for node in self._nodes.values():
                     closing.start_soon(node.aclose)
+                if self._readers is not None:
+                    closing.start_soon(self._readers.aclose)
+
+
+#: What :meth:`ClusterRouter._from_replica` returns when the primary must answer.
+_PRIMARY: Any = object()
 
 
 def _as_dict(reply: Any) -> dict[Any, Any]:

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 import attrs
 
+from .._exceptions import ConfigError
 from .._net.settings import (
     DEFAULT_PORT,
     ConnectionSettings,
@@ -26,6 +27,7 @@ from .._net.settings import (
     parse_redis_url,
     split_credentials,
 )
+from .replicas import ReadFrom, check_read_from
 
 __all__ = ["ClusterSettings", "SentinelSettings", "Topology", "parse_topology"]
 
@@ -38,6 +40,10 @@ class ClusterSettings:
 
     seeds: tuple[tuple[str, int], ...]
     node: ConnectionSettings
+    #: Where read-only commands go (see ``replicas.py``), and the client's
+    #: zone for ``"az_affinity"``.
+    read_from: ReadFrom = "primary"
+    client_az: str | None = None
 
     @property
     def address(self) -> str:
@@ -45,6 +51,11 @@ class ClusterSettings:
 
     def for_node(self, host: str, port: int) -> ConnectionSettings:
         return attrs.evolve(self.node, host=host, port=port)
+
+    def for_replica(self, host: str, port: int) -> ConnectionSettings:
+        # READONLY: a replica redirects reads (MOVED) on a connection that
+        # did not say it accepts them.
+        return attrs.evolve(self.node, host=host, port=port, readonly=True)
 
     def redacted_url(self) -> str:
         scheme = "rediss+cluster" if self.node.tls is not None else "redis+cluster"
@@ -58,6 +69,8 @@ class SentinelSettings:
     sentinels: tuple[tuple[str, int], ...]
     service_name: str
     node: ConnectionSettings
+    read_from: ReadFrom = "primary"
+    client_az: str | None = None
 
     @property
     def address(self) -> str:
@@ -80,6 +93,11 @@ class SentinelSettings:
 
     def for_master(self, host: str, port: int) -> ConnectionSettings:
         return attrs.evolve(self.node, host=host, port=port, role_check=True)
+
+    def for_replica(self, host: str, port: int) -> ConnectionSettings:
+        # ROLE on connect: a replica named by the sentinels may have been
+        # promoted since, and reads must not land on the master unasked.
+        return attrs.evolve(self.node, host=host, port=port, role_check=True, expected_role="slave")
 
     def redacted_url(self) -> str:
         scheme = "rediss+sentinel" if self.node.tls is not None else "redis+sentinel"
@@ -113,11 +131,16 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
     ``redis://``, ``rediss://`` and ``unix://`` give :class:`ConnectionSettings`
     (see :func:`parse_redis_url`); ``redis+cluster://`` and
     ``redis+sentinel://`` (and their ``rediss+`` forms) give the settings for
-    those topologies. Raises ``ValueError`` naming the problem, never showing
-    the password.
+    those topologies. ``read_from=`` and ``client_az=`` say where read-only
+    commands go (see ``replicas.py``); one server has no replica to read
+    from, so for it ``read_from`` must be ``"primary"``. Raises
+    ``ValueError`` naming the problem, never showing the password.
     """
     if not isinstance(url, str):
         raise ValueError("a Redis URL must be a string")
+    client_az = overrides.pop("client_az", None)
+    read_from = overrides.pop("read_from", None)
+    read_from = check_read_from("primary" if read_from is None else read_from, client_az)
     scheme, sep, _ = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in (
@@ -126,6 +149,11 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
         "redis+sentinel",
         "rediss+sentinel",
     ):
+        if read_from != "primary":
+            raise ConfigError(
+                f"read_from={read_from!r} needs a redis+cluster:// or redis+sentinel:// URL: "
+                "a single server has no replica to read from"
+            )
         return parse_redis_url(url, **overrides)
     base, _, kind = scheme.partition("+")
     _, username, password, rest = split_credentials(url)
@@ -153,7 +181,12 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
         if overrides.get("db"):
             raise ValueError("a Redis Cluster has only database 0; REDIS_DB must be 0 or unset")
         node_fields.update({k: v for k, v in given_overrides(overrides).items() if k != "db"})
-        return ClusterSettings(seeds=seeds, node=ConnectionSettings(**node_fields))
+        return ClusterSettings(
+            seeds=seeds,
+            node=ConnectionSettings(**node_fields),
+            read_from=read_from,
+            client_az=client_az,
+        )
     sentinels = _hosts(host_list, DEFAULT_SENTINEL_PORT, scheme)
     parts = [part for part in path.split("/") if part]
     if not parts:
@@ -167,7 +200,11 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
         node_fields["db"] = parse_db(parts[1])
     node_fields.update(given_overrides(overrides))
     return SentinelSettings(
-        sentinels=sentinels, service_name=service, node=ConnectionSettings(**node_fields)
+        sentinels=sentinels,
+        service_name=service,
+        node=ConnectionSettings(**node_fields),
+        read_from=read_from,
+        client_az=client_az,
     )
 
 

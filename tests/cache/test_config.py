@@ -212,6 +212,8 @@ _SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
         "1",
         {"REDIS_LOCAL_CACHE": "true", "REDIS_FAILURE_POLICY": "bypass"},
     ),
+    "REDIS_READ_FROM": ("prefer_replica", {"REDIS_URL": "redis+cluster://localhost:7000"}),
+    "REDIS_CLIENT_AZ": ("eu-1a", {}),
 }
 
 

@@ -161,6 +161,7 @@ class RedisSentinels:
     name = "beignet-master"
 
     def __init__(self, flavour: launcher.Flavour = "redis") -> None:
+        self.flavour = flavour
         # The replica's first sync starts at once, not after the default 5 s
         # wait for more replicas to share it (either may be master later).
         at_once = ("--repl-diskless-sync-delay", "0")

@@ -1,0 +1,373 @@
+"""Reading from replicas: the ``read_from`` policy, and which replica to ask.
+
+``read_from`` says where the read-only commands of the command table
+(``Command.read_only``) go:
+
+* ``"primary"`` (the default): to the primary, like every other command; no
+  replica connection is ever opened.
+* ``"prefer_replica"``: to a healthy replica of the key's primary, round
+  robin among them, and to the primary when none is healthy.
+* ``"az_affinity"``: the same, but the replicas in the client's zone
+  (``client_az``) first, as Valkey 8 reports a node's ``availability_zone``.
+
+A replica is *down* from the moment it fails us — its connection fails or a
+read to it times out, or it owes replies and has said nothing for
+:data:`STALL_AFTER` seconds (frozen), or it cannot be connected to — until a
+``PING`` in the background answers. Reads skip it meanwhile, so a frozen
+replica costs the reads already in flight to it, once: no later read is
+sent to find out whether it is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    NoScriptError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
+
+from .._exceptions import ConfigError
+from .._net.multiplexer import Multiplexer
+from .._net.node import Node
+from .._net.settings import ConnectionSettings
+from .._net.wire import encode_command, encode_commands
+
+__all__ = [
+    "LOCAL_CACHE_AND_REPLICAS",
+    "READ_FROM",
+    "STALL_AFTER",
+    "ReadFrom",
+    "ReplicaHealth",
+    "ReplicaNodes",
+    "check_read_from",
+    "not_served",
+    "read_replica",
+]
+
+ReadFrom = Literal["primary", "prefer_replica", "az_affinity"]
+READ_FROM: tuple[ReadFrom, ...] = ("primary", "prefer_replica", "az_affinity")
+
+#: Why a local cache and reads from replicas are refused together, for
+#: ``setting`` (the local cache's) and ``reads`` (read_from's).
+LOCAL_CACHE_AND_REPLICAS = (
+    "{setting} cannot be combined with {reads} other than 'primary': reads from replicas "
+    "and the local cache are not offered together yet: a replica's invalidations are not "
+    "yet verified"
+)
+
+#: A replica that owes a reply and has sent nothing for this long (or for
+#: the command timeout, if shorter) counts as down: a healthy one answers a
+#: cache's reads in well under a millisecond. A slow command on a live one
+#: costs only this: its probe answers once the command is done.
+STALL_AFTER = 1.0
+_PROBE_BACKOFF_BASE, _PROBE_BACKOFF_CAP = 0.05, 1.0
+
+Address = tuple[str, int]
+
+
+def check_read_from(
+    read_from: object,
+    client_az: object,
+    *,
+    names: tuple[str, str] = ("read_from", "client_az"),
+) -> ReadFrom:
+    """``read_from``, checked with ``client_az``; a :class:`ConfigError`
+    naming the setting (``names``: the argument's or the variable's) otherwise."""
+    setting, zone_setting = names
+    known = next((value for value in READ_FROM if value == read_from), None)
+    if known is None or not isinstance(read_from, str):
+        raise ConfigError(
+            f"{setting} must be 'primary', 'prefer_replica' or 'az_affinity', got {read_from!r}"
+        )
+    if client_az is not None and (not isinstance(client_az, str) or not client_az.strip()):
+        raise ConfigError(f"{zone_setting} must be a zone's name, got {client_az!r}")
+    if known == "az_affinity" and client_az is None:
+        raise ConfigError(
+            f"{setting}='az_affinity' needs the client's zone: set {zone_setting} (e.g. us-east-1a)"
+        )
+    return known
+
+
+class ReplicaHealth:
+    """Which replicas are down, their zones, and the turn of the round robin.
+
+    ``connection(address)`` is the replica's shared connection. A replica
+    that is down is sent a ``PING`` in ``task_group`` now and then until it
+    answers, or until :meth:`close`. Under ``az_affinity`` (``client_az``
+    given), each replica is asked its zone once, when first met.
+    """
+
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        connection: Callable[[Address], Multiplexer],
+        *,
+        command_timeout: float | None,
+        client_az: str | None = None,
+    ) -> None:
+        self._task_group = task_group
+        self._connection = connection
+        self._client_az = client_az
+        self._stall_after = (
+            STALL_AFTER if command_timeout is None else min(STALL_AFTER, command_timeout)
+        )
+        self._down: dict[Address, anyio.CancelScope] = {}
+        self._zones: dict[Address, str] = {}
+        self._turn = 0
+        self._closed = False
+
+    def is_down(self, address: Address) -> bool:
+        return address in self._down
+
+    def zone(self, address: Address) -> str | None:
+        """The replica's ``availability_zone``, if it said (Valkey 8)."""
+        return self._zones.get(address)
+
+    def met(self, address: Address) -> None:
+        """A replica's node was just made: learn its zone, if it matters."""
+        if self._client_az is not None and not self._closed:
+            self._task_group.start_soon(
+                self._learn_zone, address, name=f"beignet-redis replica zone {address[0]}"
+            )
+
+    def pick(self, replicas: Sequence[Address]) -> Address | None:
+        """The replica to read from next, or ``None`` (read the primary)."""
+        healthy: list[Address] = []
+        for address in replicas:
+            if address in self._down:
+                continue
+            if self._connection(address).stalled(self._stall_after):
+                self.failed(address)
+                continue
+            healthy.append(address)
+        if self._client_az is not None:
+            near = [address for address in healthy if self._zones.get(address) == self._client_az]
+            healthy = near or healthy
+        if not healthy:
+            return None
+        self._turn += 1
+        return healthy[self._turn % len(healthy)]
+
+    def failed(self, address: Address) -> None:
+        """``address`` failed a read: skip it until its probe answers."""
+        if self._closed or address in self._down:
+            return
+        scope = self._down[address] = anyio.CancelScope()
+        self._task_group.start_soon(
+            self._until_healthy,
+            address,
+            scope,
+            name=f"beignet-redis replica probe {address[0]}:{address[1]}",
+        )
+
+    async def _until_healthy(self, address: Address, scope: anyio.CancelScope) -> None:
+        failures = 0
+        try:
+            with scope:
+                while not self._closed:
+                    try:
+                        (reply,) = await self._connection(address).request(_PING, 1, True)
+                        if not isinstance(reply, Exception):
+                            return
+                    except Exception:  # down still; and the next try fails fast
+                        pass
+                    failures += 1
+                    await anyio.sleep(
+                        min(_PROBE_BACKOFF_CAP, _PROBE_BACKOFF_BASE * 2 ** (failures - 1))
+                    )
+        finally:
+            if self._down.get(address) is scope:
+                del self._down[address]
+
+    async def _learn_zone(self, address: Address) -> None:
+        """From ``INFO server``: Valkey 8's ``availability_zone``. Redis has
+        none, so its replicas are all "another zone"."""
+        try:
+            (reply,) = await self._connection(address).request(_INFO_SERVER, 1, True)
+        except Exception:
+            return  # unknown for now: another zone's, as far as we know
+        if isinstance(reply, str):
+            for line in reply.splitlines():
+                name, _, value = line.partition(":")
+                if name == "availability_zone" and value.strip():
+                    self._zones[address] = value.strip()
+
+    def forget(self, address: Address) -> None:
+        """``address`` is no replica of ours any more: stop probing it."""
+        scope = self._down.pop(address, None)
+        if scope is not None:
+            scope.cancel()
+        self._zones.pop(address, None)
+
+    def close(self) -> None:
+        """Stop every probe (synchronous: they end at their next checkpoint)."""
+        self._closed = True
+        for scope in self._down.values():
+            scope.cancel()
+
+
+_PING = encode_command(("PING",))
+_INFO_SERVER = encode_command(("INFO", "server"))
+
+
+class Readable(Protocol):
+    """A topology that may read from replicas (``urls.py``'s cluster and
+    Sentinel settings)."""
+
+    @property
+    def read_from(self) -> ReadFrom: ...
+
+    @property
+    def client_az(self) -> str | None: ...
+
+    @property
+    def node(self) -> ConnectionSettings: ...
+
+    def for_replica(self, host: str, port: int) -> ConnectionSettings: ...
+
+
+class ReplicaNodes:
+    """A client's replicas: a node each (its own connections, made on first
+    use with ``settings_for(address)``: ``READONLY`` on a cluster, a ``ROLE``
+    check under Sentinel) and their health."""
+
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        settings_for: Callable[[str, int], ConnectionSettings],
+        *,
+        decode: bool,
+        command_timeout: float | None,
+        client_az: str | None,
+    ) -> None:
+        self._task_group = task_group
+        self._settings_for = settings_for
+        self._decode = decode
+        self.nodes: dict[Address, Node] = {}
+        self.health = ReplicaHealth(
+            task_group,
+            lambda address: self.node(address).shared,
+            command_timeout=command_timeout,
+            client_az=client_az,
+        )
+        self._closed = False
+
+    @classmethod
+    def reading(
+        cls, topology: Readable, task_group: TaskGroup, *, decode: bool
+    ) -> ReplicaNodes | None:
+        """The replicas ``topology`` reads from; ``None`` for ``"primary"``."""
+        if topology.read_from == "primary":
+            return None
+        return cls(
+            task_group,
+            topology.for_replica,
+            decode=decode,
+            command_timeout=topology.node.command_timeout,
+            client_az=topology.client_az if topology.read_from == "az_affinity" else None,
+        )
+
+    def node(self, address: Address) -> Node:
+        """The replica at ``address``; never made after :meth:`aclose`
+        (nobody would close its connections)."""
+        node = self.nodes.get(address)
+        if node is None:
+            if self._closed:
+                raise ConnectionError("the client was closed")
+            node = self.nodes[address] = Node(
+                self._settings_for(*address), self._task_group, decode=self._decode
+            )
+            self.health.met(address)
+        return node
+
+    def pick(self, replicas: Sequence[Address]) -> Address | None:
+        return self.health.pick(replicas)
+
+    def keep_only(self, replicas: Iterable[Address]) -> None:
+        """The topology now lists just ``replicas``: the others' probes stop
+        and their connections close (in the background, shielded and
+        bounded: reads in flight on them fail); one listed again later
+        gets a new node."""
+        wanted = set(replicas)
+        for address in [address for address in self.nodes if address not in wanted]:
+            self.health.forget(address)
+            self._task_group.start_soon(
+                self.nodes.pop(address).aclose,
+                name=f"beignet-redis close replica {address[0]}:{address[1]}",
+            )
+
+    async def read(
+        self,
+        address: Address,
+        commands: list[tuple[Any, ...]],
+        decode: bool,
+        lost: Callable[[], None],
+    ) -> list[Any] | None:
+        """:func:`read_replica` on the replica at ``address``."""
+        return await read_replica(
+            self.health, address, self.node(address).shared, commands, decode, lost
+        )
+
+    async def aclose(self) -> None:
+        """Stop the probes and close every replica's connections (shielded,
+        each node's close bounded, side by side)."""
+        self._closed = True
+        self.health.close()
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as closing:
+                for node in self.nodes.values():
+                    closing.start_soon(node.aclose)
+
+
+def not_served(reply: Any) -> bool:
+    """Whether a replica's ``reply`` means "not here, not now": loading its
+    data, cut off from its primary (``MASTERDOWN``), a script it lacks, a
+    slot it does not follow (``MOVED``, ``ASK``), a cluster in flux."""
+    return isinstance(
+        reply, (BusyLoadingError, AskError, TryAgainError, ClusterDownError, NoScriptError)
+    ) or (isinstance(reply, ResponseError) and str(reply).startswith("MASTERDOWN"))
+
+
+async def read_replica(
+    health: ReplicaHealth,
+    address: Address,
+    mux: Multiplexer,
+    commands: list[tuple[Any, ...]],
+    decode: bool,
+    lost: Callable[[], None],
+) -> list[Any] | None:
+    """Read-only ``commands``' replies from the replica at ``address``, or
+    ``None`` when the primary must answer instead (the reads changed
+    nothing, so they may be sent again): its connection failed, or it
+    follows another primary now (``MOVED``) — then ``lost()`` is called, as
+    the topology may have changed — or it does not serve the read now
+    (loading its data, cut off from its primary, a script it does not
+    have). A timeout is raised — the caller's time is spent. A replica that
+    failed or is not serving is put down until its probe answers."""
+    try:
+        replies = await mux.request(encode_commands(commands), len(commands), decode)
+    except TimeoutError:
+        health.failed(address)
+        raise
+    except ConnectionError:
+        health.failed(address)
+        lost()
+        return None
+    reply = replies[-1]
+    if not not_served(reply):
+        return replies
+    if isinstance(reply, AskError):  # MOVED too: its subclass
+        lost()
+    elif not isinstance(reply, (TryAgainError, ClusterDownError, NoScriptError)):
+        health.failed(address)  # loading, or cut off from its primary
+    return None
