@@ -1,0 +1,464 @@
+"""Reads from replicas: what ``read_from="prefer_replica"`` takes off a cluster's primaries.
+
+What is measured
+----------------
+A real Redis Cluster on loopback, 3 primaries + 3 replicas (``RedisCluster``
+from ``beignet_redis_anyio.testing.servers``, as the tests use), always torn
+down again. The parent loads ``bench:0`` … ``bench:9999`` (no hash tag: the
+keys spread over every primary) and waits until each replica holds as many
+keys as its primary. Then, in each child, one client —
+``open_redis_client(cluster_url, read_from=MODE)`` — runs a read-heavy mix
+from 100 tasks: 200,000 operations (``--quick``: 20,000), one in 20 a
+``SET`` and the rest ``GET`` (95% / 5%), each task its own stretch of one
+walk over the keys in a scattered order.
+Every write writes the value the load wrote, so every ``GET`` must return it,
+wherever it is served (the child fails otherwise). The mix runs once untimed
+first, so every connection the mode uses is open before the clock starts.
+
+Per mode (``primary``, then ``prefer_replica``) and backend (asyncio, trio):
+
+``ops/s``
+    The client's throughput over the timed mix.
+``CPU µs/op``
+    ``INFO cpu`` ``used_cpu_sys + used_cpu_user`` of each node, after minus
+    before the timed mix (the child reads them itself, right around it), per
+    operation of the mix: for each primary, each replica, and all primaries
+    and all replicas together. The replicas apply the replicated ``SET`` s in
+    both modes.
+``replica GETs``
+    The share of the mix's ``GET`` s the replicas served (``INFO
+    commandstats``): the check that each mode is what it says — 0% under
+    ``primary``, at least 90% under ``prefer_replica`` (every replica is up
+    and synced).
+
+Each measurement runs in its own subprocess (this file with ``--run``);
+three rounds (``--quick``: one) interleave the two modes, alternating which
+goes first, so both sides of a ratio ran moments apart. Ratios are best
+run against best run, with the rounds' own range:
+
+* throughput, ``prefer_replica / primary``: target >= 1.00x (reading from
+  replicas costs the client nothing);
+* all primaries' CPU per op, ``prefer_replica / primary``: target <= 0.50x
+  (the primaries do at most half the work when replicas take the reads).
+
+``read_from`` is ``RedisConfig``'s and ``open_redis_client``'s option for
+replica reads. A checkout without it makes the first child fail with a line
+that says so, and the run ends there (exit status 2).
+
+Usage::
+
+    python bench/bench_replicas.py [--quick] [--rounds N] [--modes primary,prefer_replica]
+                                   [--json PATH]
+
+A run of some ``--modes`` writes its JSON only where ``--json`` says. Exit
+status 0 even when a target FAILs (this is a report); non-zero when a child
+crashes, the cluster cannot be started, or ``read_from`` is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from functools import partial
+from typing import Any
+
+from _harness import (
+    ChildFailed,
+    bench_main,
+    check,
+    exit_status,
+    fmt_ops,
+    paired_ratio,
+    print_header,
+    print_table,
+    ratio_line,
+    run_child,
+    run_on,
+    status,
+    verdict_line,
+    write_results,
+)
+
+from beignet_redis_anyio.testing.servers import RedisCluster, command, wait_until
+
+#: The distributions whose versions the result records.
+PEERS = ("anyio", "trio", "hiredis")
+BACKENDS: tuple[str, ...] = ("asyncio", "trio")
+MODES: tuple[str, ...] = ("primary", "prefer_replica")
+
+KEY_COUNT = 10_000
+KEYS: tuple[str, ...] = tuple(f"bench:{i}" for i in range(KEY_COUNT))
+VALUE = "v" * 64
+TASKS = 100
+WRITE_EVERY = 20  # one op in 20 a SET: 95% GET / 5% SET
+#: Walks the keys in a scattered order (coprime with KEY_COUNT), so that
+#: consecutive operations land on different slots, hence different nodes.
+STRIDE = 7919
+OPS, QUICK_OPS = 200_000, 20_000
+WARMUP_OPS = 2_000
+
+THROUGHPUT_MIN = 1.0
+PRIMARY_CPU_MAX = 0.5
+#: With every replica up and synced, nearly every GET should go to one.
+REPLICA_SHARE_MIN = 0.9
+#: The first line of a child's error when ``open_redis_client`` refuses
+#: ``read_from``: the parent ends the run on it rather than count crashes.
+REFUSED = "read_from refused"
+WIDTH = 40
+
+
+# --------------------------------------------------------------------------
+# Child side: one backend, one mode, one timed mix.
+# --------------------------------------------------------------------------
+
+
+def plan(task: int, per_task: int) -> list[tuple[bool, str]]:
+    """Task ``task``'s operations, ``(is_set, key)``, built before timing."""
+    steps = []
+    for step in range(per_task):
+        number = task * per_task + step
+        steps.append((number % WRITE_EVERY == 0, KEYS[number * STRIDE % KEY_COUNT]))
+    return steps
+
+
+def snapshot(ports: Sequence[int]) -> dict[int, dict[str, float]]:
+    """Each node's CPU seconds and GET and SET calls so far (one ``INFO``)."""
+    figures = {}
+    for port in ports:
+        text = command(port, "INFO", "cpu", "commandstats").decode()
+
+        def number(pattern: str, text: str = text) -> float:
+            found = re.search(pattern, text, re.MULTILINE)
+            return float(found[1]) if found else 0.0
+
+        figures[port] = {
+            "cpu_s": number(r"^used_cpu_sys:([\d.]+)") + number(r"^used_cpu_user:([\d.]+)"),
+            "gets": number(r"^cmdstat_get:calls=(\d+)"),
+            "sets": number(r"^cmdstat_set:calls=(\d+)"),
+        }
+    return figures
+
+
+async def run_mix(client: Any, plans: list[list[tuple[bool, str]]]) -> None:
+    """The mix: each plan in a task of its own, all at once."""
+    import anyio
+
+    wrong: list[object] = []
+
+    async def worker(steps: list[tuple[bool, str]]) -> None:
+        for is_set, key in steps:
+            if is_set:
+                await client.set(key, VALUE)
+            elif (value := await client.get(key)) != VALUE:
+                wrong.append(value)
+
+    async with anyio.create_task_group() as tg:
+        for steps in plans:
+            tg.start_soon(worker, steps)
+    check(not wrong, f"{len(wrong)} GET(s) returned another value, e.g. {wrong[:1]!r}")
+
+
+def child_main(args: argparse.Namespace) -> None:
+    from beignet_redis_anyio import open_redis_client
+
+    ports = [int(port) for port in f"{args.primaries},{args.replicas}".split(",")]
+    warm_up = [plan(task, WARMUP_OPS // TASKS) for task in range(TASKS)]
+    timed = [plan(task, args.ops // TASKS) for task in range(TASKS)]
+    ops = sum(map(len, timed))
+
+    async def main() -> dict[str, Any]:
+        try:
+            async with open_redis_client(args.url, read_from=args.mode) as client:
+                await run_mix(client, warm_up)
+                gc.collect()
+                before = snapshot(ports)
+                started = time.perf_counter()
+                await run_mix(client, timed)
+                elapsed = time.perf_counter() - started
+                after = snapshot(ports)
+        except TypeError as exc:
+            if "read_from" not in str(exc):
+                raise
+            return {"refused": str(exc)}
+        delta = {
+            str(port): {name: after[port][name] - before[port][name] for name in after[port]}
+            for port in ports
+        }
+        return {"ops": ops, "seconds": elapsed, "ops_per_s": ops / elapsed, "nodes": delta}
+
+    result = run_on(args.run, main)
+    if "refused" in result:
+        # The option this benchmark measures is missing: say so, in one line.
+        sys.exit(
+            f"{REFUSED}: open_redis_client(url, read_from={args.mode!r}) raised TypeError "
+            f"({result['refused']}); this checkout has no replica reads to measure"
+        )
+    print(json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------
+# Parent side: the cluster, the rounds, the report.
+# --------------------------------------------------------------------------
+
+
+def roles(cluster: RedisCluster) -> dict[int, int | None]:
+    """Each node's port: ``None`` for a primary, else its primary's port."""
+    found: dict[int, int | None] = {}
+    for node in cluster.nodes:
+        info = command(node.port, "INFO", "replication").decode()
+        master = re.search(r"^master_port:(\d+)", info, re.MULTILINE)
+        found[node.port] = int(master[1]) if "role:slave" in info and master else None
+    return found
+
+
+def load(url: str) -> None:
+    """Write every key once, from ``TASKS`` tasks (in this process: not timed)."""
+    import anyio
+
+    from beignet_redis_anyio import open_redis_client
+
+    async def main() -> None:
+        async with open_redis_client(url) as client, anyio.create_task_group() as tg:
+
+            async def write(keys: Sequence[str]) -> None:
+                for key in keys:
+                    await client.set(key, VALUE)
+
+            for task in range(TASKS):
+                tg.start_soon(write, KEYS[task::TASKS])
+
+    anyio.run(main)
+
+
+def dbsize(port: int) -> int:
+    return int(command(port, "DBSIZE").strip()[1:])
+
+
+def replicated(topology: dict[int, int | None]) -> bool:
+    """Every replica holds as many keys as its primary."""
+    return all(dbsize(port) == dbsize(of) for port, of in topology.items() if of is not None)
+
+
+#: (backend, mode) → every round's child result, in round order.
+Runs = dict[tuple[str, str], list[dict[str, Any]]]
+
+
+def per_op(run: dict[str, Any], ports: Sequence[int]) -> float:
+    """CPU µs of ``ports`` together per operation of ``run``'s mix."""
+    seconds: float = sum(run["nodes"][str(port)]["cpu_s"] for port in ports)
+    return seconds / int(run["ops"]) * 1e6
+
+
+def replica_share(run: dict[str, Any], replicas: Sequence[int]) -> float:
+    """The share of the mix's GETs that the replicas served."""
+    gets = {port: figures["gets"] for port, figures in run["nodes"].items()}
+    total = sum(gets.values())
+    return sum(gets[str(port)] for port in replicas) / total if total else 0.0
+
+
+def ratio_target(
+    backend: str,
+    pair: str,
+    measured: tuple[float | None, list[float]],
+    bound: float,
+    at_most: bool,
+) -> str:
+    """A target line for a ratio that must stay at most or at least ``bound``."""
+    ratio, per_round = measured
+    passed = None if ratio is None else (ratio <= bound if at_most else ratio >= bound)
+    wanted = f"(target {'<=' if at_most else '>='} {bound:.2f}x)"
+    return ratio_line(
+        f"{backend:<7}", pair, ratio, per_round, width=WIDTH, wanted=wanted, verdict=status(passed)
+    )
+
+
+def share_verdict(runs: Runs, mode: str, replicas: Sequence[int]) -> str:
+    """The check that ``mode`` is what it says: where its worst round's GETs went."""
+    shares = [replica_share(run, replicas) for b in BACKENDS for run in runs.get((b, mode), [])]
+    if mode == "primary":
+        worst = max(shares, default=None)
+        passed = None if worst is None else worst == 0
+        target = "read_from=primary reads from primaries only"
+    else:
+        worst = min(shares, default=None)
+        passed = None if worst is None else worst >= REPLICA_SHARE_MIN
+        target = f"read_from={mode} reads from replicas (target >= {REPLICA_SHARE_MIN:.0%})"
+    value = "n/a" if worst is None else f"{worst:.0%} of GETs on replicas (worst round)"
+    return verdict_line(target, status(passed), value)
+
+
+def report(runs: Runs, modes: Sequence[str], topology: dict[int, int | None]) -> dict[str, Any]:
+    """Print the tables and target lines; return the ratios (for the JSON)."""
+    primaries = [port for port, of in topology.items() if of is None]
+    replicas = [port for port, of in topology.items() if of is not None]
+    contenders = [(backend, mode) for backend in BACKENDS for mode in modes]
+
+    def best(key: tuple[str, str], figure: Callable[[dict[str, Any]], float], high: bool) -> str:
+        """The best round's ``figure`` as a cell: highest rate, lowest CPU."""
+        values = [figure(run) for run in runs.get(key, [])]
+        return "n/a" if not values else f"{max(values) if high else min(values):,.2f}"
+
+    rows: list[tuple[str, ...]] = [
+        ("backend", "read_from", "ops/s", "primaries µs/op", "replicas µs/op", "replica GETs")
+    ]
+    for key in contenders:
+        rates = [run["ops_per_s"] for run in runs.get(key, [])]
+        shares = [replica_share(run, replicas) for run in runs.get(key, [])]
+        rows.append(
+            (
+                *key,
+                fmt_ops(max(rates, default=None)),
+                best(key, lambda run: per_op(run, primaries), False),
+                best(key, lambda run: per_op(run, replicas), False),
+                f"{max(shares):.0%}" if shares else "n/a",
+            )
+        )
+    print()
+    title = f"{TASKS} tasks, 1 in {WRITE_EVERY} a SET: throughput, server CPU per op, replica GETs"
+    print_table(rows, [False, False, True, True, True, True], title=title)
+
+    # Per node: which one does the work (each node's own best round).
+    groups = [([port], f"primary :{port}") for port in primaries]
+    groups += [([port], f"replica :{port} (of :{topology[port]})") for port in replicas]
+    groups += [(primaries, "all primaries"), (replicas, "all replicas")]
+    rows = [("node (CPU µs/op)", *(f"{mode} {backend}" for backend, mode in contenders))]
+    for ports, label in groups:
+        cells = [best(key, partial(per_op, ports=ports), False) for key in contenders]
+        rows.append((label, *cells))
+    print()
+    print_table(rows, title="server CPU µs per operation of the mix, by node")
+
+    print()
+    ratios: dict[str, Any] = {}
+    if {"primary", "prefer_replica"} <= set(modes):
+        pair = "prefer_replica / primary"
+        for backend in BACKENDS:
+            base = runs.get((backend, "primary"), [])
+            ours = runs.get((backend, "prefer_replica"), [])
+            if len(base) != len(ours):
+                base = ours = []  # a crashed round: unpaired rounds make no ratio
+            throughput = paired_ratio(
+                [run["ops_per_s"] for run in ours], [run["ops_per_s"] for run in base]
+            )
+            cpu = paired_ratio(
+                [per_op(run, primaries) for run in ours],
+                [per_op(run, primaries) for run in base],
+                higher_is_better=False,
+            )
+            ratios[backend] = {"throughput": throughput[0], "primaries_cpu": cpu[0]}
+            print(ratio_target(backend, f"ops/s {pair}", throughput, THROUGHPUT_MIN, False))
+            print(ratio_target(backend, f"primaries' CPU {pair}", cpu, PRIMARY_CPU_MAX, True))
+    for mode in modes:
+        print(share_verdict(runs, mode, replicas))
+    return ratios
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    found = print_header(cluster=True)
+    if found is None:
+        return 2
+    executable, server_version = found
+    modes = [mode for mode in MODES if not args.modes or mode in args.modes.split(",")]
+    rounds = args.rounds or (1 if args.quick else 3)
+    ops = QUICK_OPS if args.quick else OPS
+    print(
+        f"{ops:,} operations per measurement ({TASKS} tasks, 1 in {WRITE_EVERY} a SET) over "
+        f"{KEY_COUNT:,} keys, after {WARMUP_OPS:,} untimed; best of {rounds} rounds; "
+        f"read_from {', '.join(modes)}"
+    )
+    runs: Runs = {}
+    crashed: list[str] = []
+    try:
+        with closing(RedisCluster(binary=executable)) as cluster:
+            topology = roles(cluster)
+            primaries = ",".join(str(port) for port, of in topology.items() if of is None)
+            replicas = ",".join(str(port) for port, of in topology.items() if of is not None)
+            print(f"cluster: {cluster.url}; primaries {primaries}; replicas {replicas}")
+            load(cluster.url)
+            wait_until(lambda: replicated(topology), 60, "the replicas did not catch up")
+            for number in range(rounds):
+                # Alternate which mode goes first, so neither always runs on a fresher box.
+                ordered = modes if number % 2 == 0 else modes[::-1]
+                for backend in BACKENDS:
+                    for mode in ordered:
+                        try:
+                            result = run_child(
+                                __file__, run=backend, mode=mode, url=cluster.url, ops=ops,
+                                primaries=primaries, replicas=replicas,
+                            )  # fmt: skip
+                        except ChildFailed as exc:
+                            if exc.reason.startswith(REFUSED):
+                                print(f"error: {exc.reason}", file=sys.stderr)
+                                return 2
+                            crashed.append(f"{backend}/{mode}: {exc.reason}")
+                            print(f"  {backend} {mode} CRASHED:\n{exc.stderr}", file=sys.stderr)
+                            continue
+                        runs.setdefault((backend, mode), []).append(result)
+                        print(
+                            f"  [{number + 1}/{rounds}] {backend:<7} {mode:<14}"
+                            f" {result['ops_per_s']:>10,.0f} ops/s",
+                            flush=True,
+                        )
+            # A failover in the middle would make the per-role figures wrong.
+            moved = roles(cluster) != topology
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"error: could not run the cluster: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+    if moved:
+        print("error: the cluster's roles changed during the run", file=sys.stderr)
+        return 2
+    ratios = report(runs, modes, topology)
+    parameters = {
+        "quick": args.quick,
+        "rounds": rounds,
+        "ops": ops,
+        "warmup_ops": WARMUP_OPS,
+        "tasks": TASKS,
+        "keys": KEY_COUNT,
+        "write_every": WRITE_EVERY,
+        "modes": modes,
+        "redis_server": server_version,
+    }
+    data = {
+        "topology": {str(port): of for port, of in topology.items()},
+        "runs": [
+            {"backend": backend, "mode": mode, "round": number, **run}
+            for (backend, mode), results in runs.items()
+            for number, run in enumerate(results)
+        ],
+        "ratios": ratios,
+        "crashed": crashed,
+    }
+    # A run of some modes writes only where it is told to: the committed
+    # result compares both.
+    if args.json or not args.modes:
+        write_results(__file__, args.json, parameters=parameters, peers=PEERS, data=data)
+    return exit_status(crashed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options: dict[str, dict[str, Any]] = {
+        "--run": {"metavar": "BACKEND", "choices": BACKENDS},
+        "--mode": {"choices": MODES},
+        "--url": {},
+        "--ops": {"type": int},
+        "--primaries": {"help": "the primaries' ports (child)"},
+        "--replicas": {"help": "the replicas' ports (child)"},
+        "--modes": {"default": None, "help": "comma-separated read_from modes (parent)"},
+        "--rounds": {"type": int, "default": None, "help": "rounds (parent)"},
+    }
+    return bench_main(
+        __doc__, argv, "fewer operations, one round", options, child_main, parent_main
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
