@@ -227,6 +227,7 @@ def bench(session: nox.Session) -> None:
         "transaction",
         "local_cache",
         "ceiling",
+        "replicas",
         "web",
     )
     for script in scripts:
