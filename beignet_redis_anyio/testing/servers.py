@@ -277,6 +277,7 @@ class RedisCluster:
         if cli is None:
             raise ServerNotFound("redis-cli is needed to create a cluster")
         self.nodes: list[RedisServer] = []
+        self._shards = primaries
         try:
             for _ in range(primaries * (1 + replicas)):
                 # Each node keeps its nodes.conf in its own --dir.
@@ -297,8 +298,12 @@ class RedisCluster:
             raise
 
     def _ready(self) -> bool:
-        """Every node agrees the cluster is ok, and every replica has synced
-        (a failover asked of an unsynced replica silently does nothing)."""
+        """Every node agrees the cluster is ok, every replica has synced (a
+        failover asked of an unsynced replica silently does nothing), and no
+        shard has two nodes that both still say they are its primary (the
+        moment of a TAKEOVER before the old primary hears of it)."""
+        if len(self.primaries()) != self._shards:
+            return False
         for node in self.nodes:
             if b"cluster_state:ok" not in command(node.port, "CLUSTER", "INFO"):
                 return False

@@ -262,6 +262,10 @@ async def test_a_slot_migration_mid_run(cluster: RedisCluster) -> None:
 
     key = f"migrating:{uuid.uuid4().hex[:8]}"
     slot = key_slot(key.encode())
+    with anyio.fail_after(30):
+        # An earlier test's failover may still be settling: a node that is
+        # about to become a replica would drop the migrated key on its resync.
+        await until(cluster._ready)
     async with open_redis_provider(RedisConfig(url=cluster.url)) as cache:
         await cache.set(key, "moving")
         await cache.set("bystander", "stays")
