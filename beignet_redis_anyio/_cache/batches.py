@@ -149,18 +149,29 @@ class Batches:
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, str | None]:
         core = self._core
+        local = core.local
+        prefix = core.key_prefix
+        # The same keys again, all held: one lookup (``LocalCache.page``).
+        # Only a list or tuple is a page's name: any other iterable is read
+        # once, and a str must still be refused.
+        given = None
+        if local is not None and core.observer is None and type(keys) in (list, tuple):
+            given = tuple(keys)
+            page = local.page(prefix, given)
+            if page is not None:
+                return page
         wanted = distinct_keys(keys)
         if not wanted:
             return {}
         started = time.perf_counter()
-        prefix = core.key_prefix
         held: dict[str, _Outcome] = {}
-        local = core.local
         if local is not None:
             held = local.held_many(prefix, wanted)
             if len(held) == len(wanted) and core.observer is None:
                 # A hot page, all in memory: no error is possible, no await;
                 # and ``held`` is in the order of ``wanted`` already.
+                if given is not None:
+                    local.keep_page(prefix, given, held)
                 return held
         try:
             if local is None:

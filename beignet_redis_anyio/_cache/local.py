@@ -45,6 +45,13 @@ Entries live at most ``ttl`` seconds, and never past the key's own expiry
 (its ``PTTL``, counted from when the read was issued). Memory is bounded by
 entries and bytes, least recently used out first.
 
+A page — the same keys asked of ``get_many`` again, all held — is answered
+by one lookup instead of one per key (:meth:`LocalCache.page`). Pages are
+valid only while no entry at all has been dropped or replaced: every drop,
+invalidation, eviction and flush clears them all, so a page answers exactly
+what its keys' lookups would, and a write-heavy cache simply keeps none.
+Their bytes count against ``max_bytes``.
+
 Everything here is synchronous and runs on the event loop's thread: no
 locks, no ``await``, nothing to cancel half-way.
 """
@@ -72,6 +79,11 @@ ENTRY_OVERHEAD = 120
 
 _now = time.monotonic
 
+#: Pages kept (:meth:`LocalCache.page`), most recent first out last; a batch
+#: of more keys than :data:`PAGE_KEYS` is never kept as one.
+PAGES = 16
+PAGE_KEYS = 1000
+
 
 #: What an entry read without the early-refresh metadata holds as its meta.
 NO_META: Final = object()
@@ -98,6 +110,12 @@ class _Entry:
         #: and when the key itself expires (monotonic), for its remaining TTL.
         self.meta = meta
         self.key_expires = key_expires
+
+
+class _Page(NamedTuple):
+    answer: dict[str, Any]
+    expires: float  # its soonest entry's
+    size: int
 
 
 class Ticket(NamedTuple):
@@ -139,6 +157,12 @@ class LocalCache:
         self._sequence = 0
         #: Every flush, counted or not: a read issued before one never stores.
         self._generation = 0
+        #: By (prefix, keys as given): a page, or None for keys seen once
+        #: (a page is made the second time, so batches that never repeat cost
+        #: no more than a lookup).
+        self._pages: OrderedDict[tuple[str, tuple[str, ...]], _Page | None] = OrderedDict()
+        self._page_bytes = 0
+        self.page_hits = 0  # not in LocalStats: how often a batch was one lookup
         self.hits = 0
         self.misses = 0
         self.invalidations = 0
@@ -190,6 +214,54 @@ class LocalCache:
         self.hits += len(held)
         self.misses += len(keys) - len(held)
         return held
+
+    def page(self, prefix: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+        """The answer of :meth:`held_many` for ``keys`` if it was kept as a
+        page and is still valid (a new dict each time), else None."""
+        if not self._pages:
+            return None
+        page = self._pages.get((prefix, keys))
+        if page is None:
+            return None
+        if page.expires <= _now():
+            self._clear_pages()
+            return None
+        self.hits += len(page.answer)
+        self.page_hits += 1
+        return page.answer.copy()
+
+    def keep_page(self, prefix: str, keys: tuple[str, ...], answer: dict[str, Any]) -> None:
+        """:meth:`held_many` just answered all of ``keys``: keep its answer as
+        a page if these keys came before (see ``_pages``)."""
+        if len(keys) > PAGE_KEYS:
+            return
+        pages = self._pages
+        name = (prefix, keys)
+        if name not in pages:
+            pages[name] = None
+            if len(pages) > PAGES:
+                self._drop_page(pages.popitem(last=False)[1])
+            return
+        entries = self._entries
+        expires = min(entries[prefix + key].expires for key in answer)
+        size = sys.getsizeof(keys) + sys.getsizeof(answer) + ENTRY_OVERHEAD
+        if self._bytes + size > self.max_bytes:
+            return
+        pages[name] = _Page(answer.copy(), expires, size)
+        pages.move_to_end(name)
+        self._bytes += size
+        self._page_bytes += size
+
+    def _drop_page(self, page: _Page | None) -> None:
+        if page is not None:
+            self._bytes -= page.size
+            self._page_bytes -= page.size
+
+    def _clear_pages(self) -> None:
+        """An entry was dropped or replaced: no page is sure any more."""
+        self._pages.clear()
+        self._bytes -= self._page_bytes
+        self._page_bytes = 0
 
     def lookup_refreshable(self, key: str) -> Any:
         """What early refresh decides on, for an entry read with its
@@ -274,11 +346,16 @@ class LocalCache:
         old = entries.pop(key, None)
         if old is not None:
             self._bytes -= old.size
+            if self._pages:
+                self._clear_pages()
         slot = key_slot(key.encode("utf-8", "surrogateescape")) if self.cluster else 0
         entries[key] = _Entry(value, expires, size, slot, meta, key_expires)
         self._bytes += size
         doubtful = self._doubtful
         while len(entries) + len(doubtful) > self.max_entries or self._bytes > self.max_bytes:
+            if self._pages:
+                self._clear_pages()  # an eviction would spoil them anyway
+                continue
             _, evicted = (doubtful or entries).popitem(last=False)
             self._bytes -= evicted.size
             self.evictions += 1
@@ -299,6 +376,8 @@ class LocalCache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry.size
+            if self._pages:
+                self._clear_pages()
         if self._doubtful:
             entry = self._doubtful.pop(key, None)
             if entry is not None:
@@ -312,6 +391,8 @@ class LocalCache:
         connection was, so with ``stale_if_error`` the entries are set aside
         for :meth:`stale` instead."""
         self._generation += 1
+        if self._pages:
+            self._clear_pages()
         if self._entries or self._reading:
             self.flushes += 1
         if lost and self.stale_if_error:
@@ -334,6 +415,8 @@ class LocalCache:
             for key in [key for key, entry in doubtful.items() if entry.slot in slots]:
                 self._bytes -= doubtful.pop(key).size
         doomed = [key for key, entry in entries.items() if entry.slot in slots]
+        if doomed and self._pages:
+            self._clear_pages()
         for key in doomed:
             entry = entries.pop(key)
             if lost and self.stale_if_error:
@@ -377,3 +460,5 @@ class LocalCache:
     def _drop(self, key: str, entry: _Entry) -> None:
         del self._entries[key]
         self._bytes -= entry.size
+        if self._pages:
+            self._clear_pages()

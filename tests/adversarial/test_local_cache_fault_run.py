@@ -3,7 +3,8 @@
 A writer keeps versioned values (``"epoch:version"``) on a few string keys
 and hashes; readers — many tasks on one provider with ``local_cache=True``,
 a few on a second one — read them through every path memory answers
-(``cache.client.get``/``hgetall``/``hget``, ``get_many``, ``remember`` with
+(``cache.client.get``/``hgetall``/``hget``, ``get_many`` — of the same few pages
+again, answered as one lookup, and of random keys — ``remember`` with
 early refresh, ``get``), while a chaos task kills connections, flushes,
 restarts the server, and makes it sleep or pause its clients.
 
@@ -258,10 +259,18 @@ async def _reader(run: _Run, cache: RedisCachePort, rng: random.Random) -> None:
                 run.local_hits[path] += 1
             run.check(path, floor, key, got)
         elif path == "get_many":
-            keys = rng.sample(run.strings, rng.randint(1, len(run.strings)))
+            if rng.random() < 0.5:
+                # The same few pages again and again: answered as pages
+                # (``LocalCache.page``) while nothing of theirs has changed.
+                keys = list(run.strings[: 2 + rng.randrange(3)])
+            else:
+                keys = rng.sample(run.strings, rng.randint(1, len(run.strings)))
+            pages = cache._local.page_hits
             many = await cache.get_many(keys)
             if _served_locally(stats(), before):
                 run.local_hits[path] += 1
+            if cache._local.page_hits > pages:
+                run.local_hits["get_many as a page"] += 1
             assert list(many) == keys, (many, keys, run.seed)
             for key, got in many.items():
                 run.check(path, floor, key, got)
@@ -367,6 +376,14 @@ async def test_no_read_path_returns_a_value_older_than_its_floor(
     assert run.stale == [], (run.stale[:20], run.summary())
     assert sum(run.checks.values()) >= MIN_CHECKS, run.summary()
     assert run.writes >= MIN_CHECKS // 10, run.summary()
-    for path in ("client.get", "client.hgetall", "client.hget", "get_many", "remember", "get"):
+    for path in (
+        "client.get",
+        "client.hgetall",
+        "client.hget",
+        "get_many",
+        "get_many as a page",
+        "remember",
+        "get",
+    ):
         assert run.local_hits[path] >= 1, (path, run.summary())
     assert run.faults["kill"] + run.faults["flushall"] >= 1, run.summary()
