@@ -51,7 +51,6 @@ __all__ = [
     "ReplicaNodes",
     "check_read_from",
     "not_served",
-    "read_replica",
 ]
 
 ReadFrom = Literal["primary", "prefer_replica", "az_affinity"]
@@ -142,6 +141,15 @@ class ReplicaHealth:
 
     def pick(self, replicas: Sequence[Address]) -> Address | None:
         """The replica to read from next, or ``None`` (read the primary)."""
+        if len(replicas) == 1 and self._client_az is None:
+            # A primary's one replica, the common case: no list, no turn.
+            (address,) = replicas
+            if address in self._down:
+                return None
+            if self._connection(address).stalled(self._stall_after):
+                self.failed(address)
+                return None
+            return address
         healthy: list[Address] = []
         for address in replicas:
             if address in self._down:
@@ -306,17 +314,62 @@ class ReplicaNodes:
                 name=f"beignet-redis close replica {address[0]}:{address[1]}",
             )
 
+    def choose(self, replicas: Sequence[Address]) -> tuple[Address, Multiplexer] | None:
+        """The next healthy one of ``replicas`` and its shared connection,
+        or ``None``: the primary must answer."""
+        address = self.health.pick(replicas)
+        if address is None:
+            return None
+        return address, (self.nodes.get(address) or self.node(address)).shared
+
+    def broke(self, address: Address, error: Exception, lost: Callable[[], None]) -> None:
+        """A read from ``address`` raised ``error``: put the replica down
+        until its probe answers; a failed connection (not a timeout) may
+        mean the topology changed, so ``lost()`` too."""
+        self.health.failed(address)
+        if not isinstance(error, TimeoutError):
+            lost()
+
+    def served(self, address: Address, replies: list[Any], lost: Callable[[], None]) -> bool:
+        """Whether the replica at ``address`` answered the read: False when
+        it follows another primary now (``MOVED``: then ``lost()``, as the
+        topology may have changed) or does not serve the read now (loading
+        its data, cut off from its primary, a script it does not have);
+        then the primary answers instead, as the read changed nothing.
+        One not serving is put down until its probe answers."""
+        reply = replies[-1]
+        if not isinstance(reply, Exception) or not not_served(reply):
+            return True
+        if isinstance(reply, AskError):  # MOVED too: its subclass
+            lost()
+        elif not isinstance(reply, (TryAgainError, ClusterDownError, NoScriptError)):
+            self.health.failed(address)  # loading, or cut off from its primary
+        return False
+
     async def read(
         self,
-        address: Address,
+        replicas: Sequence[Address],
         commands: list[tuple[Any, ...]],
         decode: bool,
         lost: Callable[[], None],
     ) -> list[Any] | None:
-        """:func:`read_replica` on the replica at ``address``."""
-        return await read_replica(
-            self.health, address, self.node(address).shared, commands, decode, lost
-        )
+        """Read-only ``commands``' replies from the next healthy one of
+        ``replicas`` (:meth:`choose`), or ``None`` when the primary must
+        answer instead: none is healthy, its connection failed (:meth:`broke`)
+        or it did not serve the read (:meth:`served`). A timeout is raised —
+        the caller's time is spent."""
+        chosen = self.choose(replicas)
+        if chosen is None:
+            return None
+        address, connection = chosen
+        try:
+            replies = await connection.request(encode_commands(commands), len(commands), decode)
+        except (TimeoutError, ConnectionError) as error:
+            self.broke(address, error, lost)
+            if isinstance(error, TimeoutError):
+                raise
+            return None
+        return replies if self.served(address, replies, lost) else None
 
     async def aclose(self) -> None:
         """Stop the probes and close every replica's connections (shielded,
@@ -336,38 +389,3 @@ def not_served(reply: Any) -> bool:
     return isinstance(
         reply, (BusyLoadingError, AskError, TryAgainError, ClusterDownError, NoScriptError)
     ) or (isinstance(reply, ResponseError) and str(reply).startswith("MASTERDOWN"))
-
-
-async def read_replica(
-    health: ReplicaHealth,
-    address: Address,
-    mux: Multiplexer,
-    commands: list[tuple[Any, ...]],
-    decode: bool,
-    lost: Callable[[], None],
-) -> list[Any] | None:
-    """Read-only ``commands``' replies from the replica at ``address``, or
-    ``None`` when the primary must answer instead (the reads changed
-    nothing, so they may be sent again): its connection failed, or it
-    follows another primary now (``MOVED``) — then ``lost()`` is called, as
-    the topology may have changed — or it does not serve the read now
-    (loading its data, cut off from its primary, a script it does not
-    have). A timeout is raised — the caller's time is spent. A replica that
-    failed or is not serving is put down until its probe answers."""
-    try:
-        replies = await mux.request(encode_commands(commands), len(commands), decode)
-    except TimeoutError:
-        health.failed(address)
-        raise
-    except ConnectionError:
-        health.failed(address)
-        lost()
-        return None
-    reply = replies[-1]
-    if not not_served(reply):
-        return replies
-    if isinstance(reply, AskError):  # MOVED too: its subclass
-        lost()
-    elif not isinstance(reply, (TryAgainError, ClusterDownError, NoScriptError)):
-        health.failed(address)  # loading, or cut off from its primary
-    return None

@@ -177,10 +177,7 @@ class SentinelReplicas:
                 )
             else:
                 await self._ask(background=False)  # the first read waits for the answer
-        replica = self._readers.pick(self._replicas)
-        if replica is None:
-            return None
-        return await self._readers.read(replica, commands, decode, self.stale)
+        return await self._readers.read(self._replicas, commands, decode, self.stale)
 
     async def aclose(self) -> None:
         """Close every replica's connections (shielded, each bounded)."""

@@ -27,7 +27,7 @@ from beignet_redis_anyio._net.transport import open_connection
 from beignet_redis_anyio._net.wire import encode_command
 from beignet_redis_anyio._topology import cluster as cluster_module
 from beignet_redis_anyio._topology.cluster import ClusterRouter
-from beignet_redis_anyio._topology.replicas import ReplicaHealth, read_replica
+from beignet_redis_anyio._topology.replicas import ReplicaHealth, ReplicaNodes
 from beignet_redis_anyio._topology.sentinel import SentinelResolver
 from beignet_redis_anyio._topology.urls import SentinelSettings, parse_topology
 from helpers.backends import running_backend
@@ -195,18 +195,40 @@ async def test_round_robin_skips_a_replica_until_its_probe_answers() -> None:
 
 class _Scripted:
     """A replica's connection that answers each request with ``reply``, or
-    raises it."""
+    raises it; ``stalled``: whether it says it owes replies and is silent."""
 
-    def __init__(self, reply: Any) -> None:
+    def __init__(self, reply: Any, stalled: bool | None = None) -> None:
         self.reply = reply
+        self._stalled = isinstance(reply, TimeoutError) if stalled is None else stalled
 
     def stalled(self, after: float) -> bool:
-        return isinstance(self.reply, TimeoutError)
+        return self._stalled
 
     async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
         if type(self.reply) in (ConnectionError, TimeoutError):
             raise self.reply  # the connection's failures; error replies are values
         return [self.reply] * expected
+
+
+class _ScriptedNode:
+    def __init__(self, shared: _Scripted) -> None:
+        self.shared = shared
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _readers(tasks: Any, connection: _Scripted) -> ReplicaNodes:
+    """A client's replicas, of which ("r", 1) answers as ``connection`` does."""
+    readers = ReplicaNodes(
+        tasks,
+        lambda host, port: None,
+        decode=True,
+        command_timeout=5.0,
+        client_az=None,  # type: ignore[arg-type, return-value]
+    )
+    readers.nodes[("r", 1)] = _ScriptedNode(connection)  # type: ignore[assignment]
+    return readers
 
 
 @pytest.mark.parametrize(
@@ -224,35 +246,29 @@ async def test_a_replica_that_cannot_serve_the_read_sends_it_to_the_primary(
 ) -> None:
     lost: list[bool] = []
     async with anyio.create_task_group() as tasks:
-        health = ReplicaHealth(tasks, lambda _: _Scripted(reply), command_timeout=5.0)  # type: ignore[arg-type, return-value]
-        replies = await read_replica(
-            health,
-            ("r", 1),
-            _Scripted(reply),
-            [("GET", "k")],
-            True,
-            lambda: lost.append(True),  # type: ignore[arg-type]
-        )
+        readers = _readers(tasks, _Scripted(reply))
+        replies = await readers.read([("r", 1)], [("GET", "k")], True, lambda: lost.append(True))
         assert replies is None  # the primary answers instead
-        assert health.is_down(("r", 1)) is down
+        assert readers.health.is_down(("r", 1)) is down
         assert bool(lost) is topology_lost
-        health.close()
+        readers.health.close()
+
+
+async def test_a_replica_that_answers_is_read() -> None:
+    async with anyio.create_task_group() as tasks:
+        readers = _readers(tasks, _Scripted("v"))
+        assert await readers.read([("r", 1)], [("GET", "k")], True, list) == ["v"]  # type: ignore[arg-type]
+        assert not readers.health.is_down(("r", 1))
+        readers.health.close()
 
 
 async def test_a_read_that_times_out_fails_and_puts_the_replica_down() -> None:
     async with anyio.create_task_group() as tasks:
-        health = ReplicaHealth(tasks, lambda _: _Scripted(None), command_timeout=5.0)  # type: ignore[arg-type, return-value]
+        readers = _readers(tasks, _Scripted(TimeoutError("slow"), stalled=False))
         with pytest.raises(TimeoutError):
-            await read_replica(
-                health,
-                ("r", 1),
-                _Scripted(TimeoutError("slow")),
-                [("GET", "k")],
-                True,
-                list,  # type: ignore[arg-type]
-            )
-        assert health.is_down(("r", 1))
-        health.close()
+            await readers.read([("r", 1)], [("GET", "k")], True, list)  # type: ignore[arg-type]
+        assert readers.health.is_down(("r", 1))
+        readers.health.close()
 
 
 async def test_a_silent_replica_is_skipped_without_a_read() -> None:
