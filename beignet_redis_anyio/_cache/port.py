@@ -36,7 +36,7 @@ from .local import ABSENT, LocalCache, LocalStats
 from .protocol import Factory
 from .remember.lease import Lease
 from .remember.ready import ReadyNotifications
-from .remember.refresh import meta_key, meta_value, refresh_due, reported_refresh
+from .remember.refresh import meta_delta, meta_key, meta_value, refresh_due, reported_refresh
 from .remember.shared_read import SharedReads
 from .remember.single_flight import SingleFlight
 from .views.namespace import CacheConveniences
@@ -285,7 +285,6 @@ class RedisCachePort(CacheConveniences):
         flights = self._flights
         flights.check_reentry(full_key)
         started = time.perf_counter()
-        plan = _Plan(key, full_key, factory, ttl_ms, use_lock, refresh)
         unavailable: BaseException | None = None
         try:
             local = self._local
@@ -304,6 +303,7 @@ class RedisCachePort(CacheConveniences):
                 if refresh and refresh_due(meta, remaining_ms, self.config.early_refresh_beta):
                     # Decided from what was read with the entry, as a hit
                     # from Redis decides; the caller still gets this value.
+                    plan = _Plan(key, full_key, factory, ttl_ms, use_lock, refresh)
                     self._flights.start_background(
                         full_key,
                         reported_refresh(
@@ -315,6 +315,7 @@ class RedisCachePort(CacheConveniences):
                         "cache.remember", key, "hit", ttl_seconds, started, local=True
                     )
                 return str(held)
+            plan = _Plan(key, full_key, factory, ttl_ms, use_lock, refresh)
             # Known missing (held is None): straight to the computation.
             if full_key not in flights and held is ABSENT:
                 try:
@@ -511,7 +512,9 @@ class RedisCachePort(CacheConveniences):
                 meta = None  # metadata someone else wrote that we cannot read: no early refresh
         finally:
             if local is not None and ticket is not None:
-                vouched = local.finish(full_key, ticket, answered, value, remaining_ms, meta)
+                # Kept parsed: each local hit decides on it (refresh_due).
+                delta = meta_delta(meta)
+                vouched = local.finish(full_key, ticket, answered, value, remaining_ms, delta)
         if isinstance(value, Exception):
             raise value  # the value's own trouble (not text, WRONGTYPE): this caller's
         if value is None:

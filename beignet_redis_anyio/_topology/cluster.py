@@ -587,7 +587,6 @@ class ClusterRouter:
                     closing.start_soon(self._readers.aclose)
 
 
-
 def _as_dict(reply: Any) -> dict[Any, Any]:
     """A RESP3 map as it comes, or a RESP2 flat list of pairs as a dict."""
     if isinstance(reply, dict):

@@ -133,5 +133,44 @@ async def test_the_remaining_ttl_is_the_keys_own(real_server: RedisServer, key: 
         found = local.lookup_refreshable(key)
         assert found is not ABSENT
         value, meta, remaining_ms = found
-        assert (value, meta) == ("v", "0.001")
+        assert (value, meta) == ("v", 0.001)  # kept parsed
         assert 40_000 < remaining_ms <= 50_000
+
+
+# -- the decision itself --------------------------------------------------------
+
+
+@pytest.mark.parametrize("meta", ["0.5", b"0.5", 0.5])
+def test_a_hit_is_due_only_where_some_draw_could_make_it(
+    monkeypatch: pytest.MonkeyPatch, meta: Any
+) -> None:
+    """XFetch's draw is ``1 - random.random()``, at least 2**-53: the most
+    it can stretch ``delta * beta`` is ``-ln(2**-53)``, about 36.74 times.
+    With the most extreme draw, a hit just inside that reach is due; one
+    past it is decided without a draw at all, and is not."""
+    import random
+
+    from beignet_redis_anyio._cache.remember.refresh import meta_delta, refresh_due
+
+    draws: list[int] = []
+
+    def extreme() -> float:
+        draws.append(1)
+        return 1.0 - 2.0**-53
+
+    monkeypatch.setattr(random, "random", extreme)
+    delta, beta = 0.5, 2.0
+    assert meta_delta(meta) == delta
+    reach = delta * beta * 36.7
+    assert refresh_due(meta, int(reach) - 1, beta) is True
+    assert draws == [1]
+    assert refresh_due(meta, int(delta * beta * 36.8) + 1, beta) is False
+    assert draws == [1]  # no draw was needed to know
+
+
+@pytest.mark.parametrize("meta", [None, "", "nan", "inf", "-1", b"\xff", "1e400"])
+def test_metadata_another_program_wrote_never_refreshes(meta: Any) -> None:
+    from beignet_redis_anyio._cache.remember.refresh import meta_delta, refresh_due
+
+    assert meta_delta(meta) is None
+    assert refresh_due(meta, 1, 1.0) is False

@@ -25,7 +25,7 @@ from ..reporting import Reporter
 from .keys import sidecar_key
 from .single_flight import cancelled_from_outside
 
-__all__ = ["meta_key", "meta_value", "refresh_due", "reported_refresh"]
+__all__ = ["meta_delta", "meta_key", "meta_value", "refresh_due", "reported_refresh"]
 
 
 def meta_key(full_key: str) -> str:
@@ -38,22 +38,40 @@ def meta_value(delta: float) -> str:
     return f"{delta * 1000:.3f}"
 
 
-def refresh_due(meta: str | bytes | None, remaining_ms: object, beta: float) -> bool:
-    """Whether this hit should start an early refresh.
+#: ``-ln(rand)`` never exceeds this: ``rand = 1 - random.random()`` is at
+#: least 2**-53, and ``-ln(2**-53)`` is about 36.74. So when even this much
+#: times ``delta * beta`` falls short of the remaining TTL, no draw could
+#: make the refresh due, and none is made: what every hit of a hot key far
+#: from its expiry decides, without the draw.
+_MOST_LN = 36.8
 
-    ``meta`` is what the sidecar holds (``None`` if nothing: a value stored
-    by ``set``, or before early refresh was on), ``remaining_ms`` the value's
-    ``PTTL`` (negative when it has no expiry). Metadata that is not a finite,
-    non-negative number (another program wrote the key) means no refresh:
-    the hit is still a hit.
-    """
-    if meta is None or not isinstance(remaining_ms, int) or remaining_ms <= 0:
-        return False
+
+def meta_delta(meta: str | bytes | float | None) -> float | None:
+    """``delta`` in ms from the sidecar's metadata, or ``None`` when there
+    is none or it is not a finite, non-negative number (another program
+    wrote the key): then no hit refreshes."""
+    if meta is None:
+        return None
     try:
         delta_ms = float(meta)
     except (TypeError, ValueError):
+        return None
+    return delta_ms if 0 <= delta_ms < math.inf else None
+
+
+def refresh_due(meta: str | bytes | float | None, remaining_ms: object, beta: float) -> bool:
+    """Whether this hit should start an early refresh.
+
+    ``meta`` is what the sidecar holds (``None`` if nothing: a value stored
+    by ``set``, or before early refresh was on), or its :func:`meta_delta`
+    already; ``remaining_ms`` the value's ``PTTL`` (negative when it has no
+    expiry). Metadata that is not a finite, non-negative number (another
+    program wrote the key) means no refresh: the hit is still a hit.
+    """
+    if meta is None or not isinstance(remaining_ms, int) or remaining_ms <= 0:
         return False
-    if not 0 <= delta_ms < math.inf:
+    delta_ms = meta if type(meta) is float else meta_delta(meta)
+    if delta_ms is None or delta_ms * beta * _MOST_LN < remaining_ms:
         return False
     rand = 1.0 - random.random()  # in (0, 1]: ln stays finite
     return -delta_ms * beta * math.log(rand) >= remaining_ms
