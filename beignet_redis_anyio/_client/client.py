@@ -29,7 +29,15 @@ from redis.exceptions import (
 from redis.typing import KeyT
 
 from .._exceptions import ConfigError
-from .._net.commands import DEDICATED, NOT_BLOCKING, SHARED, Command, command_for
+from .._net.commands import (
+    DEDICATED,
+    DROPS_ALL,
+    DROPS_FIRST,
+    NOT_BLOCKING,
+    SHARED,
+    Command,
+    command_for,
+)
 from .._net.dedicated import HeldConnection
 from .._net.multiplexer import Multiplexer
 from .._net.node import Node
@@ -234,7 +242,6 @@ class RedisClient(AsyncCoreCommands):
         """
         command = command_for(args)
         replies = self._replies
-        written: Sequence[Any] = ()
         if replies is not None:
             if command.cacheable and NEVER_DECODE not in options:
                 # A hit, inline and cheap: it is what the cache is for. (The
@@ -259,9 +266,8 @@ class RedisClient(AsyncCoreCommands):
             # (and dropped then), one queued after it reads the new value.
             # A blocking command runs on a connection of its own, with no such
             # order: its keys' replies go before it is sent, too.
-            written = args[1:2] if command.one_key else command.keys(args)
             if command.path is not SHARED:
-                for key in written:
+                for key in command.keys(args):
                     replies.invalidate(key if type(key) is str else key_name(key))
         try:
             if command.path is SHARED and self._direct:
@@ -279,12 +285,18 @@ class RedisClient(AsyncCoreCommands):
             return await self._send(command, args, options)
         finally:
             if replies is not None:
-                for key in written:
-                    name = key if type(key) is str else key_name(key)
-                    if name in replies.by_key or name in replies.reading:
-                        replies.invalidate(name)
-                if command.name in _FLUSHING:
-                    replies.flush()  # its null invalidation comes after the reply too
+                # What it may have written (see above). Most writes name one
+                # key, first: decided inline, as this runs for every one.
+                drops = command.drops
+                if drops == DROPS_FIRST:
+                    if len(args) > 1:
+                        name = args[1]
+                        if type(name) is not str:
+                            name = key_name(name)
+                        if name in replies.by_key or name in replies.reading:
+                            replies.invalidate(name)
+                elif drops:
+                    replies.written(command, args)
 
     async def _send(self, command: Command, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
         """Send one command on its path and shape its reply (see :meth:`execute_command`)."""
@@ -531,7 +543,7 @@ class RedisClient(AsyncCoreCommands):
             for key in described.keys(args)
             if (name := key_name(key)) is not None
         ]
-        flushing = any(command_for(args).name in _FLUSHING for args in commands)
+        flushing = any(command_for(args).drops == DROPS_ALL for args in commands)
         for name in names:
             replies.invalidate(name)
         try:
@@ -652,9 +664,6 @@ _CALLBACKS = {
 }
 _plain_get = dict.get
 
-#: Commands whose ``null`` invalidation empties a local cache — after their
-#: reply, so a process that sends one empties it itself at once.
-_FLUSHING = frozenset({"FLUSHDB", "FLUSHALL", "SWAPDB"})
 #: What ``_read_cached`` returns for an invocation it cannot keep.
 _NOT_CACHED: Any = object()
 

@@ -39,6 +39,7 @@ from typing import Any, Final, NamedTuple
 
 from redis.crc import key_slot
 
+from .._net.commands import DROPS_ALL, Command
 from .._net.numbers import in_range
 from .local_stats import LocalStats
 
@@ -329,6 +330,19 @@ class ReplyCache:
         if key in self.reading:
             self._sequence += 1
             self._invalidated[key] = self._sequence
+
+    def written(self, command: Command, args: Sequence[Any]) -> None:
+        """``command`` (not cacheable) was answered: drop what it may have
+        written — its keys' replies, or all of them for a command that
+        empties the database (its ``null`` invalidation comes after its
+        reply, so a process that sends one empties the cache itself at once)."""
+        if command.drops == DROPS_ALL:
+            self.flush()
+            return
+        for key in command.keys(args):
+            name = key if type(key) is str else key_name(key)
+            if name in self.by_key or name in self.reading:
+                self.invalidate(name)
 
     def flush(self) -> None:
         """Forget everything, and spoil every read in flight."""

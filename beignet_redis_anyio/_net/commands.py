@@ -26,6 +26,11 @@ __all__ = [
     "BLOCKING",
     "CACHEABLE",
     "COMMANDS",
+    "DROPS_ALL",
+    "DROPS_FIRST",
+    "DROPS_KEYS",
+    "DROPS_NOTHING",
+    "FLUSHING",
     "NOT_BLOCKING",
     "PLAIN",
     "READ_ONLY",
@@ -112,6 +117,11 @@ class BlockTime:
 KeyFinder = Callable[[Sequence[Any]], list[Any]]
 
 
+#: The commands that empty a database (``Command.drops``).
+FLUSHING = frozenset({"FLUSHDB", "FLUSHALL", "SWAPDB"})
+DROPS_NOTHING, DROPS_FIRST, DROPS_KEYS, DROPS_ALL = 0, 1, 2, 3
+
+
 @attrs.frozen
 class Command:
     """What the client knows about one command (or ``CLIENT`` subcommand).
@@ -161,6 +171,21 @@ class Command:
     @one_key.default
     def _one_key(self) -> bool:
         return (self.first_key, self.last_key, self.key_step, self.find_keys) == (1, 1, 1, None)
+
+    #: What a client-side cache must drop once this command is answered (it
+    #: may have written them): :data:`DROPS_NOTHING`, :data:`DROPS_FIRST`
+    #: (its first argument), :data:`DROPS_KEYS` (:meth:`keys`) or
+    #: :data:`DROPS_ALL` (it empties the database). One small int, so the
+    #: per-command path decides with one comparison.
+    drops: int = attrs.field(init=False)
+
+    @drops.default
+    def _drops(self) -> int:
+        if self.name in FLUSHING:
+            return DROPS_ALL
+        if self.one_key:
+            return DROPS_FIRST
+        return DROPS_KEYS if self.first_key or self.find_keys is not None else DROPS_NOTHING
 
     def __attrs_post_init__(self) -> None:
         if (self.path is REFUSED) != (self.refusal is not None):

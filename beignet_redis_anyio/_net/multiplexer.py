@@ -422,28 +422,34 @@ class _Link:
         self.last_received = _now()
         reader = self.reader
         pending = self.pending
+        strict_text = self.strict_text
         reader.feed(data)
         # Callers whose commands left in one write share an event: set it
         # once, not once per reply (finish() inlined, as this runs per reply).
         woken = None
         while pending:
             head = pending[0]
+            decode = head.decode
             try:
-                reply = reader.gets(head.decode)
+                reply = reader.gets(decode)
             except UnicodeDecodeError as exc:
                 # hiredis raises only once the whole reply is parsed, so the
                 # stream is still in step: the error is this caller's reply.
                 reply = exc
             if reply is False:
                 return
-            if type(reply) is _Push:
+            kind = type(reply)
+            if kind is _Push:
                 self.on_push(reply)
                 continue
-            if self.strict_text and head.decode:
-                # Most replies are ASCII text or a number: nothing to check.
-                kind = type(reply)
-                if kind is not int and (kind is not str or not reply.isascii()):
-                    reply = as_strict_text(reply)
+            # Most replies are ASCII text or a number: nothing to check.
+            if (
+                strict_text
+                and decode
+                and kind is not int
+                and (kind is not str or not reply.isascii())
+            ):
+                reply = as_strict_text(reply)
             replies = head.replies
             replies.append(reply)
             if len(replies) == head.expected:

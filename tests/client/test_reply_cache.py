@@ -348,3 +348,66 @@ async def test_a_read_before_the_connection_opened_and_a_number_as_key_are_not_k
         await client.flushall()
         stats = client.local_stats
         assert stats is not None and stats.entries == 0
+
+
+# -- a process reads its own writes without waiting for the server's push ------
+
+
+def _late_server() -> tuple[Any, dict[bytes, bytes]]:
+    """A scripted RESP3 server that tracks nothing: it never sends an
+    invalidation, as a real one may send it only after the writer's reply.
+    So whatever the client reads back after its own write, it owes to
+    dropping the replies itself once the write is answered."""
+    data: dict[bytes, bytes] = {}
+
+    async def answer(request: list[bytes]) -> bytes:
+        name = request[0].upper()
+        if name == b"HELLO":
+            return b"%1\r\n+proto\r\n:3\r\n"
+        if name in (b"SET", b"GETEX", b"APPEND") and len(request) > 2:
+            data[request[1]] = request[2]
+            return b"+OK\r\n"
+        if name in (b"MSET",):
+            for at in range(1, len(request) - 1, 2):
+                data[request[at]] = request[at + 1]
+            return b"+OK\r\n"
+        if name in (b"FLUSHDB", b"FLUSHALL"):
+            data.clear()
+            return b"+OK\r\n"
+        if name == b"GET":
+            value = data.get(request[1])
+            return b"_\r\n" if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
+        if name == b"PTTL":
+            return b":-1\r\n" if request[1] in data else b":-2\r\n"
+        return b"+OK\r\n"  # CLIENT TRACKING, CLIENT SETINFO, SELECT …
+
+    return answer, data
+
+
+@pytest.mark.parametrize(
+    ("write", "args"),
+    [
+        pytest.param("SET", ("{k}", "new"), id="one-key"),
+        pytest.param("MSET", ("other", "x", "{k}", "new"), id="keys"),
+        pytest.param("FLUSHDB", (), id="flush"),
+    ],
+)
+async def test_a_write_drops_its_keys_replies_once_answered(write: str, args: tuple[str, ...]) -> None:
+    import anyio
+
+    from helpers.targets import serve_script
+
+    answer, data = _late_server()
+    key = "user:1"
+    async with anyio.create_task_group() as server:
+        port = await server.start(serve_script, answer)
+        async with open_redis_client(f"redis://127.0.0.1:{port}", local_cache=True) as client:
+            await client.ping()  # connected: a read issued before that is not kept
+            data[key.encode()] = b"old"
+            assert await client.get(key) == "old"
+            assert await client.get(key) == "old"
+            assert client.local_stats is not None and client.local_stats.hits == 1
+            await client.execute_command(write, *(a.format(k=key) for a in args))
+            expected = None if write == "FLUSHDB" else "new"
+            assert await client.get(key) == expected  # read again, not the old reply
+        server.cancel_scope.cancel()
