@@ -38,7 +38,9 @@ apart, in rounds that alternate them:
     keep, so it drops its key's replies around it; a ``GET`` would now be a
     hit), through a provider with ``local_cache=True``
     (its connection tracks keys, and its reader task reads whenever no caller does)
-    against one without, on each loop.
+    against one without, on each loop. In each child the two run in the order
+    without, with, with, without, and each side keeps its best: drift over the
+    child's life lands on both sides alike.
 
 Every contender runs in its own subprocess (this file with ``--run``). With
 ``--baseline DIR`` (a checkout of this repository, e.g. ``git worktree add``
@@ -237,7 +239,10 @@ def _child_ours(args: argparse.Namespace) -> dict:
     async def main() -> dict:
         if args.scenario == "tracking":
             out: dict[str, Any] = {}
-            for local in (False, True):
+            # A, B, B, A and each side's best: whatever drifts over the
+            # child's life (the heap, the server's state, the clock) falls
+            # on both sides alike, not on whichever always ran second.
+            for local in (False, True, True, False):
                 name = "tracked" if local else "untracked"
                 async with open_redis_provider(RedisConfig(url=url, local_cache=local)) as cache:
                     client = cache.client
@@ -245,8 +250,11 @@ def _child_ours(args: argparse.Namespace) -> dict:
                     ping = await _rates(client.ping, [1], ops)
                     # 100 tasks: GETEX is never a local hit (not read-only).
                     get = await _rates(partial(client.getex, KEY), [100], ops)
-                out[f"ping_1_{name}"] = ping["1"]
-                out[f"getex_100_{name}"] = get["100"]
+                for figure, rate in (
+                    (f"ping_1_{name}", ping["1"]),
+                    (f"getex_100_{name}", get["100"]),
+                ):
+                    out[figure] = max(out.get(figure, 0.0), rate)
             return out
         async with open_redis_client(url, decode_responses=False) as client:
             if args.scenario == "scale" or args.scenario == "peers":
