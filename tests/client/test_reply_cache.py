@@ -392,7 +392,9 @@ def _late_server() -> tuple[Any, dict[bytes, bytes]]:
         pytest.param("FLUSHDB", (), id="flush"),
     ],
 )
-async def test_a_write_drops_its_keys_replies_once_answered(write: str, args: tuple[str, ...]) -> None:
+async def test_a_write_drops_its_keys_replies_once_answered(
+    write: str, args: tuple[str, ...]
+) -> None:
     import anyio
 
     from helpers.targets import serve_script
