@@ -263,7 +263,7 @@ class _Link:
         primitives = loop_primitives()
         self.new_event = primitives.new_event
         self.checkpoint_if_cancelled = primitives.checkpoint_if_cancelled
-        self.cancel_shielded_checkpoint = primitives.cancel_shielded_checkpoint
+        self.turn = primitives.turn
 
     def idle_and_sound(self) -> bool:
         """Before reusing an idle link: has the server closed it meanwhile?
@@ -361,8 +361,10 @@ class _Link:
 
         First a few turns of the scheduler, looking for the reply after each
         (:data:`SPIN_TURNS`); then park on the socket's readiness. The turns
-        let every other ready task run, and are shielded: a cancellation is
-        noticed once we park, at most ``SPIN_TURNS`` turns later.
+        let every other ready task run. A cancellation is noticed at a turn
+        (asyncio) or once we park, at most ``SPIN_TURNS`` turns later (trio,
+        whose cheapest turn is shielded); either way the way out below is
+        the same as from the park.
 
         Replies for requests queued behind ours are handed out too. On the
         way out — answered, failed or cancelled — reading passes to the reader
@@ -376,7 +378,7 @@ class _Link:
         try:
             turns = self.spin.turns()
             for turn in range(turns):
-                await self.cancel_shielded_checkpoint()
+                await self.turn()
                 if self.caller_flushes:
                     # Others joined (in the first turn, usually; trio may run
                     # us first in it): send us all, and look for the reply

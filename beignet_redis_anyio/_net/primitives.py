@@ -35,17 +35,20 @@ class Waiter(Protocol):
 class LoopPrimitives:
     """The running loop's event class and cancellation checkpoints."""
 
-    __slots__ = ("cancel_shielded_checkpoint", "checkpoint_if_cancelled", "new_event")
+    __slots__ = ("checkpoint_if_cancelled", "new_event", "turn")
 
     def __init__(
         self,
         new_event: Callable[[], Waiter],
         checkpoint_if_cancelled: Callable[[], Awaitable[None]],
-        cancel_shielded_checkpoint: Callable[[], Awaitable[None]],
+        turn: Callable[[], Awaitable[None]],
     ) -> None:
         self.new_event = new_event
         self.checkpoint_if_cancelled = checkpoint_if_cancelled
-        self.cancel_shielded_checkpoint = cancel_shielded_checkpoint
+        #: One turn of the scheduler, as cheap as the loop has it: every
+        #: other ready task runs before it returns. It may or may not be
+        #: where a cancellation is delivered — callers must be right either way.
+        self.turn = turn
 
 
 def loop_primitives() -> LoopPrimitives:
@@ -54,6 +57,8 @@ def loop_primitives() -> LoopPrimitives:
         import trio
         import trio.lowlevel
 
+        # trio's cheapest yield is the shielded one: its plain checkpoint
+        # checks for a cancellation first, in one more call.
         return LoopPrimitives(
             trio.Event,
             trio.lowlevel.checkpoint_if_cancelled,
@@ -61,11 +66,13 @@ def loop_primitives() -> LoopPrimitives:
         )
     # anyio.Event() returns the backend's class, fixed for the loop's life;
     # its backend class (public: anyio.abc.AsyncBackend) holds the checkpoints.
+    # On asyncio the plain checkpoint is the cheap one (a shielded one makes
+    # and enters a cancel scope each time).
     backend = anyio.lowlevel.current_token().backend_class
     return LoopPrimitives(
         type(anyio.Event()),
         backend.checkpoint_if_cancelled,
-        backend.cancel_shielded_checkpoint,
+        backend.checkpoint,
     )
 
 

@@ -16,6 +16,7 @@ from beignet_redis_anyio._net.multiplexer import (
     _Spin,
 )
 from beignet_redis_anyio._net.transport import SocketTransport
+from helpers.backends import running_backend
 from helpers.targets import RedisServer, bulk, serve_script
 
 pytestmark = pytest.mark.anyio
@@ -106,7 +107,7 @@ async def test_a_caller_alone_after_a_crowd_waits_at_most_two_turns_to_send(
         assert link is not None
         turns = 0
         sent_after: list[int] = []
-        original_turn = link.cancel_shielded_checkpoint
+        original_turn = link.turn
         original_send_now = SocketTransport.send_now
 
         async def counting_turn() -> None:
@@ -127,7 +128,7 @@ async def test_a_caller_alone_after_a_crowd_waits_at_most_two_turns_to_send(
             for index in range(20):
                 tasks.start_soon(crowd_member, index)
         assert link.crowded  # others joined the last caller alone
-        monkeypatch.setattr(link, "cancel_shielded_checkpoint", counting_turn)
+        monkeypatch.setattr(link, "turn", counting_turn)
         monkeypatch.setattr(SocketTransport, "send_now", recording_send_now)
         assert await client.echo("alone") == "alone"
         assert sent_after == [HOLD_TURNS]
@@ -180,6 +181,42 @@ async def test_cancelled_while_waiting_its_reply_is_dropped(real_server: RedisSe
         # The late "OK" is read and dropped; our replies stay our own.
         assert await client.echo("after the cancel") == "after the cancel"
         assert [await client.echo(str(n)) for n in range(5)] == ["0", "1", "2", "3", "4"]
+
+
+async def test_a_caller_cancelled_at_any_turn_of_its_spin_keeps_the_line_in_step(
+    real_server: RedisServer,
+) -> None:
+    """A caller reading for itself takes turns of the scheduler before it
+    parks; a cancellation then — delivered at the turn on asyncio, at the
+    park on trio, whose cheapest turn is shielded — leaves as a cancel while
+    parked does: the late reply is read and dropped."""
+    async with open_redis_client(real_server.url) as client:
+        await client.ping()
+        link = client._mux._link
+        assert link is not None
+        original_turn = link.turn
+        for at in range(1, SPIN_TURNS + 1):
+            turns = 0
+            scope = anyio.CancelScope()
+
+            async def cancelling_turn() -> None:
+                nonlocal turns
+                turns += 1
+                if turns == at:  # noqa: B023 (this round's)
+                    scope.cancel()  # noqa: B023
+                await original_turn()
+
+            link.turn = cancelling_turn  # type: ignore[method-assign]
+            try:
+                with scope:
+                    # Its reply comes long after every turn has been taken.
+                    await client.execute_command("DEBUG", "SLEEP", "0.02")
+            finally:
+                link.turn = original_turn  # type: ignore[method-assign]
+            assert scope.cancelled_caught
+            assert turns == (SPIN_TURNS if running_backend() == "trio" else at)
+            assert await client.echo(f"after {at}") == f"after {at}"
+            assert [await client.echo(str(n)) for n in range(3)] == ["0", "1", "2"]
 
 
 async def test_cancelled_mid_write_keeps_the_stream_whole(server_url: str, key: str) -> None:
