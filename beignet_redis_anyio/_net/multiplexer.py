@@ -83,9 +83,11 @@ IDLE_CHECK_AFTER = 1.0
 #: wake-up — on a virtual machine, a trip through the host — and on asyncio
 #: registering the socket with the selector and unregistering it again. A
 #: crowd's round (a hundred commands in one write) takes the server longer
-#: than one command, so the turns are enough for that too. ``bench_client``'s
-#: one-task rows and ``bench_ceiling``'s hundred-task rows measure them.
-SPIN_TURNS = 16
+#: than one command, so the turns are enough for that too — counted in turns,
+#: not time, so the cheaper a turn (uvloop's), the more of them a crowd's
+#: round needs. ``bench_client``'s one-task rows and ``bench_ceiling``'s
+#: hundred-task rows measure them.
+SPIN_TURNS = 32
 #: A caller alone, holding its command for a crowd to join (see
 #: ``_Link.submit``), sends it after at most this many turns: one for the
 #: crowd to run, and one more as trio may run the holder first in a turn.

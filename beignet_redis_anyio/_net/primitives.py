@@ -45,9 +45,10 @@ class LoopPrimitives:
     ) -> None:
         self.new_event = new_event
         self.checkpoint_if_cancelled = checkpoint_if_cancelled
-        #: One turn of the scheduler, as cheap as the loop has it: every
-        #: other ready task runs before it returns. It may or may not be
-        #: where a cancellation is delivered — callers must be right either way.
+        #: One turn of the scheduler, as cheap as the loop has it: the other
+        #: ready tasks run (on trio, which shuffles a batch, by the next turn).
+        #: It may or may not be where a cancellation is delivered — callers
+        #: must be right either way.
         self.turn = turn
 
 

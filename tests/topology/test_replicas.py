@@ -5,6 +5,7 @@ freezes or a failover moves the roles."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -32,7 +33,14 @@ from beignet_redis_anyio._topology.sentinel import SentinelResolver
 from beignet_redis_anyio._topology.urls import SentinelSettings, parse_topology
 from helpers.backends import running_backend
 from helpers.polling import until
-from helpers.targets import RedisCluster, RedisSentinels, command, serve_script
+from helpers.targets import (
+    FLAVOURS,
+    RedisCluster,
+    RedisSentinels,
+    command,
+    serve_script,
+    server_binary,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -614,6 +622,98 @@ async def test_a_frozen_replica_costs_only_the_reads_in_flight(
         with anyio.fail_after(30):
             await until(read_from_the_replica)  # its probe answered: read again
         await client.delete(key)
+
+
+@pytest.fixture(scope="module", params=FLAVOURS)
+def two_replica_cluster(request: pytest.FixtureRequest) -> Iterator[RedisCluster]:
+    """3 primaries, each with two replicas: what round robin and zones need."""
+    topology = RedisCluster(replicas=2, binary=server_binary(request.param))
+    yield topology
+    topology.close()
+
+
+async def test_two_replicas_share_the_reads_and_the_near_one_comes_first(
+    two_replica_cluster: RedisCluster, key: str
+) -> None:
+    """prefer_replica takes a primary's replicas in turn. Under az_affinity
+    (Valkey, whose nodes say their availability_zone) only the replica in
+    the client's zone is read; frozen, it costs the read in flight, and the
+    other zone's replica answers next — not the primary."""
+    cluster = two_replica_cluster
+    async with open_redis_client(cluster.url) as writer:
+        await writer.set(key, "v")
+    slot = str(key_slot(key.encode()))
+    primary = next(
+        node.port for node in cluster.primaries()
+        if command(node.port, "CLUSTER", "COUNTKEYSINSLOT", slot)[1:2] != b"0"
+    )  # fmt: skip
+    replicas = [
+        node for node in cluster.nodes
+        if f"master_port:{primary}".encode() in command(node.port, "INFO", "replication")
+    ]  # fmt: skip
+    assert len(replicas) == 2
+    with anyio.fail_after(20):  # both have the write
+        await until(lambda: all(b"$1\r\nv" in command(r.port, "GET", key) for r in replicas))
+    ports = [primary, *(r.port for r in replicas)]
+
+    async with open_redis_client(cluster.url, read_from="prefer_replica") as client:
+        with anyio.fail_after(20):
+
+            async def both_listed() -> bool:
+                await client.get(key)
+                assert client._cluster is not None
+                owner = await client._cluster.owner(key_slot(key.encode()))
+                return len(client._cluster.replicas.get(owner, ())) == 2
+
+            await until(both_listed)
+        stats = Stats(ports)
+        for _ in range(20):
+            assert await client.get(key) == "v"
+        shares = [stats.risen([r.port], "get") for r in replicas]
+        assert sum(shares) == 20 and min(shares) >= 9, shares  # in turn
+        assert stats.risen([primary], "get") == 0
+
+    if b"valkey" not in command(primary, "INFO", "server").lower():
+        return  # Redis has no zones: every replica is "another zone" (unit-tested)
+    near, far = replicas
+    command(near.port, "CONFIG", "SET", "availability-zone", "zone-a")
+    command(far.port, "CONFIG", "SET", "availability-zone", "zone-b")
+    try:
+        async with open_redis_client(
+            cluster.url, read_from="az_affinity", client_az="zone-a", command_timeout=1.0
+        ) as client:
+            assert client._cluster is not None and client._cluster._readers is not None
+            health = client._cluster._readers.health
+            addresses = [("127.0.0.1", near.port), ("127.0.0.1", far.port)]
+
+            async def zones_known() -> bool:
+                await client.get(key)
+                return [health.zone(a) for a in addresses] == ["zone-a", "zone-b"]
+
+            with anyio.fail_after(20):
+                await until(zones_known)
+            stats = Stats(ports)
+            for _ in range(10):
+                assert await client.get(key) == "v"
+            assert stats.risen([near.port], "get") == 10
+            assert stats.risen([far.port, primary], "get") == 0
+            stats = Stats([far.port, primary])
+            near.freeze()
+            try:
+                failures = 0
+                for _ in range(10):
+                    try:
+                        assert await client.get(key) == "v"
+                    except TimeoutError:
+                        failures += 1
+                assert failures <= 1
+                assert stats.risen([far.port], "get") >= 9
+                assert stats.risen([primary], "get") == 0
+            finally:
+                near.thaw()
+    finally:
+        for node in replicas:
+            command(node.port, "CONFIG", "SET", "availability-zone", "")
 
 
 async def test_a_cluster_failover_is_followed(cluster: RedisCluster, key: str) -> None:
