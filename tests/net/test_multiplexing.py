@@ -209,8 +209,9 @@ async def test_a_caller_cancelled_at_any_turn_of_its_spin_keeps_the_line_in_step
             link.turn = cancelling_turn  # type: ignore[method-assign]
             try:
                 with scope:
-                    # Its reply comes long after every turn has been taken.
-                    await client.execute_command("DEBUG", "SLEEP", "0.02")
+                    # Its reply comes long after every turn has been taken,
+                    # even on a loaded machine where 32 turns take a while.
+                    await client.execute_command("DEBUG", "SLEEP", "0.2")
             finally:
                 link.turn = original_turn  # type: ignore[method-assign]
             assert scope.cancelled_caught
