@@ -157,7 +157,10 @@ class Batches:
         given = None
         if local is not None and core.observer is None and type(keys) in (list, tuple):
             given = tuple(keys)
-            page = local.page(prefix, given)
+            try:
+                page = local.page(prefix, given)
+            except TypeError:  # an unhashable "key": distinct_keys says what is wrong
+                page = given = None
             if page is not None:
                 return page
         wanted = distinct_keys(keys)

@@ -183,4 +183,7 @@ async def test_a_page_is_read_without_the_server_and_sees_another_clients_write(
             await cache.get_many(letters)
         with pytest.raises(TypeError):
             await cache.get_many("".join(letters))
+        # An unhashable "key" gets the batch's own message, not the page's.
+        with pytest.raises(TypeError, match="a cache key must be a str"):
+            await cache.get_many([keys[0], ["not", "a", "key"]])  # type: ignore[list-item]
         await cache.delete_many([*keys, *letters])
