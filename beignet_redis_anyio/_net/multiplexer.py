@@ -235,7 +235,7 @@ class _Link:
         # already read, it would cost every command a task switch.
         self.callers_spin = connection.transport.direct and on_push is not None
         self.pending: deque[_Request] = deque()
-        self.outbox: list[bytes] = []
+        self.outbox: list[bytes | memoryview] = []
         self.writing = False
         self.caller_reading = False
         #: With pushes (callers_spin): the reader task waits on the socket;
@@ -307,7 +307,8 @@ class _Link:
                     self.fail(connection_lost(self.connection.settings.address, exc))
                     return False
                 if sent < len(payload):
-                    self.outbox.append(payload[sent:])
+                    # A view, not a slice: a large value is not copied again.
+                    self.outbox.append(memoryview(payload)[sent:] if sent else payload)
                     self._wake_writer()
         else:
             # Others are waiting too: let the writer coalesce us with them —
@@ -345,7 +346,7 @@ class _Link:
             self.fail(connection_lost(self.connection.settings.address, exc))
             return
         if sent < len(data):
-            outbox.append(data[sent:])
+            outbox.append(memoryview(data)[sent:] if sent else data)
             self._wake_writer()
 
     def _wake_writer(self) -> None:
