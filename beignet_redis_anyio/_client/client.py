@@ -242,7 +242,7 @@ class RedisClient(AsyncCoreCommands):
         """
         command = command_for(args)
         replies = self._replies
-        if replies is not None:
+        if replies is not None and command.cache_first:
             if command.cacheable and NEVER_DECODE not in options:
                 # A hit, inline and cheap: it is what the cache is for. (The
                 # client's decoding is fixed, so its arguments are the key.)
@@ -289,8 +289,11 @@ class RedisClient(AsyncCoreCommands):
                 # key, first: decided inline, as this runs for every one.
                 drops = command.drops
                 if drops == DROPS_FIRST:
-                    if len(args) > 1:
+                    try:
                         name = args[1]
+                    except IndexError:
+                        pass  # no key: nothing written (the server said so)
+                    else:
                         if type(name) is not str:
                             name = key_name(name)
                         if name in replies.by_key or name in replies.reading:

@@ -187,6 +187,15 @@ class Command:
             return DROPS_FIRST
         return DROPS_KEYS if self.first_key or self.find_keys is not None else DROPS_NOTHING
 
+    #: A client-side cache has something to do before it is sent: look it
+    #: up (cacheable), or drop its keys' replies at once (it runs on a
+    #: connection of its own, with no order to the shared one's replies).
+    cache_first: bool = attrs.field(init=False)
+
+    @cache_first.default
+    def _cache_first(self) -> bool:
+        return self.cacheable or self.path is not SHARED
+
     def __attrs_post_init__(self) -> None:
         if (self.path is REFUSED) != (self.refusal is not None):
             raise ValueError(f"{self.name}: a refused command says why, and only one does")

@@ -202,6 +202,23 @@ async def test_an_error_reply_and_foreign_bytes_are_not_kept(
         assert await client.execute_command("GET", key, NEVER_DECODE=True) == b"\xff"
 
 
+async def test_a_keyed_write_without_its_key_gets_the_servers_error(
+    real_server: RedisServer, key: str
+) -> None:
+    """The reply cache drops a write's key once it is answered; a write sent
+    with no key at all has nothing to drop, and its caller gets the server's
+    refusal — not an error of the cache's own."""
+    async with open_redis_client(real_server.url, local_cache=True) as client:
+        await client.set(key, "v")
+        assert await client.get(key) == "v"  # held now
+        for name in ("GETEX", "INCR", "DEL", "MSET"):
+            with pytest.raises(ResponseError, match="wrong number of arguments"):
+                await client.execute_command(name)
+        assert await client.get(key) == "v"
+        await client.incr(f"{key}:n")
+        assert await client.get(f"{key}:n") == "1"
+
+
 async def test_a_reply_never_outlives_its_keys(real_server: RedisServer, key: str) -> None:
     async with (
         open_redis_client(real_server.url, local_cache=True) as client,
