@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime
 import json
 import os
@@ -27,7 +28,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,33 @@ def fmt_ops(
     if crashed:
         return f"CRASHED ({crashed})"
     return "n/a" if value is None else f"{value:,.0f}"
+
+
+@contextlib.contextmanager
+def separate_cores(server_pid: int) -> Iterator[str]:
+    """Pin the server to the first CPU and this process — so every client it
+    starts — to the others, until the block ends; yields what it did, for the
+    report.
+
+    Why: on a loopback run the scheduler decides, round by round, whether a
+    client shares the server's core. Waking a process on the same core is far
+    cheaper than across cores (on the 2-core VM these runs come from,
+    ``redis-benchmark -c 1`` does about 15k GET/s across cores and 90k on the
+    server's core), so an unpinned one-connection figure measures placement
+    as much as the client. Across cores is what a networked deployment has:
+    a client never shares its server's CPU.
+    """
+    setaffinity = getattr(os, "sched_setaffinity", None)
+    cpus = sorted(os.sched_getaffinity(0)) if setaffinity is not None else []
+    if setaffinity is None or len(cpus) < 2:
+        yield "not pinned (fewer than two CPUs, or no sched_setaffinity)"
+        return
+    setaffinity(server_pid, {cpus[0]})
+    setaffinity(0, set(cpus[1:]))
+    try:
+        yield f"server pinned to CPU {cpus[0]}, clients to CPU {','.join(map(str, cpus[1:]))}"
+    finally:
+        setaffinity(0, set(cpus))
 
 
 def paired_ratio(

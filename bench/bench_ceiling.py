@@ -38,11 +38,20 @@ apart, in rounds that alternate them:
     keep, so it drops its key's replies around it; a ``GET`` would now be a
     hit), through a provider with ``local_cache=True``
     (its connection tracks keys, and its reader task reads whenever no caller does)
-    against one without, on each loop. In each child the two run in the order
-    without, with, with, without, and each side keeps its best: drift over the
-    child's life lands on both sides alike.
+    against one without, on each loop. In each child both are open side by
+    side and measured in the order without, with, with, without, twice; each
+    side keeps its best: drift over the child's life lands on both alike.
+``cost``
+    The same 100 tasks' ``GETEX``, tracked against untracked, counted in
+    instructions a command by ``valgrind --tool=callgrind`` (one run: counts
+    do not move with the machine's noise, which is as large as the few
+    percent measured). One task's ``PING`` is not counted: what it does
+    depends on time (the reader's stand-back, the caller's turns), and
+    callgrind slows the client fifty-fold against the same server.
 
-Every contender runs in its own subprocess (this file with ``--run``). With
+Every contender runs in its own subprocess (this file with ``--run``), on
+CPUs other than the server's (see ``_harness.separate_cores``: where the
+scheduler put a client was the largest noise in the one-connection rows). With
 ``--baseline DIR`` (a checkout of this repository, e.g. ``git worktree add``
 or ``git archive``), ``ours`` is also measured as that checkout's code, as
 contender ``base``, in the same rounds: what a change buys, in one run.
@@ -59,8 +68,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import gc
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -73,6 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    CHILD_TIMEOUT_S,
     HOST,
     LOOPS,
     BareMultiplexer,
@@ -89,15 +101,19 @@ from _harness import (
     ratio_line,
     run_child,
     run_on,
+    separate_cores,
     status,
+    target_line,
     write_results,
 )
 
 from beignet_redis_anyio.testing.servers import RedisServer, command, encode_command
 
 PEERS = ("anyio", "trio", "uvloop", "redis", "hiredis", "coredis")
-SCENARIOS = ("scale", "peers", "tail", "large", "tracking")
+SCENARIOS = ("scale", "peers", "tail", "large", "tracking", "cost")
 TASKS = (1, 10, 100, 1000)
+#: The tasks the peers, tail, large and tracking scenarios run at.
+PAIR = (1, 100)
 KEY, VALUE = "bench:key", "hello"
 BIG_KEY = "bench:big"
 MIB = 1 << 20
@@ -107,7 +123,19 @@ GET_COMMAND = encode_command("GET", KEY)
 CEILING_MIN = {"asyncio": 0.65, "uvloop": 0.60, "trio": 0.65}
 REDIS_BENCHMARK_MIN = 1.2
 REDIS_PY_100_MIN, COREDIS_100_MIN = 7.5, 10.0
-TRACKING_MIN = 0.95  # a non-hit costs at most 5% more with the local cache on
+
+#: A non-hit command costs at most 5% more with the local cache on: as the
+#: time one task's PING takes (``tracking``), and as the instructions a
+#: GETEX from 100 tasks takes (``cost``).
+TRACKING_MIN = 0.95
+TRACKING_COST_MAX = 1.05
+#: The ``cost`` scenario's figures, in the order its child runs them.
+COST_FIGURES = ("getex_100_untracked", "getex_100_tracked")
+#: Commands per figure in the ``cost`` children: each figure's count is the
+#: difference of a child that runs COST_MORE of its command and one that
+#: runs COST_BASE, so what the child does besides (start, import, connect)
+#: drops out.
+COST_BASE, COST_MORE = 2_000, 10_000
 LARGE_MIN = 1.0
 
 
@@ -164,6 +192,11 @@ async def _rates(get: Callable[[], Awaitable[object]], tasks: Sequence[int], ops
         await fan_out(lambda: run(each), count)  # noqa: B023 (awaited here)
         rates[str(count)] = each * count / (time.perf_counter() - started)
     return rates
+
+
+async def _repeat(call: Callable[[], Awaitable[object]], times: int) -> None:
+    for _ in range(times):
+        await call()
 
 
 async def _latencies(get: Callable[[], Awaitable[object]], tasks: int, ops: int) -> dict:
@@ -237,24 +270,49 @@ def _child_ours(args: argparse.Namespace) -> dict:
     url, tasks, ops = args.url, [int(t) for t in args.tasks.split(",")], args.ops
 
     async def main() -> dict:
+        if args.scenario == "cost":
+            # Both providers side by side, each figure's command so many
+            # times: for callgrind to count (see _costs).
+            counts = dict(zip(COST_FIGURES, map(int, args.counts.split(",")), strict=True))
+            # (a PING from one task is not counted: what it does depends on
+            # time — how long the reader stands back, how many turns the
+            # caller spins — and under callgrind the client runs fifty times
+            # slower against the same server.)
+            async with (
+                open_redis_provider(RedisConfig(url=url, local_cache=False)) as plain,
+                open_redis_provider(RedisConfig(url=url, local_cache=True)) as local,
+            ):
+                for figure, times in counts.items():
+                    client = (local if figure.endswith("_tracked") else plain).client
+                    await client.ping()
+                    call = partial(client.getex, KEY)
+                    await fan_out(lambda: _repeat(call, times // 100), 100)  # noqa: B023
+            return {}
         if args.scenario == "tracking":
             out: dict[str, Any] = {}
-            # A, B, B, A and each side's best: whatever drifts over the
-            # child's life (the heap, the server's state, the clock) falls
-            # on both sides alike, not on whichever always ran second.
-            for local in (False, True, True, False):
-                name = "tracked" if local else "untracked"
-                async with open_redis_provider(RedisConfig(url=url, local_cache=local)) as cache:
+            # Both providers open side by side, measured in turn: A, B, B, A,
+            # twice, each side keeping its best. What drifts over the child's
+            # life (the heap, the server's state, the clock) falls on both
+            # alike, and a target of a few percent needs more than one try a
+            # side to see past a hiccup of the machine.
+            async with (
+                open_redis_provider(RedisConfig(url=url, local_cache=False)) as plain,
+                open_redis_provider(RedisConfig(url=url, local_cache=True)) as local,
+            ):
+                for cache in (plain, local, local, plain) * 2:
                     client = cache.client
+                    name = "tracked" if cache is local else "untracked"
                     await client.ping()
                     ping = await _rates(client.ping, [1], ops)
                     # 100 tasks: GETEX is never a local hit (not read-only).
-                    get = await _rates(partial(client.getex, KEY), [100], ops)
-                for figure, rate in (
-                    (f"ping_1_{name}", ping["1"]),
-                    (f"getex_100_{name}", get["100"]),
-                ):
-                    out[figure] = max(out.get(figure, 0.0), rate)
+                    # (five times the commands: 100 tasks get through ops in
+                    # a fraction of a second, where one hiccup is a percent)
+                    get = await _rates(partial(client.getex, KEY), [100], 5 * ops)
+                    for figure, rate in (
+                        (f"ping_1_{name}", ping["1"]),
+                        (f"getex_100_{name}", get["100"]),
+                    ):
+                        out[figure] = max(out.get(figure, 0.0), rate)
             return out
         async with open_redis_client(url, decode_responses=False) as client:
             if args.scenario == "scale" or args.scenario == "peers":
@@ -369,6 +427,47 @@ def _redis_benchmark(port: int, ops: int) -> dict:
         if cells and cells[0].startswith("GET"):
             return {"1": float(cells[1])}
     raise ChildFailed(f"redis-benchmark printed no rate: {out!r}")
+
+
+def _costs(script: str, url: str) -> dict[str, dict[str, float]]:
+    """Instructions a command, by loop and :data:`COST_FIGURES`, counted by
+    callgrind: unlike the time a command takes, they do not move with the
+    machine's noise, so a difference of a few percent can be read in one
+    run. Each figure is the difference of two children, one running
+    :data:`COST_MORE` of its command and one :data:`COST_BASE`, divided by
+    the commands between them."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise ChildFailed("valgrind not found (Debian's valgrind package)")
+
+    def count(loop: str, counts: Sequence[int]) -> int:
+        cmd = [
+            valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            sys.executable, str(Path(script).resolve()), "--run", "ours", "--url", url,
+            "--scenario", "cost", "--loop", loop, "--counts", ",".join(map(str, counts)),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        found = re.search(r"Collected : (\d+)", proc.stderr)
+        if proc.returncode != 0 or found is None:
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            raise ChildFailed(lines[-1] if lines else f"exit status {proc.returncode}", proc.stderr)
+        return int(found.group(1))
+
+    jobs = {
+        (loop, which): [COST_MORE if i == which else COST_BASE for i in range(len(COST_FIGURES))]
+        for loop in LOOPS
+        for which in (None, *range(len(COST_FIGURES)))
+    }
+    # Counts do not depend on timing, so two children may share the cores.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        totals = dict(zip(jobs, pool.map(lambda job: count(job[0], jobs[job]), jobs), strict=True))
+    return {
+        loop: {
+            figure: (totals[loop, i] - totals[loop, None]) / (COST_MORE - COST_BASE)
+            for i, figure in enumerate(COST_FIGURES)
+        }
+        for loop in LOOPS
+    }
 
 
 class Runs:
@@ -547,16 +646,39 @@ def _report(runs: Runs, scenarios: Sequence[str], baseline: bool) -> None:
                 )
             )
     if "tracking" in scenarios:
+        # One task's PING: the target, in time. 100 tasks' GETEX, for scale:
+        # its few percent drown in the machine's noise, so its target is
+        # read from the instructions (cost).
         for loop in LOOPS:
-            for figure in ("ping_1", "getex_100"):
+            for figure, minimum in (("ping_1", TRACKING_MIN), ("getex_100", None)):
                 lines.append(
                     _ratio(
                         runs,
                         f"{loop:<7} {figure:<9} ",
                         (("tracking", "ours", loop), f"{figure}_tracked"),
                         (("tracking", "ours", loop), f"{figure}_untracked"),
-                        TRACKING_MIN,
-                        label="tracked / untracked (non-hit)",
+                        minimum,
+                        label="tracked / untracked ops/s (non-hit)",
+                    )
+                )
+    if "cost" in scenarios:
+        for loop in LOOPS:
+            for figure in ("getex_100",):
+                tracked = runs.best(("cost", "ours", loop), f"{figure}_tracked")
+                untracked = runs.best(("cost", "ours", loop), f"{figure}_untracked")
+                ratio = None if not tracked or not untracked else tracked / untracked
+                measured = "n/a" if ratio is None else f"{ratio:.3f}x"
+                passed = None if ratio is None else ratio <= TRACKING_COST_MAX
+                note = "" if ratio is None else f"{tracked:,.0f} / {untracked:,.0f} instructions"
+                lines.append(
+                    target_line(
+                        f"{loop:<7} {figure:<9} ",
+                        "tracked / untracked instructions (non-hit)",
+                        measured,
+                        f"(target <= {TRACKING_COST_MAX:.2f}x)",
+                        status(passed),
+                        note,
+                        width=WIDTH,
                     )
                 )
     print()
@@ -611,30 +733,42 @@ def parent_main(args: argparse.Namespace) -> int:
     runs = Runs()
     plan = _plan(scenarios, args.baseline)
     with RedisServer(binary=executable) as server:
-        url = f"redis://{HOST}:{server.port}/0"
-        check(command(server.port, "SET", KEY, VALUE).startswith(b"+OK"), "SET failed")
-        print(f"redis-server on {url}")
-        for number in range(rounds):
-            # Rotate the order, so no contender always runs first in a round.
-            shift = number % len(plan)
-            for scenario, name, loop, script in plan[shift:] + plan[:shift]:
-                key = (scenario, name, loop)
-                try:
-                    if name == "redis-benchmark":
-                        figures = _redis_benchmark(server.port, ops)
-                    else:
-                        figures = run_child(
-                            script, run=name, url=url, scenario=scenario, loop=loop,
-                            tasks=",".join(map(str, TASKS if scenario == "scale" else (1, 100))),
-                            ops=tail_ops if scenario == "tail" else ops, big_ops=big_ops,
-                        )  # fmt: skip
-                except ChildFailed as exc:
-                    runs.crashed.append(f"{name} {scenario} {loop}: {exc.reason}")
-                    print(f"  {name} {scenario} {loop} CRASHED:\n{exc.stderr}", file=sys.stderr)
-                    continue
-                runs.add(key, figures)
-                shown = ", ".join(f"{k} {v:,.0f}" for k, v in figures.items())
-                print(f"  [{number + 1}/{rounds}] {scenario:<8} {name:<15} {loop:<7} {shown}")
+        assert server.process is not None
+        with separate_cores(server.process.pid) as placement:
+            url = f"redis://{HOST}:{server.port}/0"
+            check(command(server.port, "SET", KEY, VALUE).startswith(b"+OK"), "SET failed")
+            print(f"redis-server on {url}; {placement}")
+            for number in range(rounds if plan else 0):
+                # Rotate the order, so no contender always runs first in a round.
+                shift = number % len(plan)
+                for scenario, name, loop, script in plan[shift:] + plan[:shift]:
+                    key = (scenario, name, loop)
+                    try:
+                        if name == "redis-benchmark":
+                            figures = _redis_benchmark(server.port, ops)
+                        else:
+                            figures = run_child(
+                                script, run=name, url=url, scenario=scenario, loop=loop,
+                                tasks=",".join(map(str, TASKS if scenario == "scale" else PAIR)),
+                                ops=tail_ops if scenario == "tail" else ops, big_ops=big_ops,
+                            )  # fmt: skip
+                    except ChildFailed as exc:
+                        runs.crashed.append(f"{name} {scenario} {loop}: {exc.reason}")
+                        print(f"  {name} {scenario} {loop} CRASHED:\n{exc.stderr}", file=sys.stderr)
+                        continue
+                    runs.add(key, figures)
+                    shown = ", ".join(f"{k} {v:,.0f}" for k, v in figures.items())
+                    print(f"  [{number + 1}/{rounds}] {scenario:<8} {name:<15} {loop:<7} {shown}")
+        if "cost" in scenarios:
+            print("counting instructions a command (callgrind, one run: counts are not noisy)")
+            try:
+                for loop, costs in _costs(__file__, url).items():
+                    runs.add(("cost", "ours", loop), costs)
+                    shown = ", ".join(f"{k} {v:,.0f}" for k, v in costs.items())
+                    print(f"  cost     ours            {loop:<7} {shown}")
+            except ChildFailed as exc:
+                runs.crashed.append(f"cost: {exc.reason}")
+                print(f"  cost CRASHED:\n{exc.stderr}", file=sys.stderr)
     _report(runs, scenarios, args.baseline is not None)
     parameters = {
         "quick": args.quick,
@@ -645,6 +779,7 @@ def parent_main(args: argparse.Namespace) -> int:
         "tasks": list(TASKS),
         "scenarios": scenarios,
         "baseline": args.baseline,
+        "placement": placement,
         "redis_server": server_version,
     }
     data = {
@@ -675,6 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tasks": {"default": "1,10,100,1000"},
         "--ops": {"type": int, "default": 20_000},
         "--big-ops": {"type": int, "default": 100},
+        "--counts": {"default": "0,0", "help": "commands per COST_FIGURES"},
     }
     parser_extra = {
         "--only": {"default": None, "help": "comma-separated scenarios (parent)"},
