@@ -102,9 +102,11 @@ SPIN_PROBE_EVERY = 64
 #: reads its own replies, and the caller wakes it when done, so that pushes
 #: arriving while nobody reads are read at once. When one task's commands
 #: follow each other back to back, that wake-up would cost every command a
-#: task switch: then the reader stands back for this long instead, unwoken.
-#: Only a push that arrives just after such a burst waits (at most this
-#: long); a reply read after a push still applies the push first.
+#: task switch: then the reader stands back for this long instead, unwoken,
+#: and again while commands keep coming. Only a push that arrives just after
+#: such a burst waits (at most twice this long: the rest of the window in
+#: which the burst ended, and one window with no command); a reply read
+#: after a push still applies the push first.
 STAND_BACK = 0.001
 
 #: Deadlines and silence are measured on the monotonic clock, not the event
@@ -525,7 +527,7 @@ class _Link:
                 # With a socket callers may read themselves, stand back while
                 # one does, and while nobody waits. Otherwise (TLS) keep
                 # reading, so a close on an idle connection is seen at once.
-                if self.caller_reading and self.callers_spin:
+                if self.callers_spin and (self.caller_reading or self.reader_lazy):
                     # A caller reads for itself: stand back rather than wake
                     # for its replies; it wakes us when done. Found reading
                     # again when woken, its commands come back to back: then
@@ -533,9 +535,17 @@ class _Link:
                     wakeup = self.reader_wakeup = self.new_event()
                     if back_to_back:
                         self.reader_lazy = True
+                        submitted = self.submitted
                         with anyio.move_on_after(STAND_BACK):
                             await wakeup.wait()
-                        self.reader_lazy = back_to_back = False
+                        # Commands came meanwhile and nobody needed us: they
+                        # still come back to back, whether or not one is being
+                        # read this instant. Stand back again, or the next one
+                        # finds us on the socket and waits for us to hand
+                        # over its reply.
+                        self.reader_lazy = back_to_back = (
+                            not wakeup.is_set() and self.submitted != submitted
+                        )
                     else:
                         await wakeup.wait()
                         back_to_back = True

@@ -219,6 +219,48 @@ async def test_pushes_reach_the_listener_even_when_nobody_waits_for_a_reply() ->
             tasks.cancel_scope.cancel()
 
 
+async def test_a_push_after_a_burst_of_one_callers_commands_is_still_delivered() -> None:
+    """While one caller's commands come back to back, the reader task stands
+    back (it would otherwise be woken for every reply the caller reads
+    itself). Once they stop, it must read the socket again: a push that comes
+    after the burst, with no command in flight, is delivered without one."""
+    send_push = anyio.Event()
+    pushes: list[list[Any]] = []
+    got_one = anyio.Event()
+
+    def on_push(frame: list[Any]) -> None:
+        pushes.append(list(frame))
+        got_one.set()
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        async def after_hello(request: list[bytes]) -> None:
+            if request[0].upper() == b"ECHO" and request[1] == b"last":
+                await stream.send(b"$4\r\nlast\r\n")
+                await send_push.wait()
+                await stream.send(_PUSH)
+            else:
+                await stream.send(b"+PONG\r\n")
+
+        await _hello_then(stream, after_hello)
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(listener.serve, serve)
+            settings = ConnectionSettings(host="127.0.0.1", port=port, protocol=3)
+            mux = Multiplexer(settings, tasks, decode=True, on_push=on_push)
+            with anyio.fail_after(10):
+                for _ in range(2_000):  # several of the reader's stand-back windows
+                    assert await mux.request(encode_command(("PING",)), 1, True) == ["PONG"]
+                assert await mux.request(encode_command(("ECHO", "last")), 1, True) == ["last"]
+                assert pushes == []
+                send_push.set()
+                await got_one.wait()
+            assert pushes == [["message", "c", "news"]]
+            await mux.aclose()
+            tasks.cancel_scope.cancel()
+
+
 async def test_the_provider_takes_redis_protocol(server_url: str, key: str) -> None:
     config = RedisConfig.from_env({"REDIS_URL": server_url, "REDIS_PROTOCOL": "3"})
     assert config.protocol == 3
