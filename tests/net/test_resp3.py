@@ -6,7 +6,8 @@ redis-py does under RESP3, and keeps push frames away from callers' replies.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -163,6 +164,26 @@ async def _hello_then(
             pass
 
 
+@contextlib.asynccontextmanager
+async def _multiplexer_for(
+    serve: Callable[[anyio.abc.SocketStream], Awaitable[None]],
+    on_push: Callable[[list[Any]], None],
+) -> AsyncIterator[Multiplexer]:
+    """A RESP3 multiplexer with ``on_push``, connected to a scripted server
+    that runs ``serve`` per connection; closed, with the server, on the way out."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(listener.serve, serve)
+            settings = ConnectionSettings(host="127.0.0.1", port=port, protocol=3)
+            mux = Multiplexer(settings, tasks, decode=True, on_push=on_push)
+            try:
+                yield mux
+            finally:
+                await mux.aclose()
+                tasks.cancel_scope.cancel()
+
+
 async def test_a_push_frame_never_becomes_a_callers_reply() -> None:
     """A push ahead of a reply goes to whoever listens for pushes (here:
     nobody, so it is dropped); the caller gets its own reply."""
@@ -203,20 +224,13 @@ async def test_pushes_reach_the_listener_even_when_nobody_waits_for_a_reply() ->
 
         await _hello_then(stream, after_hello)
 
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(listener.serve, serve)
-            settings = ConnectionSettings(host="127.0.0.1", port=port, protocol=3)
-            mux = Multiplexer(settings, tasks, decode=True, on_push=on_push)
-            with anyio.fail_after(5):
-                assert await mux.request(encode_command(("PING",)), 1, True) == ["OK"]
-                assert len(pushes) == 1  # read with the reply, handed on first
-                send_push.set()
-                await got_two.wait()
-            assert pushes == [["message", "c", "news"]] * 2
-            await mux.aclose()
-            tasks.cancel_scope.cancel()
+    async with _multiplexer_for(serve, on_push) as mux:
+        with anyio.fail_after(5):
+            assert await mux.request(encode_command(("PING",)), 1, True) == ["OK"]
+            assert len(pushes) == 1  # read with the reply, handed on first
+            send_push.set()
+            await got_two.wait()
+        assert pushes == [["message", "c", "news"]] * 2
 
 
 async def test_a_push_after_a_burst_of_one_callers_commands_is_still_delivered() -> None:
@@ -243,22 +257,15 @@ async def test_a_push_after_a_burst_of_one_callers_commands_is_still_delivered()
 
         await _hello_then(stream, after_hello)
 
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(listener.serve, serve)
-            settings = ConnectionSettings(host="127.0.0.1", port=port, protocol=3)
-            mux = Multiplexer(settings, tasks, decode=True, on_push=on_push)
-            with anyio.fail_after(10):
-                for _ in range(2_000):  # several of the reader's stand-back windows
-                    assert await mux.request(encode_command(("PING",)), 1, True) == ["PONG"]
-                assert await mux.request(encode_command(("ECHO", "last")), 1, True) == ["last"]
-                assert pushes == []
-                send_push.set()
-                await got_one.wait()
-            assert pushes == [["message", "c", "news"]]
-            await mux.aclose()
-            tasks.cancel_scope.cancel()
+    async with _multiplexer_for(serve, on_push) as mux:
+        with anyio.fail_after(10):
+            for _ in range(2_000):  # several of the reader's stand-back windows
+                assert await mux.request(encode_command(("PING",)), 1, True) == ["PONG"]
+            assert await mux.request(encode_command(("ECHO", "last")), 1, True) == ["last"]
+            assert pushes == []
+            send_push.set()
+            await got_one.wait()
+        assert pushes == [["message", "c", "news"]]
 
 
 async def test_the_provider_takes_redis_protocol(server_url: str, key: str) -> None:
