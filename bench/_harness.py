@@ -288,10 +288,9 @@ def separate_cores(server_pid: int) -> Iterator[str]:
 
     Why: on a loopback run the scheduler decides, round by round, whether a
     client shares the server's core. Waking a process on the same core is far
-    cheaper than across cores (on the 2-core VM these runs come from,
-    ``redis-benchmark -c 1`` does about 15k GET/s across cores and 90k on the
-    server's core), so an unpinned one-connection figure measures placement
-    as much as the client. Across cores is what a networked deployment has:
+    cheaper than across cores (on a VM, several times over for
+    ``redis-benchmark -c 1``), so an unpinned one-connection figure measures
+    placement as much as the client. Across cores is what a networked deployment has:
     a client never shares its server's CPU.
     """
     setaffinity = getattr(os, "sched_setaffinity", None)

@@ -47,7 +47,7 @@ apart, in rounds that alternate them:
     (information only): the machine's noise is as large as the few percent
     measured in time. Not a verdict, as what a tracked link does depends on
     time (how long its reader stands back, how many turns a caller spins)
-    and callgrind slows the client fifty-fold against the same server. One
+    and callgrind slows the client many times over against the same server. One
     task's ``PING`` is not counted at all: there that changes everything.
 
 Every contender runs in its own subprocess (this file with ``--run``), on
@@ -274,7 +274,7 @@ def _child_ours(args: argparse.Namespace) -> dict:
             counts = dict(zip(COST_FIGURES, map(int, args.counts.split(",")), strict=True))
             # (a PING from one task is not counted: what it does depends on
             # time — how long the reader stands back, how many turns the
-            # caller spins — and under callgrind the client runs fifty times
+            # caller spins — and under callgrind the client runs many times
             # slower against the same server.)
             async with (
                 open_redis_provider(RedisConfig(url=url, local_cache=False)) as plain,
@@ -667,8 +667,8 @@ def _report(runs: Runs, scenarios: Sequence[str], baseline: bool) -> None:
                 # For scale, not the verdict (that is the time, above): a
                 # tracked link's reader stands back for a time, not for a
                 # number of commands, so under callgrind's slowdown it does
-                # something else than at speed (this code counted 1.035x to
-                # 1.066x on one loop, run to run).
+                # something else than at speed, and its counts move by a few
+                # percent from run to run.
                 lines.append(
                     target_line(
                         f"{loop:<7} {figure:<9} ",
