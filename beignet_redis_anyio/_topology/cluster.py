@@ -429,7 +429,7 @@ class ClusterRouter:
             readers = self._readers
             assert readers is not None
             self._keep_fresh()
-            chosen = readers.choose(self._replicas.get(address, ()))
+            chosen = readers.health.choose(self._replicas.get(address, ()))
             if chosen is not None:
                 replica, connection = chosen
                 try:
@@ -441,8 +441,11 @@ class ClusterRouter:
                     if isinstance(error, TimeoutError):
                         raise
                 else:
-                    if readers.served(replica, replies, self._lost):
-                        return replies[-1]
+                    reply = replies[-1]
+                    if not isinstance(reply, Exception) or readers.served(
+                        replica, replies, self._lost
+                    ):
+                        return reply
         reply = None
         for _ in range(_MAX_REDIRECTS):
             try:

@@ -122,6 +122,10 @@ class ReplicaHealth:
         )
         self._down: dict[Address, anyio.CancelScope] = {}
         self._zones: dict[Address, str] = {}
+        #: Per list of replicas, the ones to take turns on and their
+        #: connections: worked out once, dropped at every change of health
+        #: or zone, so that a read only takes the next one.
+        self._cycles: dict[tuple[Address, ...], tuple[tuple[Address, Multiplexer], ...]] = {}
         self._turn = 0
         self._closed = False
 
@@ -134,6 +138,7 @@ class ReplicaHealth:
 
     def met(self, address: Address) -> None:
         """A replica's node was just made: learn its zone, if it matters."""
+        self._cycles.clear()  # a cycle may hold the connection of the one it replaces
         if self._client_az is not None and not self._closed:
             self._task_group.start_soon(
                 self._learn_zone, address, name=f"beignet-redis replica zone {address[0]}"
@@ -141,36 +146,47 @@ class ReplicaHealth:
 
     def pick(self, replicas: Sequence[Address]) -> Address | None:
         """The replica to read from next, or ``None`` (read the primary)."""
-        if len(replicas) == 1 and self._client_az is None:
-            # A primary's one replica, the common case: no list, no turn.
-            (address,) = replicas
-            if address in self._down:
+        chosen = self.choose(replicas if isinstance(replicas, tuple) else tuple(replicas))
+        return None if chosen is None else chosen[0]
+
+    def choose(self, replicas: tuple[Address, ...]) -> tuple[Address, Multiplexer] | None:
+        """:meth:`pick`, with the replica's connection: this runs for every
+        replica read, so the healthy ones are worked out only after a change
+        (:meth:`_cycle`), and a read just checks that its turn's replica has
+        not stalled since."""
+        while True:
+            cycle = self._cycles.get(replicas)
+            if cycle is None:
+                cycle = self._cycle(replicas)
+            if not cycle:
                 return None
-            if self._connection(address).stalled(self._stall_after):
-                self.failed(address)
-                return None
-            return address
-        healthy: list[Address] = []
-        for address in replicas:
-            if address in self._down:
-                continue
-            if self._connection(address).stalled(self._stall_after):
-                self.failed(address)
-                continue
-            healthy.append(address)
+            if len(cycle) == 1:
+                chosen = cycle[0]
+            else:
+                self._turn += 1
+                chosen = cycle[self._turn % len(cycle)]
+            if not chosen[1].stalled(self._stall_after):
+                return chosen
+            self.failed(chosen[0])  # and the cycle is worked out again without it
+
+    def _cycle(self, replicas: tuple[Address, ...]) -> tuple[tuple[Address, Multiplexer], ...]:
+        """The replicas of ``replicas`` not down, with their connections;
+        under ``az_affinity`` the client's zone's only, if any is healthy."""
+        healthy = [address for address in replicas if address not in self._down]
         if self._client_az is not None:
             near = [address for address in healthy if self._zones.get(address) == self._client_az]
             healthy = near or healthy
-        if not healthy:
-            return None
-        self._turn += 1
-        return healthy[self._turn % len(healthy)]
+        cycle = tuple((address, self._connection(address)) for address in healthy)
+        if not self._closed:
+            self._cycles[replicas] = cycle
+        return cycle
 
     def failed(self, address: Address) -> None:
         """``address`` failed a read: skip it until its probe answers."""
         if self._closed or address in self._down:
             return
         scope = self._down[address] = anyio.CancelScope()
+        self._cycles.clear()
         self._task_group.start_soon(
             self._until_healthy,
             address,
@@ -196,6 +212,7 @@ class ReplicaHealth:
         finally:
             if self._down.get(address) is scope:
                 del self._down[address]
+                self._cycles.clear()
 
     async def _learn_zone(self, address: Address) -> None:
         """From ``INFO server``: Valkey 8's ``availability_zone``. Redis has
@@ -209,6 +226,7 @@ class ReplicaHealth:
                 name, _, value = line.partition(":")
                 if name == "availability_zone" and value.strip():
                     self._zones[address] = value.strip()
+                    self._cycles.clear()
 
     def forget(self, address: Address) -> None:
         """``address`` is no replica of ours any more: stop probing it."""
@@ -216,10 +234,12 @@ class ReplicaHealth:
         if scope is not None:
             scope.cancel()
         self._zones.pop(address, None)
+        self._cycles.clear()  # its connection is closing: a new node may follow
 
     def close(self) -> None:
         """Stop every probe (synchronous: they end at their next checkpoint)."""
         self._closed = True
+        self._cycles.clear()
         for scope in self._down.values():
             scope.cancel()
 
@@ -317,10 +337,7 @@ class ReplicaNodes:
     def choose(self, replicas: Sequence[Address]) -> tuple[Address, Multiplexer] | None:
         """The next healthy one of ``replicas`` and its shared connection,
         or ``None``: the primary must answer."""
-        address = self.health.pick(replicas)
-        if address is None:
-            return None
-        return address, (self.nodes.get(address) or self.node(address)).shared
+        return self.health.choose(replicas if isinstance(replicas, tuple) else tuple(replicas))
 
     def broke(self, address: Address, error: Exception, lost: Callable[[], None]) -> None:
         """A read from ``address`` raised ``error``: put the replica down

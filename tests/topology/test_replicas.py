@@ -201,6 +201,30 @@ async def test_round_robin_skips_a_replica_until_its_probe_answers() -> None:
         health.close()
 
 
+async def test_a_replica_that_stalls_after_its_turns_were_worked_out_is_skipped() -> None:
+    a, b = ("a", 1), ("b", 1)
+
+    class Stalling(_FakeConnection):
+        frozen = False
+
+        def stalled(self, after: float) -> bool:
+            return self.frozen
+
+    connections = {a: Stalling(), b: Stalling()}
+    async with anyio.create_task_group() as tasks:
+        health = ReplicaHealth(
+            tasks,
+            connections.__getitem__,  # type: ignore[arg-type]
+            command_timeout=5.0,
+        )
+        assert {health.pick((a, b)) for _ in range(4)} == {a, b}
+        connections[a].frozen = True
+        assert [health.pick((a, b)) for _ in range(4)] == [b] * 4
+        assert health.is_down(a)
+        assert health.choose((b,)) == (b, connections[b])
+        health.close()
+
+
 class _Scripted:
     """A replica's connection that answers each request with ``reply``, or
     raises it; ``stalled``: whether it says it owes replies and is silent."""
@@ -337,8 +361,11 @@ async def test_az_affinity_prefers_the_replicas_in_the_clients_zone() -> None:
         )
         for address in zones:
             health.met(address)
+        # Picked before any zone is known: every replica takes turns.
+        assert {health.pick(list(zones)) for _ in range(6)} <= set(zones)
         with anyio.fail_after(10):
             await until(lambda: all(health.zone(address) for address in zones))
+        # Once known, the turns change: the zone's replicas only.
         assert {health.pick(list(zones)) for _ in range(6)} == {("b", 1), ("c", 1)}
         health.failed(("b", 1))
         health.failed(("c", 1))
