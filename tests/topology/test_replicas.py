@@ -5,11 +5,12 @@ freezes or a failover moves the roles."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 from redis.crc import key_slot
 from redis.exceptions import (
     BusyLoadingError,
@@ -179,15 +180,25 @@ class _FakeConnection:
         return ["PONG"]
 
 
+def _health(
+    tasks: TaskGroup,
+    connections: Mapping[tuple[str, int], _FakeConnection],
+    client_az: str | None = None,
+) -> ReplicaHealth:
+    """Health over scripted connections, one per address."""
+    return ReplicaHealth(
+        tasks,
+        connections.__getitem__,  # type: ignore[arg-type]
+        command_timeout=5.0,
+        client_az=client_az,
+    )
+
+
 async def test_round_robin_skips_a_replica_until_its_probe_answers() -> None:
     a, b = ("a", 1), ("b", 1)
     connections = {a: _FakeConnection(), b: _FakeConnection()}
     async with anyio.create_task_group() as tasks:
-        health = ReplicaHealth(
-            tasks,
-            connections.__getitem__,  # type: ignore[arg-type]
-            command_timeout=5.0,
-        )
+        health = _health(tasks, connections)
         assert {health.pick([a, b]) for _ in range(4)} == {a, b}  # spread over both
         health.failed(a)
         assert [health.pick([a, b]) for _ in range(4)] == [b] * 4
@@ -212,11 +223,7 @@ async def test_a_replica_that_stalls_after_its_turns_were_worked_out_is_skipped(
 
     connections = {a: Stalling(), b: Stalling()}
     async with anyio.create_task_group() as tasks:
-        health = ReplicaHealth(
-            tasks,
-            connections.__getitem__,  # type: ignore[arg-type]
-            command_timeout=5.0,
-        )
+        health = _health(tasks, connections)
         assert {health.pick((a, b)) for _ in range(4)} == {a, b}
         connections[a].frozen = True
         assert [health.pick((a, b)) for _ in range(4)] == [b] * 4
@@ -353,12 +360,7 @@ async def test_az_affinity_prefers_the_replicas_in_the_clients_zone() -> None:
 
     connections = {address: Zoned(zone) for address, zone in zones.items()}
     async with anyio.create_task_group() as tasks:
-        health = ReplicaHealth(
-            tasks,
-            connections.__getitem__,  # type: ignore[arg-type]
-            command_timeout=5.0,
-            client_az="eu-1a",
-        )
+        health = _health(tasks, connections, client_az="eu-1a")
         for address in zones:
             health.met(address)
         # Picked before any zone is known: every replica takes turns.
