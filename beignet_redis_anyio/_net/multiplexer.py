@@ -695,8 +695,10 @@ class Multiplexer:
         timeout = self._settings.command_timeout
         if link is None or not link.pending or timeout is None:
             return False
-        sent = link.pending[0].deadline - timeout
-        return _now() - max(sent, link.last_received) >= after
+        quiet_since = link.pending[0].deadline - timeout  # when the oldest was sent
+        if link.last_received > quiet_since:
+            quiet_since = link.last_received
+        return _now() - quiet_since >= after
 
     async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
         """Send ``payload`` (holding ``expected`` commands) and return their replies.

@@ -193,7 +193,8 @@ class ClusterRouter:
         self._readers = ReplicaNodes.reading(settings, task_group, decode=decode)
         self._stale = True
         #: When the topology was last read (or a background re-read began).
-        self._read_at = 0.0
+        #: When the topology is next due to be read again (see _keep_fresh).
+        self._fresh_until = 0.0
         self._rereading = False
         self._epoch = 0
         self._refresh_lock = anyio.Lock()
@@ -286,7 +287,7 @@ class ClusterRouter:
                     reasons.append(f"{address[0]}:{address[1]}: no slots assigned")
                     continue
                 self._set_owners(owners)
-                self._read_at = time.monotonic()
+                self._fresh_until = time.monotonic() + TOPOLOGY_MAX_AGE
                 self._primaries = primaries
                 if self._readers is not None:
                     self._replicas = replicas
@@ -397,12 +398,11 @@ class ClusterRouter:
         """Read the topology again in the background once it is older
         than :data:`TOPOLOGY_MAX_AGE` (one re-read at a time; a failed one
         waits as long before the next)."""
-        if self._rereading or self._closed:
-            return
-        if time.monotonic() - self._read_at < TOPOLOGY_MAX_AGE:
+        now = time.monotonic()
+        if self._rereading or self._closed or now < self._fresh_until:
             return
         self._rereading = True
-        self._read_at = time.monotonic()
+        self._fresh_until = now + TOPOLOGY_MAX_AGE
         self._task_group.start_soon(self._reread, name="beignet-redis cluster topology")
 
     async def _reread(self) -> None:
@@ -428,7 +428,8 @@ class ClusterRouter:
             # replica read, and a coroutine less is throughput kept.
             readers = self._readers
             assert readers is not None
-            self._keep_fresh()
+            if time.monotonic() >= self._fresh_until:  # _keep_fresh's test, without a call
+                self._keep_fresh()
             chosen = readers.health.choose(self._replicas.get(address, ()))
             if chosen is not None:
                 replica, connection = chosen

@@ -236,6 +236,11 @@ class ReplicaHealth:
         self._zones.pop(address, None)
         self._cycles.clear()  # its connection is closing: a new node may follow
 
+    def forget_turns(self) -> None:
+        """Work the turns out again at the next read: the topology was read
+        again, and may list replicas anew (so the old lists are not kept)."""
+        self._cycles.clear()
+
     def close(self) -> None:
         """Stop every probe (synchronous: they end at their next checkpoint)."""
         self._closed = True
@@ -327,6 +332,7 @@ class ReplicaNodes:
         bounded: reads in flight on them fail); one listed again later
         gets a new node."""
         wanted = set(replicas)
+        self.health.forget_turns()  # the lists of replicas may be new ones
         for address in [address for address in self.nodes if address not in wanted]:
             self.health.forget(address)
             self._task_group.start_soon(
