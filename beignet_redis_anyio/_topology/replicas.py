@@ -168,6 +168,8 @@ class ReplicaHealth:
             if not chosen[1].stalled(self._stall_after):
                 return chosen
             self.failed(chosen[0])  # and the cycle is worked out again without it
+            if chosen[0] not in self._down:
+                return None  # closed: no replica is put down, so none is read
 
     def _cycle(self, replicas: tuple[Address, ...]) -> tuple[tuple[Address, Multiplexer], ...]:
         """The replicas of ``replicas`` not down, with their connections;

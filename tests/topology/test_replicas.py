@@ -232,6 +232,23 @@ async def test_a_replica_that_stalls_after_its_turns_were_worked_out_is_skipped(
         health.close()
 
 
+async def test_a_stalled_replica_after_close_is_not_read_and_does_not_spin() -> None:
+    class Frozen(_FakeConnection):
+        checks = 0
+
+        def stalled(self, after: float) -> bool:
+            self.checks += 1
+            assert self.checks < 10, "choose() keeps trying the same stalled replica"
+            return True
+
+    connections = {("a", 1): Frozen()}
+    async with anyio.create_task_group() as tasks:
+        health = _health(tasks, connections)
+        health.close()
+        assert health.pick([("a", 1)]) is None
+        assert not health.is_down(("a", 1))  # closed: no probe was started
+
+
 class _Scripted:
     """A replica's connection that answers each request with ``reply``, or
     raises it; ``stalled``: whether it says it owes replies and is silent."""
