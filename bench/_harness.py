@@ -149,7 +149,7 @@ def bench_main(
     if not args.run:
         return parent_main(args)
     needed = [flag for flag, options in child.items() if "default" not in options][1:]
-    if not all(getattr(args, flag[2:].replace("-", "_")) for flag in needed):
+    if any(getattr(args, flag[2:].replace("-", "_")) is None for flag in needed):
         listed = ", ".join(needed[:-1]) + " and " + needed[-1] if len(needed) > 1 else needed[0]
         print(f"error: --run needs {listed}", file=sys.stderr)
         return 2

@@ -7,10 +7,19 @@ from ``beignet_redis_anyio.testing.servers``, as the tests use), always torn
 down again. The parent loads ``bench:0`` … ``bench:9999`` (no hash tag: the
 keys spread over every primary) and waits until each replica holds as many
 keys as its primary. Then, in each child, one client —
-``open_redis_client(cluster_url, read_from=MODE)`` — runs a read-heavy mix
-from 100 tasks: 200,000 operations (``--quick``: 20,000), one in 20 a
-``SET`` and the rest ``GET`` (95% / 5%), each task its own stretch of one
-walk over the keys in a scattered order.
+``open_redis_client(cluster_url, read_from=MODE)`` — runs a mix from 100
+tasks: 200,000 operations (``--quick``: 20,000), each task its own stretch
+of one walk over the keys in a scattered order. Two mixes, measured apart:
+
+``read-heavy``
+    One operation in 20 a ``SET``, the rest ``GET`` (95% / 5%).
+``reads only``
+    The same walk, every operation a ``GET``. Under ``prefer_replica`` the
+    reads use the replicas' connections as ``primary`` uses the primaries':
+    what differs is the read's way to its replica. In the read-heavy mix the
+    writes, besides, travel to the primaries in small batches of their own,
+    where under ``primary`` they join the reads' batches.
+
 Every write writes the value the load wrote, so every ``GET`` must return it,
 wherever it is served (the child fails otherwise). The mix runs once untimed
 first, so every connection the mode uses is open before the clock starts.
@@ -19,6 +28,10 @@ Per mode (``primary``, then ``prefer_replica``) and backend (asyncio, trio):
 
 ``ops/s``
     The client's throughput over the timed mix.
+``client µs/op``
+    The client process's own CPU time (``getrusage``, user + system) over
+    the timed mix, per operation: where throughput falls with it, the
+    client is the limit, not the servers.
 ``CPU µs/op``
     ``INFO cpu`` ``used_cpu_sys + used_cpu_user`` of each node, after minus
     before the timed mix (the child reads them itself, right around it), per
@@ -32,14 +45,15 @@ Per mode (``primary``, then ``prefer_replica``) and backend (asyncio, trio):
     and synced).
 
 Each measurement runs in its own subprocess (this file with ``--run``);
-three rounds (``--quick``: one) interleave the two modes, alternating which
+five rounds (``--quick``: one) interleave the two modes, alternating which
 goes first, so both sides of a ratio ran moments apart. Ratios are best
 run against best run, with the rounds' own range:
 
-* throughput, ``prefer_replica / primary``: target >= 1.00x (reading from
-  replicas costs the client nothing);
-* all primaries' CPU per op, ``prefer_replica / primary``: target <= 0.50x
-  (the primaries do at most half the work when replicas take the reads).
+* throughput, ``prefer_replica / primary``, each mix: target >= 1.00x
+  (reading from replicas costs the client nothing);
+* all primaries' CPU per op, ``prefer_replica / primary``, read-heavy mix:
+  target <= 0.50x (the primaries do at most half the work when replicas
+  take the reads).
 
 ``read_from`` is ``RedisConfig``'s and ``open_redis_client``'s option for
 replica reads. A checkout without it makes the first child fail with a line
@@ -59,14 +73,15 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import re
+import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from functools import partial
 from typing import Any
 
 from _harness import (
@@ -98,6 +113,11 @@ KEYS: tuple[str, ...] = tuple(f"bench:{i}" for i in range(KEY_COUNT))
 VALUE = "v" * 64
 TASKS = 100
 WRITE_EVERY = 20  # one op in 20 a SET: 95% GET / 5% SET
+#: The mixes, each with its own rounds: the read-heavy one, and the same
+#: walk with no SET at all, where every connection a mode uses carries a
+#: full share of each round (the split of the writes onto the primaries'
+#: connections, in small batches of their own, is what the mix adds).
+MIXES: dict[str, int] = {"read-heavy": WRITE_EVERY, "reads only": 0}
 #: Walks the keys in a scattered order (coprime with KEY_COUNT), so that
 #: consecutive operations land on different slots, hence different nodes.
 STRIDE = 7919
@@ -111,7 +131,7 @@ REPLICA_SHARE_MIN = 0.9
 #: The first line of a child's error when ``open_redis_client`` refuses
 #: ``read_from``: the parent ends the run on it rather than count crashes.
 REFUSED = "read_from refused"
-WIDTH = 40
+WIDTH = 42
 
 
 # --------------------------------------------------------------------------
@@ -119,12 +139,14 @@ WIDTH = 40
 # --------------------------------------------------------------------------
 
 
-def plan(task: int, per_task: int) -> list[tuple[bool, str]]:
-    """Task ``task``'s operations, ``(is_set, key)``, built before timing."""
+def plan(task: int, per_task: int, write_every: int = WRITE_EVERY) -> list[tuple[bool, str]]:
+    """Task ``task``'s operations, ``(is_set, key)``, built before timing;
+    one in ``write_every`` a SET (none for 0)."""
     steps = []
     for step in range(per_task):
         number = task * per_task + step
-        steps.append((number % WRITE_EVERY == 0, KEYS[number * STRIDE % KEY_COUNT]))
+        is_set = write_every > 0 and number % write_every == 0
+        steps.append((is_set, KEYS[number * STRIDE % KEY_COUNT]))
     return steps
 
 
@@ -165,12 +187,18 @@ async def run_mix(client: Any, plans: list[list[tuple[bool, str]]]) -> None:
     check(not wrong, f"{len(wrong)} GET(s) returned another value, e.g. {wrong[:1]!r}")
 
 
+def _own_cpu_s() -> float:
+    """This process's CPU seconds so far (user and system): the client's."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child_main(args: argparse.Namespace) -> None:
     from beignet_redis_anyio import open_redis_client
 
     ports = [int(port) for port in f"{args.primaries},{args.replicas}".split(",")]
-    warm_up = [plan(task, WARMUP_OPS // TASKS) for task in range(TASKS)]
-    timed = [plan(task, args.ops // TASKS) for task in range(TASKS)]
+    warm_up = [plan(task, WARMUP_OPS // TASKS, args.write_every) for task in range(TASKS)]
+    timed = [plan(task, args.ops // TASKS, args.write_every) for task in range(TASKS)]
     ops = sum(map(len, timed))
 
     async def main() -> dict[str, Any]:
@@ -179,9 +207,11 @@ def child_main(args: argparse.Namespace) -> None:
                 await run_mix(client, warm_up)
                 gc.collect()
                 before = snapshot(ports)
+                cpu_before = _own_cpu_s()
                 started = time.perf_counter()
                 await run_mix(client, timed)
                 elapsed = time.perf_counter() - started
+                client_cpu_s = _own_cpu_s() - cpu_before
                 after = snapshot(ports)
         except TypeError as exc:
             if "read_from" not in str(exc):
@@ -191,7 +221,13 @@ def child_main(args: argparse.Namespace) -> None:
             str(port): {name: after[port][name] - before[port][name] for name in after[port]}
             for port in ports
         }
-        return {"ops": ops, "seconds": elapsed, "ops_per_s": ops / elapsed, "nodes": delta}
+        return {
+            "ops": ops,
+            "seconds": elapsed,
+            "ops_per_s": ops / elapsed,
+            "client_cpu_s": client_cpu_s,
+            "nodes": delta,
+        }
 
     result = run_on(args.run, main)
     if "refused" in result:
@@ -279,23 +315,31 @@ def ratio_target(
     )
 
 
-def share_verdict(runs: Runs, mode: str, replicas: Sequence[int]) -> str:
+def share_verdict(runs: Runs, mode: str, replicas: Sequence[int], mix: str) -> str:
     """The check that ``mode`` is what it says: where its worst round's GETs went."""
     shares = [replica_share(run, replicas) for b in BACKENDS for run in runs.get((b, mode), [])]
     if mode == "primary":
         worst = max(shares, default=None)
         passed = None if worst is None else worst == 0
-        target = "read_from=primary reads from primaries only"
+        target = f"{mix}: read_from=primary reads from primaries only"
     else:
         worst = min(shares, default=None)
         passed = None if worst is None else worst >= REPLICA_SHARE_MIN
-        target = f"read_from={mode} reads from replicas (target >= {REPLICA_SHARE_MIN:.0%})"
+        target = f"{mix}: read_from={mode} reads from replicas (target >= {REPLICA_SHARE_MIN:.0%})"
     value = "n/a" if worst is None else f"{worst:.0%} of GETs on replicas (worst round)"
     return verdict_line(target, status(passed), value)
 
 
-def report(runs: Runs, modes: Sequence[str], topology: dict[int, int | None]) -> dict[str, Any]:
-    """Print the tables and target lines; return the ratios (for the JSON)."""
+def client_per_op(run: dict[str, Any]) -> float:
+    """The client's own CPU µs per operation of ``run``'s mix."""
+    return float(run["client_cpu_s"]) / int(run["ops"]) * 1e6
+
+
+def report(
+    runs: Runs, modes: Sequence[str], topology: dict[int, int | None], mix: str
+) -> dict[str, Any]:
+    """Print ``mix``'s tables and target lines; return its ratios (for the JSON)."""
+    write_every = MIXES[mix]
     primaries = [port for port, of in topology.items() if of is None]
     replicas = [port for port, of in topology.items() if of is not None]
     contenders = [(backend, mode) for backend in BACKENDS for mode in modes]
@@ -306,7 +350,15 @@ def report(runs: Runs, modes: Sequence[str], topology: dict[int, int | None]) ->
         return "n/a" if not values else f"{max(values) if high else min(values):,.2f}"
 
     rows: list[tuple[str, ...]] = [
-        ("backend", "read_from", "ops/s", "primaries µs/op", "replicas µs/op", "replica GETs")
+        (
+            "backend",
+            "read_from",
+            "ops/s",
+            "client µs/op",
+            "primaries µs/op",
+            "replicas µs/op",
+            "replica GETs",
+        )
     ]
     for key in contenders:
         rates = [run["ops_per_s"] for run in runs.get(key, [])]
@@ -315,26 +367,18 @@ def report(runs: Runs, modes: Sequence[str], topology: dict[int, int | None]) ->
             (
                 *key,
                 fmt_ops(max(rates, default=None)),
+                best(key, client_per_op, False),
                 best(key, lambda run: per_op(run, primaries), False),
                 best(key, lambda run: per_op(run, replicas), False),
                 f"{max(shares):.0%}" if shares else "n/a",
             )
         )
     print()
-    title = f"{TASKS} tasks, 1 in {WRITE_EVERY} a SET: throughput, server CPU per op, replica GETs"
-    print_table(rows, [False, False, True, True, True, True], title=title)
-
-    # Per node: which one does the work (each node's own best round).
-    groups = [([port], f"primary :{port}") for port in primaries]
-    groups += [([port], f"replica :{port} (of :{topology[port]})") for port in replicas]
-    groups += [(primaries, "all primaries"), (replicas, "all replicas")]
-    rows = [("node (CPU µs/op)", *(f"{mode} {backend}" for backend, mode in contenders))]
-    for ports, label in groups:
-        cells = [best(key, partial(per_op, ports=ports), False) for key in contenders]
-        rows.append((label, *cells))
-    print()
-    print_table(rows, title="server CPU µs per operation of the mix, by node")
-
+    what = f"1 in {write_every} a SET" if write_every else "GETs only"
+    title = f"{mix}, {TASKS} tasks, {what}: throughput, CPU per op (client, servers), replica GETs"
+    print_table(rows, [False, False, True, True, True, True, True], title=title)
+    if write_every:
+        by_node(runs, contenders, topology)
     print()
     ratios: dict[str, Any] = {}
     if {"primary", "prefer_replica"} <= set(modes):
@@ -347,17 +391,42 @@ def report(runs: Runs, modes: Sequence[str], topology: dict[int, int | None]) ->
             throughput = paired_ratio(
                 [run["ops_per_s"] for run in ours], [run["ops_per_s"] for run in base]
             )
-            cpu = paired_ratio(
-                [per_op(run, primaries) for run in ours],
-                [per_op(run, primaries) for run in base],
-                higher_is_better=False,
-            )
-            ratios[backend] = {"throughput": throughput[0], "primaries_cpu": cpu[0]}
-            print(ratio_target(backend, f"ops/s {pair}", throughput, THROUGHPUT_MIN, False))
-            print(ratio_target(backend, f"primaries' CPU {pair}", cpu, PRIMARY_CPU_MAX, True))
+            lead = f"{backend:<7} {mix:<10}"
+            print(ratio_target(lead, f"ops/s {pair}", throughput, THROUGHPUT_MIN, False))
+            ratios[backend] = {"throughput": throughput[0]}
+            if write_every:
+                cpu = paired_ratio(
+                    [per_op(run, primaries) for run in ours],
+                    [per_op(run, primaries) for run in base],
+                    higher_is_better=False,
+                )
+                ratios[backend]["primaries_cpu"] = cpu[0]
+                pair_cpu = f"primaries' CPU {pair}"
+                print(ratio_target(lead, pair_cpu, cpu, PRIMARY_CPU_MAX, True))
     for mode in modes:
-        print(share_verdict(runs, mode, replicas))
+        print(share_verdict(runs, mode, replicas, mix))
     return ratios
+
+
+def by_node(
+    runs: Runs, contenders: Sequence[tuple[str, str]], topology: dict[int, int | None]
+) -> None:
+    """Per node: which one does the work (each node's own best round)."""
+    primaries = [port for port, of in topology.items() if of is None]
+    replicas = [port for port, of in topology.items() if of is not None]
+
+    def best(key: tuple[str, str], ports: Sequence[int]) -> str:
+        values = [per_op(run, ports) for run in runs.get(key, [])]
+        return "n/a" if not values else f"{min(values):,.2f}"
+
+    groups = [([port], f"primary :{port}") for port in primaries]
+    groups += [([port], f"replica :{port} (of :{topology[port]})") for port in replicas]
+    groups += [(primaries, "all primaries"), (replicas, "all replicas")]
+    rows = [("node (CPU µs/op)", *(f"{mode} {backend}" for backend, mode in contenders))]
+    for ports, label in groups:
+        rows.append((label, *(best(key, ports) for key in contenders)))
+    print()
+    print_table(rows, title="server CPU µs per operation of the read-heavy mix, by node")
 
 
 def parent_main(args: argparse.Namespace) -> int:
@@ -366,14 +435,14 @@ def parent_main(args: argparse.Namespace) -> int:
         return 2
     executable, server_version = found
     modes = [mode for mode in MODES if not args.modes or mode in args.modes.split(",")]
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 5)
     ops = QUICK_OPS if args.quick else OPS
     print(
-        f"{ops:,} operations per measurement ({TASKS} tasks, 1 in {WRITE_EVERY} a SET) over "
-        f"{KEY_COUNT:,} keys, after {WARMUP_OPS:,} untimed; best of {rounds} rounds; "
-        f"read_from {', '.join(modes)}"
+        f"{ops:,} operations per measurement ({TASKS} tasks; mixes: "
+        f"{', '.join(MIXES)}) over {KEY_COUNT:,} keys, after {WARMUP_OPS:,} untimed; "
+        f"best of {rounds} rounds; read_from {', '.join(modes)}"
     )
-    runs: Runs = {}
+    runs: dict[str, Runs] = {mix: {} for mix in MIXES}
     crashed: list[str] = []
     try:
         with closing(RedisCluster(binary=executable)) as cluster:
@@ -386,26 +455,26 @@ def parent_main(args: argparse.Namespace) -> int:
             for number in range(rounds):
                 # Alternate which mode goes first, so neither always runs on a fresher box.
                 ordered = modes if number % 2 == 0 else modes[::-1]
-                for backend in BACKENDS:
-                    for mode in ordered:
-                        try:
-                            result = run_child(
+                for mix, backend, mode in itertools.product(MIXES, BACKENDS, ordered):
+                    try:
+                        result = run_child(
                                 __file__, run=backend, mode=mode, url=cluster.url, ops=ops,
                                 primaries=primaries, replicas=replicas,
+                                write_every=MIXES[mix],
                             )  # fmt: skip
-                        except ChildFailed as exc:
-                            if exc.reason.startswith(REFUSED):
-                                print(f"error: {exc.reason}", file=sys.stderr)
-                                return 2
-                            crashed.append(f"{backend}/{mode}: {exc.reason}")
-                            print(f"  {backend} {mode} CRASHED:\n{exc.stderr}", file=sys.stderr)
-                            continue
-                        runs.setdefault((backend, mode), []).append(result)
-                        print(
-                            f"  [{number + 1}/{rounds}] {backend:<7} {mode:<14}"
-                            f" {result['ops_per_s']:>10,.0f} ops/s",
-                            flush=True,
-                        )
+                    except ChildFailed as exc:
+                        if exc.reason.startswith(REFUSED):
+                            print(f"error: {exc.reason}", file=sys.stderr)
+                            return 2
+                        crashed.append(f"{mix}/{backend}/{mode}: {exc.reason}")
+                        print(f"  {mix} {backend} {mode} CRASHED:\n{exc.stderr}", file=sys.stderr)
+                        continue
+                    runs[mix].setdefault((backend, mode), []).append(result)
+                    print(
+                        f"  [{number + 1}/{rounds}] {mix:<10} {backend:<7} {mode:<14}"
+                        f" {result['ops_per_s']:>10,.0f} ops/s",
+                        flush=True,
+                    )
             # A failover in the middle would make the per-role figures wrong.
             moved = roles(cluster) != topology
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -415,7 +484,7 @@ def parent_main(args: argparse.Namespace) -> int:
     if moved:
         print("error: the cluster's roles changed during the run", file=sys.stderr)
         return 2
-    ratios = report(runs, modes, topology)
+    ratios = {mix: report(runs[mix], modes, topology, mix) for mix in MIXES}
     parameters = {
         "quick": args.quick,
         "rounds": rounds,
@@ -423,15 +492,16 @@ def parent_main(args: argparse.Namespace) -> int:
         "warmup_ops": WARMUP_OPS,
         "tasks": TASKS,
         "keys": KEY_COUNT,
-        "write_every": WRITE_EVERY,
+        "mixes": MIXES,
         "modes": modes,
         "redis_server": server_version,
     }
     data = {
         "topology": {str(port): of for port, of in topology.items()},
         "runs": [
-            {"backend": backend, "mode": mode, "round": number, **run}
-            for (backend, mode), results in runs.items()
+            {"mix": mix, "backend": backend, "mode": mode, "round": number, **run}
+            for mix, mix_runs in runs.items()
+            for (backend, mode), results in mix_runs.items()
             for number, run in enumerate(results)
         ],
         "ratios": ratios,
@@ -450,6 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--mode": {"choices": MODES},
         "--url": {},
         "--ops": {"type": int},
+        "--write-every": {"type": int, "help": "one operation in N a SET, 0 none (child)"},
         "--primaries": {"help": "the primaries' ports (child)"},
         "--replicas": {"help": "the replicas' ports (child)"},
         "--modes": {"default": None, "help": "comma-separated read_from modes (parent)"},
