@@ -60,8 +60,8 @@ READ_FROM: tuple[ReadFrom, ...] = ("primary", "prefer_replica", "az_affinity")
 #: ``setting`` (the local cache's) and ``reads`` (read_from's).
 LOCAL_CACHE_AND_REPLICAS = (
     "{setting} cannot be combined with {reads} other than 'primary': reads from replicas "
-    "and the local cache are not offered together yet: what a failover or a full resync "
-    "does to a replica's invalidations is not yet verified"
+    "and the local cache are not offered together yet: the replicas' connections do not "
+    "track keys, so entries read there would not be invalidated"
 )
 
 #: A replica that owes a reply and has sent nothing for this long (or for

@@ -23,6 +23,11 @@ replica, standalone or in a cluster, in every mode, sends exactly one
 invalidation naming the key, once it has applied the replicated write. So
 the servers do not stand in the way of a local cache over replica reads;
 its copy of a key is as fresh as the replica it was read from, no fresher.
+
+And a replica that resyncs in full (it is pointed at a primary outside its
+history) sends its tracking clients one invalidation of everything (``null``,
+as ``FLUSHALL`` does), whether it loads the new data from disk or, with
+``repl-diskless-load swapdb``, from the socket.
 """
 
 from __future__ import annotations
@@ -204,3 +209,58 @@ async def test_a_cluster_replica_invalidates_what_replication_changed(
 ) -> None:
     probed, frames = await _invalidations(clustered, key, mode)
     assert frames == _expected(probed, mode)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("load", ["disabled", "swapdb"])
+async def test_a_replica_that_resyncs_in_full_flushes_its_tracking_clients(
+    flavour: str, load: str, key: str
+) -> None:
+    """A replica that is pointed at another primary (what a failover to a
+    primary outside its history does) throws its data away and loads the new
+    primary's: a full resync. Its tracking clients get one invalidation
+    naming no key ("everything"), the one a ``FLUSHALL`` sends, so a local
+    cache over it forgets every entry, whether the replica loads from disk
+    or (``repl-diskless-load swapdb``) from the socket."""
+    at_once = ("--repl-diskless-sync-delay", "0")
+    with (
+        RedisServer(*at_once, flavour=flavour) as first,
+        RedisServer(*at_once, flavour=flavour) as second,
+        RedisServer("--repl-diskless-load", load, flavour=flavour) as replica,
+    ):
+        assert command(replica.port, "REPLICAOF", HOST, first.port).startswith(b"+OK")
+        wait_until(lambda: _synced(replica.port), 30, "the replica did not sync")
+        probes: list[Probe] = []
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT_S):
+                old, new = await _probe(first.port, 3), await _probe(second.port, 3)
+                reader = await _probe(replica.port, 3)
+                probes += [old, new, reader]
+                await _write_and_replicate(old, key, "old")
+                assert await new.call("SET", key, "other") == "OK"
+                assert await reader.call("CLIENT", "TRACKING", "ON") == "OK"
+                assert await reader.call("GET", key) == "old"  # tracked
+                # The replica's own connection is cut by REPLICAOF's switch;
+                # ask it from another one.
+                switch = ("REPLICAOF", HOST, second.port)
+                assert command(replica.port, *switch).startswith(b"+OK")
+
+                def resynced() -> bool:
+                    info = command(replica.port, "INFO", "replication")
+                    return f"master_port:{second.port}".encode() in info and _synced(replica.port)
+
+                await anyio.to_thread.run_sync(
+                    lambda: wait_until(resynced, 30, "the replica did not resync")
+                )
+                synced_in_full = command(second.port, "INFO", "stats")
+                assert re.search(rb"sync_full:[1-9]", synced_in_full)
+                await reader.send("PING")  # the fence, as above
+                before_pong = []
+                while (frame := await reader.frame()) != "PONG":
+                    before_pong.append(frame)
+                assert reader.pushes + before_pong == [["invalidate", None]]
+                assert await reader.call("GET", key) == "other"
+        finally:
+            with anyio.CancelScope(shield=True):
+                for probe in probes:
+                    await probe.aclose()
