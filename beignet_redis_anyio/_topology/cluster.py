@@ -192,8 +192,8 @@ class ClusterRouter:
         self._replicas: dict[Address, tuple[Address, ...]] = {}
         self._readers = ReplicaNodes.reading(settings, task_group, decode=decode)
         self._stale = True
-        #: When the topology was last read (or a background re-read began).
-        #: When the topology is next due to be read again (see _keep_fresh).
+        #: When the topology is next due to be read again (see _keep_fresh):
+        #: set when it is read, and when a background re-read begins.
         self._fresh_until = 0.0
         self._rereading = False
         self._epoch = 0
