@@ -122,6 +122,9 @@ class ReplicaHealth:
         )
         self._down: dict[Address, anyio.CancelScope] = {}
         self._zones: dict[Address, str] = {}
+        #: The replicas being asked their zone, each ask's scope (forget
+        #: and close stop it).
+        self._asking: dict[Address, anyio.CancelScope] = {}
         #: Per list of replicas, the ones to take turns on and their
         #: connections: worked out once, dropped at every change of health
         #: or zone, so that a read only takes the next one.
@@ -139,9 +142,10 @@ class ReplicaHealth:
     def met(self, address: Address) -> None:
         """A replica's node was just made: learn its zone, if it matters."""
         self._cycles.clear()  # a cycle may hold the connection of the one it replaces
-        if self._client_az is not None and not self._closed:
+        if self._client_az is not None and not self._closed and address not in self._asking:
+            scope = self._asking[address] = anyio.CancelScope()
             self._task_group.start_soon(
-                self._learn_zone, address, name=f"beignet-redis replica zone {address[0]}"
+                self._learn_zone, address, scope, name=f"beignet-redis replica zone {address[0]}"
             )
 
     def pick(self, replicas: Sequence[Address]) -> Address | None:
@@ -208,33 +212,46 @@ class ReplicaHealth:
                     except Exception:  # down still; and the next try fails fast
                         pass
                     failures += 1
-                    await anyio.sleep(
-                        min(_PROBE_BACKOFF_CAP, _PROBE_BACKOFF_BASE * 2 ** (failures - 1))
-                    )
+                    await _back_off(failures)
         finally:
             if self._down.get(address) is scope:
                 del self._down[address]
                 self._cycles.clear()
 
-    async def _learn_zone(self, address: Address) -> None:
+    async def _learn_zone(self, address: Address, scope: anyio.CancelScope) -> None:
         """From ``INFO server``: Valkey 8's ``availability_zone``. Redis has
-        none, so its replicas are all "another zone"."""
+        none, so its replicas are all "another zone". Asked again, backing
+        off, until the replica answers: one failed ask (a connection not up
+        yet, a timeout under load) must not leave it "another zone" for good."""
+        failures = 0
         try:
-            (reply,) = await self._connection(address).request(_INFO_SERVER, 1, True)
-        except Exception:
-            return  # unknown for now: another zone's, as far as we know
-        if isinstance(reply, str):
-            for line in reply.splitlines():
-                name, _, value = line.partition(":")
-                if name == "availability_zone" and value.strip():
-                    self._zones[address] = value.strip()
-                    self._cycles.clear()
+            with scope:
+                while not self._closed:
+                    try:
+                        (reply,) = await self._connection(address).request(_INFO_SERVER, 1, True)
+                    except Exception:  # not reachable now: another zone's, as far as we know
+                        reply = None
+                    if isinstance(reply, str):
+                        for line in reply.splitlines():
+                            name, _, value = line.partition(":")
+                            if name == "availability_zone" and value.strip():
+                                self._zones[address] = value.strip()
+                                self._cycles.clear()
+                        return
+                    if reply is not None and not isinstance(reply, BusyLoadingError):
+                        return  # it answered, with an error (INFO not allowed): no zone
+                    failures += 1
+                    await _back_off(failures)
+        finally:
+            if self._asking.get(address) is scope:
+                del self._asking[address]
 
     def forget(self, address: Address) -> None:
         """``address`` is no replica of ours any more: stop probing it."""
-        scope = self._down.pop(address, None)
-        if scope is not None:
-            scope.cancel()
+        for scopes in (self._down, self._asking):
+            scope = scopes.pop(address, None)
+            if scope is not None:
+                scope.cancel()
         self._zones.pop(address, None)
         self._cycles.clear()  # its connection is closing: a new node may follow
 
@@ -247,8 +264,13 @@ class ReplicaHealth:
         """Stop every probe (synchronous: they end at their next checkpoint)."""
         self._closed = True
         self._cycles.clear()
-        for scope in self._down.values():
+        for scope in [*self._down.values(), *self._asking.values()]:
             scope.cancel()
+
+
+async def _back_off(failures: int) -> None:
+    """The wait before the next try of a probe or a zone's ask."""
+    await anyio.sleep(min(_PROBE_BACKOFF_CAP, _PROBE_BACKOFF_BASE * 2 ** (failures - 1)))
 
 
 _PING = encode_command(("PING",))

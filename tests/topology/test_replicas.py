@@ -392,6 +392,59 @@ async def test_az_affinity_prefers_the_replicas_in_the_clients_zone() -> None:
         health.close()
 
 
+async def test_a_zone_ask_that_fails_is_asked_again_and_an_error_reply_ends_it() -> None:
+    """One failed ``INFO`` (a connection not up yet, a timeout under load)
+    must not leave a replica "another zone" for good; an error reply (``INFO``
+    not allowed) is an answer, and asking stops."""
+
+    class Flaky(_FakeConnection):
+        def __init__(self, replies: list[Any]) -> None:
+            super().__init__()
+            self.replies = replies
+            self.asked = 0
+
+        async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
+            self.asked += 1
+            reply = self.replies[min(self.asked, len(self.replies)) - 1]
+            if isinstance(reply, ConnectionError):
+                raise reply
+            return [reply]
+
+    zoned = Flaky([ConnectionError("not up yet"), "# Server\r\navailability_zone:eu-1a\r\n"])
+    denied = Flaky([ResponseError("NOPERM this user has no permissions to run 'info'")])
+    connections = {("a", 1): zoned, ("b", 1): denied}
+    async with anyio.create_task_group() as tasks:
+        health = _health(tasks, connections, client_az="eu-1a")
+        for address in connections:
+            health.met(address)
+        with anyio.fail_after(10):
+            await until(lambda: health.zone(("a", 1)) == "eu-1a")
+        assert zoned.asked == 2
+        await until(lambda: not health._asking)  # every ask has ended
+        assert denied.asked == 1 and health.zone(("b", 1)) is None
+        health.close()
+
+
+async def test_forgetting_a_replica_stops_asking_its_zone() -> None:
+    class Unreachable(_FakeConnection):
+        asked = 0
+
+        async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
+            self.asked += 1
+            raise ConnectionError("refused")
+
+    connections = {("a", 1): Unreachable()}
+    async with anyio.create_task_group() as tasks:
+        health = _health(tasks, connections, client_az="eu-1a")
+        health.met(("a", 1))
+        with anyio.fail_after(10):
+            await until(lambda: connections[("a", 1)].asked >= 2)  # asked again
+        health.forget(("a", 1))
+        with anyio.fail_after(10):
+            await until(lambda: not health._asking)  # the asking ended
+        health.close()
+
+
 def test_cluster_shards_lists_only_online_replicas_and_slots_lists_them_after_the_primary() -> None:
     def node(port: int, role: str, health: str = "online") -> dict[str, Any]:
         return {"ip": "10.0.0.1", "port": port, "role": role, "health": health}
