@@ -150,7 +150,7 @@ class ReplicaHealth:
 
     def pick(self, replicas: Sequence[Address]) -> Address | None:
         """The replica to read from next, or ``None`` (read the primary)."""
-        chosen = self.choose(replicas if isinstance(replicas, tuple) else tuple(replicas))
+        chosen = self.choose(tuple(replicas))
         return None if chosen is None else chosen[0]
 
     def choose(self, replicas: tuple[Address, ...]) -> tuple[Address, Multiplexer] | None:
@@ -367,7 +367,7 @@ class ReplicaNodes:
     def choose(self, replicas: Sequence[Address]) -> tuple[Address, Multiplexer] | None:
         """The next healthy one of ``replicas`` and its shared connection,
         or ``None``: the primary must answer."""
-        return self.health.choose(replicas if isinstance(replicas, tuple) else tuple(replicas))
+        return self.health.choose(tuple(replicas))
 
     def broke(self, address: Address, error: Exception, lost: Callable[[], None]) -> None:
         """A read from ``address`` raised ``error``: put the replica down
