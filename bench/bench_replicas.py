@@ -55,6 +55,18 @@ run against best run, with the rounds' own range:
   target <= 0.50x (the primaries do at most half the work when replicas
   take the reads).
 
+The control
+-----------
+Under ``primary`` too, the read-heavy mix once more, in two layouts that
+involve no replica at all (their rounds run after the modes'): every key
+under one hash tag, so that one primary's connection carries the whole mix;
+and the ``SET`` s under another primary's tag instead, so that the reads
+take one connection and the writes another, as under ``prefer_replica``. Its
+two ratios (``writes elsewhere / all on one``, information only) are what
+splitting a load over connections costs the client by itself, beside the
+modes' ratio in the same run. The parent loads both tags' keys first (the
+tags are found by asking each primary which it serves).
+
 ``read_from`` is ``RedisConfig``'s and ``open_redis_client``'s option for
 replica reads. A checkout without it makes the first child fail with a line
 that says so, and the run ends there (exit status 2).
@@ -124,6 +136,13 @@ STRIDE = 7919
 OPS, QUICK_OPS = 200_000, 20_000
 WARMUP_OPS = 2_000
 
+#: The control, under ``read_from="primary"`` and the read-heavy mix: every
+#: key under one hash tag, so one primary's connection carries the whole
+#: mix; then the SETs under another primary's tag, so its reads and writes
+#: take two connections, as under ``prefer_replica`` — with no replica, no
+#: routing to one, at all. What the split alone costs the client.
+CONTROLS: tuple[str, ...] = ("all on one primary", "writes on another")
+
 THROUGHPUT_MIN = 1.0
 PRIMARY_CPU_MAX = 0.5
 #: With every replica up and synced, nearly every GET should go to one.
@@ -139,15 +158,28 @@ WIDTH = 42
 # --------------------------------------------------------------------------
 
 
-def plan(task: int, per_task: int, write_every: int = WRITE_EVERY) -> list[tuple[bool, str]]:
+def plan(
+    task: int,
+    per_task: int,
+    write_every: int = WRITE_EVERY,
+    reads: Sequence[str] = KEYS,
+    writes: Sequence[str] | None = None,
+) -> list[tuple[bool, str]]:
     """Task ``task``'s operations, ``(is_set, key)``, built before timing;
-    one in ``write_every`` a SET (none for 0)."""
+    one in ``write_every`` a SET (none for 0). The GETs read ``reads``, the
+    SETs write ``writes`` (default: the same keys)."""
+    writes = reads if writes is None else writes
     steps = []
     for step in range(per_task):
         number = task * per_task + step
         is_set = write_every > 0 and number % write_every == 0
-        steps.append((is_set, KEYS[number * STRIDE % KEY_COUNT]))
+        steps.append((is_set, (writes if is_set else reads)[number * STRIDE % KEY_COUNT]))
     return steps
+
+
+def tagged(tag: str) -> tuple[str, ...]:
+    """The walk's keys, all in the hash slot of ``{tag}``: one node's."""
+    return tuple(f"{{{tag}}}{key}" for key in KEYS)
 
 
 def snapshot(ports: Sequence[int]) -> dict[int, dict[str, float]]:
@@ -197,8 +229,12 @@ def child_main(args: argparse.Namespace) -> None:
     from beignet_redis_anyio import open_redis_client
 
     ports = [int(port) for port in f"{args.primaries},{args.replicas}".split(",")]
-    warm_up = [plan(task, WARMUP_OPS // TASKS, args.write_every) for task in range(TASKS)]
-    timed = [plan(task, args.ops // TASKS, args.write_every) for task in range(TASKS)]
+    keys: dict[str, Any] = {}
+    if args.read_tag is not None:
+        keys["reads"] = tagged(args.read_tag)
+        keys["writes"] = tagged(args.write_tag or args.read_tag)
+    warm_up = [plan(task, WARMUP_OPS // TASKS, args.write_every, **keys) for task in range(TASKS)]
+    timed = [plan(task, args.ops // TASKS, args.write_every, **keys) for task in range(TASKS)]
     ops = sum(map(len, timed))
 
     async def main() -> dict[str, Any]:
@@ -254,8 +290,9 @@ def roles(cluster: RedisCluster) -> dict[int, int | None]:
     return found
 
 
-def load(url: str) -> None:
-    """Write every key once, from ``TASKS`` tasks (in this process: not timed)."""
+def load(url: str, keys: Sequence[str] = KEYS) -> None:
+    """Write every one of ``keys`` once, from ``TASKS`` tasks (in this
+    process: not timed)."""
     import anyio
 
     from beignet_redis_anyio import open_redis_client
@@ -268,9 +305,19 @@ def load(url: str) -> None:
                     await client.set(key, VALUE)
 
             for task in range(TASKS):
-                tg.start_soon(write, KEYS[task::TASKS])
+                tg.start_soon(write, keys[task::TASKS])
 
     anyio.run(main)
+
+
+def owned_tag(port: int) -> str:
+    """A hash tag whose slot the primary on ``port`` serves (it answers a
+    read of it rather than redirect it)."""
+    for number in range(10_000):
+        tag = f"t{number}"
+        if not command(port, "EXISTS", f"{{{tag}}}probe").startswith(b"-MOVED"):
+            return tag
+    raise RuntimeError(f"no hash tag found for the primary on port {port}")
 
 
 def dbsize(port: int) -> int:
@@ -429,6 +476,74 @@ def by_node(
     print_table(rows, title="server CPU µs per operation of the read-heavy mix, by node")
 
 
+def run_control(
+    url: str,
+    topology: dict[int, int | None],
+    rounds: int,
+    ops: int,
+    primaries: str,
+    replicas: str,
+) -> dict[str, Any]:
+    """The control's rounds (see CONTROLS): each backend, both layouts,
+    alternating which goes first. Returns ``{"tags": …, "runs": {backend:
+    {layout: [run, …]}}, "crashed": […]}``."""
+    own = [port for port, of in topology.items() if of is None][:2]
+    read_tag, write_tag = owned_tag(own[0]), owned_tag(own[1])
+    for tag in (read_tag, write_tag):
+        load(url, tagged(tag))
+    wait_until(lambda: replicated(topology), 60, "the replicas did not catch up")
+    layouts = {CONTROLS[0]: read_tag, CONTROLS[1]: write_tag}
+    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    crashed: list[str] = []
+    for number in range(rounds):
+        ordered = CONTROLS if number % 2 == 0 else CONTROLS[::-1]
+        for backend in BACKENDS:
+            for layout in ordered:
+                try:
+                    result = run_child(
+                            __file__, run=backend, mode="primary", url=url, ops=ops,
+                            primaries=primaries, replicas=replicas,
+                            write_every=WRITE_EVERY, read_tag=read_tag,
+                            write_tag=layouts[layout],
+                        )  # fmt: skip
+                except ChildFailed as exc:
+                    crashed.append(f"control/{backend}/{layout}: {exc.reason}")
+                    print(f"  control {backend} {layout} CRASHED:\n{exc.stderr}", file=sys.stderr)
+                    continue
+                found.setdefault(backend, {}).setdefault(layout, []).append(result)
+                print(
+                    f"  [{number + 1}/{rounds}] control    {backend:<7} {layout:<19}"
+                    f" {result['ops_per_s']:>10,.0f} ops/s",
+                    flush=True,
+                )
+    return {"tags": {"reads": read_tag, "writes": write_tag}, "runs": found, "crashed": crashed}
+
+
+def report_control(control: dict[str, Any]) -> dict[str, Any]:
+    """The control's ratio lines (information: what the split costs)."""
+    print()
+    ratios: dict[str, Any] = {}
+    for backend in BACKENDS:
+        layouts = control["runs"].get(backend, {})
+        one, split = (layouts.get(layout, []) for layout in CONTROLS)
+        if len(one) != len(split):
+            one = split = []  # a crashed round: unpaired rounds make no ratio
+        throughput = paired_ratio(
+            [run["ops_per_s"] for run in split], [run["ops_per_s"] for run in one]
+        )
+        cpu = paired_ratio(
+            [client_per_op(run) for run in split],
+            [client_per_op(run) for run in one],
+            higher_is_better=False,
+        )
+        lead = f"{backend:<7} control   "
+        pair = "writes elsewhere / all on one"
+        print(ratio_line(lead, f"ops/s {pair}", throughput[0], throughput[1], width=WIDTH))
+        print(ratio_line(lead, f"client µs/op {pair}", cpu[0], cpu[1], width=WIDTH))
+        ratios[backend] = {"throughput": throughput[0], "client_cpu": cpu[0]}
+    return ratios
+
+
 def parent_main(args: argparse.Namespace) -> int:
     found = print_header(cluster=True)
     if found is None:
@@ -444,6 +559,7 @@ def parent_main(args: argparse.Namespace) -> int:
     )
     runs: dict[str, Runs] = {mix: {} for mix in MIXES}
     crashed: list[str] = []
+    control: dict[str, Any] = {}
     try:
         with closing(RedisCluster(binary=executable)) as cluster:
             topology = roles(cluster)
@@ -475,6 +591,9 @@ def parent_main(args: argparse.Namespace) -> int:
                         f" {result['ops_per_s']:>10,.0f} ops/s",
                         flush=True,
                     )
+            if "primary" in modes:
+                control = run_control(cluster.url, topology, rounds, ops, primaries, replicas)
+                crashed += control.pop("crashed")
             # A failover in the middle would make the per-role figures wrong.
             moved = roles(cluster) != topology
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -485,6 +604,8 @@ def parent_main(args: argparse.Namespace) -> int:
         print("error: the cluster's roles changed during the run", file=sys.stderr)
         return 2
     ratios = {mix: report(runs[mix], modes, topology, mix) for mix in MIXES}
+    if control:
+        ratios["control"] = report_control(control)
     parameters = {
         "quick": args.quick,
         "rounds": rounds,
@@ -504,6 +625,7 @@ def parent_main(args: argparse.Namespace) -> int:
             for (backend, mode), results in mix_runs.items()
             for number, run in enumerate(results)
         ],
+        "control": control,
         "ratios": ratios,
         "crashed": crashed,
     }
@@ -525,6 +647,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--replicas": {"help": "the replicas' ports (child)"},
         "--modes": {"default": None, "help": "comma-separated read_from modes (parent)"},
         "--rounds": {"type": int, "default": None, "help": "rounds (parent)"},
+        "--read-tag": {"default": None, "help": "GET keys under this hash tag only (child)"},
+        "--write-tag": {"default": None, "help": "SET keys under this hash tag (child)"},
     }
     return bench_main(
         __doc__, argv, "fewer operations, one round", options, child_main, parent_main
