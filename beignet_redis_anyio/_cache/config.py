@@ -319,7 +319,9 @@ class RedisConfig:
             "REDIS_CLIENT_AZ",
             (
                 "The client's availability zone, for `REDIS_READ_FROM=az_affinity` (required "
-                "by it): replicas reporting this `availability_zone` (Valkey 8) are read first."
+                "by it): replicas reporting this `availability_zone` (Valkey 8) are read first. "
+                "It must be that name exactly: spaces around it (the variable's value is "
+                "stripped) or a control character in it are a `ConfigError`."
             ),
         ),
     )

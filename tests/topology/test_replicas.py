@@ -130,6 +130,18 @@ def test_read_from_is_checked_before_any_io() -> None:
         {"REDIS_URL": CLUSTER_URL, "REDIS_READ_FROM": "az_affinity", "REDIS_CLIENT_AZ": "eu-1a"}
     )
     assert (zoned.read_from, zoned.client_az) == ("az_affinity", "eu-1a")
+    # A variable's value is stripped, as every variable's is; an argument is
+    # taken as given, so a zone that could never equal a server's is refused.
+    padded = RedisConfig.from_env(
+        {"REDIS_URL": CLUSTER_URL, "REDIS_READ_FROM": "az_affinity", "REDIS_CLIENT_AZ": " eu-1a "}
+    )
+    assert padded.client_az == "eu-1a"
+    for zone in (" eu-1a", "eu-1a\n", "eu\n1a", "eu-1a\x00"):
+        with pytest.raises(ConfigError, match=r"REDIS_CLIENT_AZ.*no spaces around it"):
+            RedisConfig(url=CLUSTER_URL, read_from="az_affinity", client_az=zone)
+    assert RedisConfig(url=CLUSTER_URL, read_from="az_affinity", client_az="eu 1a").client_az == (
+        "eu 1a"  # Valkey's availability-zone is any string: a space inside may match
+    )
     with pytest.raises(ConfigError, match=r"REDIS_READ_FROM.*single server"):
         RedisConfig(url="redis://127.0.0.1:1", read_from="prefer_replica")
     with pytest.raises(ConfigError, match=r"REDIS_LOCAL_CACHE.*not offered together"):
