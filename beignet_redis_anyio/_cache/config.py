@@ -20,6 +20,7 @@ from .._net.settings import (
     MIN_TIMEOUT,
     ConnectionSettings,
     TLSOptions,
+    _URLOptionError,
     redact_url,
 )
 from .._topology.replicas import LOCAL_CACHE_AND_REPLICAS, ReadFrom, check_read_from
@@ -409,7 +410,9 @@ class RedisConfig:
         except ValueError as exc:
             text = str(exc)
             variable = (
-                "REDIS_READ_FROM"
+                "REDIS_URL"
+                if isinstance(exc, _URLOptionError)
+                else "REDIS_READ_FROM"
                 if "read_from" in text
                 else "REDIS_CLIENT_NAME"
                 if "client_name" in text

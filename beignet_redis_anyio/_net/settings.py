@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import ssl
+from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -325,6 +326,7 @@ def parse_redis_url(url: str, **overrides: object) -> ConnectionSettings:
         fields["db"] = parse_db(db_text)
     if "protocol" in query:
         fields["protocol"] = parse_protocol(query["protocol"][-1])
+    check_url_options(query, ("db", "protocol"))
     fields.update(given_overrides(overrides))
     if scheme == "rediss":
         fields.setdefault("tls", TLSOptions())
@@ -354,6 +356,63 @@ def parse_db(text: str) -> int:
     if db is None:
         raise ValueError(f"the database in a Redis URL must be an integer >= 0, got {text!r}")
     return db
+
+
+#: Settings given in code or in a ``REDIS_`` variable that a URL does not
+#: carry, and options of redis-py's URLs that this client takes as
+#: arguments if at all: named in the error, so the user knows where they go.
+#: (Any other option is not named: a query may hold anything, a secret too.)
+_ARGUMENT_NOT_URL_OPTION = frozenset(
+    {
+        "read_from",
+        "read_from_replicas",
+        "client_az",
+        "local_cache",
+        "legacy_responses",
+        "command_timeout",
+        "connect_timeout",
+        "client_name",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "health_check_interval",
+        "retry_on_timeout",
+        "max_connections",
+        "decode_responses",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+    }
+)
+
+
+class _URLOptionError(ValueError):
+    """A URL's query has an option the URL does not carry: the URL's fault,
+    whatever setting the option is named after."""
+
+
+def check_url_options(names: Iterable[str], understood: Iterable[str]) -> None:
+    """Refuse a URL whose query has options other than ``understood``:
+    ignored, ``?read_from=prefer_replica`` would read from the primary
+    without a word. The error names an option only if it is one of the
+    settings that go in code instead (``_ARGUMENT_NOT_URL_OPTION``)."""
+    allowed = tuple(understood)
+    unknown = sorted(set(names) - set(allowed))
+    if not unknown:
+        return
+    reads = " and ".join(f"{name}=" for name in allowed)
+    known = [name for name in unknown if name in _ARGUMENT_NOT_URL_OPTION]
+    if known:
+        raise _URLOptionError(
+            f"{', '.join(f'{name}=' for name in known)} is not a URL option: give it as an "
+            f"argument (or its REDIS_ variable); this URL's query reads only {reads}"
+        )
+    raise _URLOptionError(
+        f"the URL's query has an option this client does not read (its query reads only "
+        f"{reads}); settings other than those are given as arguments or REDIS_ variables"
+    )
 
 
 def parse_protocol(text: str) -> int:

@@ -11,7 +11,7 @@ master); sentinels are asked without them.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import attrs
 
@@ -20,6 +20,7 @@ from .._net.settings import (
     DEFAULT_PORT,
     ConnectionSettings,
     TLSOptions,
+    check_url_options,
     given_overrides,
     parse_address,
     parse_db,
@@ -209,9 +210,9 @@ def parse_topology(url: str, **overrides: Any) -> Topology:
 
 
 def _query_protocol(query: str) -> int | None:
-    """``protocol=`` from a cluster or Sentinel URL's query, if given."""
-    for pair in query.split("&"):
-        name, _, value = pair.partition("=")
-        if name == "protocol":
-            return parse_protocol(unquote(value))
-    return None
+    """``protocol=`` from a cluster or Sentinel URL's query, if given: the
+    only option such a URL's query carries (its database, if any, is in its
+    path)."""
+    options = parse_qs(query)
+    check_url_options(options, ("protocol",))
+    return parse_protocol(options["protocol"][-1]) if "protocol" in options else None

@@ -131,3 +131,49 @@ def test_command_timeout_none_means_wait_forever_not_the_default(url: str) -> No
     settings = parse_topology(url, db=None, protocol=None)
     node = settings if isinstance(settings, ConnectionSettings) else settings.node
     assert (node.db, node.protocol, node.command_timeout) == (0, _settings.DEFAULT_PROTOCOL, 5.0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h/?read_from=prefer_replica",
+        "redis://h/0?client_az=eu-1a&protocol=3",
+        "unix:///run/redis.sock?db=1&local_cache=true",
+        "redis+cluster://a:7000,b:7001/?read_from=prefer_replica",
+        "rediss+sentinel://s1,s2/mymaster?client_az=eu-1a",
+    ],
+)
+def test_a_setting_given_in_the_url_query_is_refused_by_name(url: str) -> None:
+    """Ignored, ``?read_from=prefer_replica`` would read from the primary
+    without a word: an option the URL does not carry is an error."""
+    with pytest.raises(ValueError, match=r"(read_from|client_az|local_cache)= is not a URL option"):
+        parse_topology(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2@h/?hunter2=hunter2",
+        "redis://h/?password=hunter2",
+        "redis+cluster://:hunter2@a:7000/?token=hunter2",
+        "redis+sentinel://s1/mymaster?hunter2=1",
+    ],
+)
+def test_an_unknown_url_option_is_refused_without_being_shown(url: str) -> None:
+    """A query may hold anything, a secret too: an option that is not one
+    of the settings given in code is refused, and neither its name nor its
+    value is shown."""
+    with pytest.raises(ValueError, match="an option this client does not read") as caught:
+        parse_topology(url)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_url_options_it_reads_still_read() -> None:
+    single = parse_topology("redis://h/?db=2&protocol=3")
+    assert isinstance(single, ConnectionSettings)
+    assert (single.db, single.protocol) == (2, 3)
+    cluster = parse_topology("redis+cluster://a:7000/?protocol=3")
+    assert cluster.node.protocol == 3  # type: ignore[union-attr]
+    # A cluster or Sentinel URL's database, if any, is in its path: not ?db=.
+    with pytest.raises(ValueError, match="reads only protocol="):
+        parse_topology("redis+sentinel://s1/mymaster?db=1")

@@ -1039,3 +1039,8 @@ async def test_a_replica_the_topology_no_longer_lists_is_closed_and_not_probed()
         readers.keep_only([kept])
         assert not readers.health.is_down(gone) and list(readers.nodes) == [kept]
         await readers.aclose()
+
+
+def test_read_from_in_the_url_is_refused_naming_the_url_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^REDIS_URL: read_from= is not a URL option"):
+        RedisConfig.from_env({"REDIS_URL": f"{CLUSTER_URL}?read_from=prefer_replica"})
