@@ -84,10 +84,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections (Linux's
+    setting; its default elsewhere)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too."""
+    """A free port whose cluster bus port (port + 10000) is free too — both
+    outside the ports outgoing connections take: one checked free may be
+    taken by any client's connection before the node binds it, and then the
+    node exits ("Address already in use") and every test of its cluster
+    with it."""
+    ephemeral = _ephemeral_ports()
+    candidates = [
+        port
+        for port in range(10000, 55536)
+        if port not in ephemeral and port + 10000 not in ephemeral
+    ] or list(range(20000, 30000))
     for _ in range(200):
-        port = random.randint(20000, 29999)
+        port = random.choice(candidates)
         try:
             with socket.socket() as node, socket.socket() as bus:
                 node.bind((HOST, port))

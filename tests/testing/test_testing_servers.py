@@ -41,3 +41,14 @@ def test_a_missing_binary_is_said_before_anything_starts(monkeypatch: pytest.Mon
     monkeypatch.setattr(launcher, "find_server", lambda flavour: None)
     with pytest.raises(ServerNotFound, match="valkey-server is not installed"):
         RedisServer(flavour="valkey")
+
+
+def test_a_cluster_node_s_ports_are_none_an_outgoing_connection_could_take() -> None:
+    """A port checked free can be taken, before the node binds it, by any
+    client's outgoing connection if it lies in the kernel's range for those:
+    the node then exits, and every test of its cluster with it."""
+    ephemeral = launcher._ephemeral_ports()
+    for _ in range(50):
+        port = launcher.free_cluster_port()
+        assert port not in ephemeral
+        assert port + 10000 not in ephemeral
