@@ -99,11 +99,12 @@ def free_cluster_port() -> int:
     outside the ports outgoing connections take: one checked free may be
     taken by any client's connection before the node binds it, and then the
     node exits ("Address already in use") and every test of its cluster
-    with it."""
+    with it. Node ports lie below the bus ports (10000–19999, buses
+    20000–29999), so that one cluster's bus never takes another's node port."""
     ephemeral = _ephemeral_ports()
     candidates = [
         port
-        for port in range(10000, 55536)
+        for port in range(10000, 20000)
         if port not in ephemeral and port + 10000 not in ephemeral
     ] or list(range(20000, 30000))
     for _ in range(200):

@@ -52,3 +52,4 @@ def test_a_cluster_node_s_ports_are_none_an_outgoing_connection_could_take() -> 
         port = launcher.free_cluster_port()
         assert port not in ephemeral
         assert port + 10000 not in ephemeral
+        assert port < 20000 <= port + 10000  # no bus port is another node's port
