@@ -4,6 +4,7 @@ freezes or a failover moves the roles."""
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -810,8 +811,17 @@ async def test_two_replicas_share_the_reads_and_the_near_one_comes_first(
                 await client.get(key)
                 return [health.zone(a) for a in addresses] == ["zone-a", "zone-b"]
 
-            with anyio.fail_after(20):
-                await until(zones_known)
+            try:
+                with anyio.fail_after(20):
+                    await until(zones_known)
+            except builtins.TimeoutError:  # fail_after's, not redis-py's
+                # What the client knew, for the next time this happens.
+                owner = await client._cluster.owner(key_slot(key.encode()))
+                raise AssertionError(
+                    f"zones not learnt in 20 s: wanted {addresses}; listed "
+                    f"{client._cluster.replicas.get(owner)}; zones {health._zones}; "
+                    f"down {list(health._down)}; asking {list(health._asking)}"
+                ) from None
             stats = Stats(ports)
             for _ in range(10):
                 assert await client.get(key) == "v"
