@@ -88,16 +88,18 @@ def check_read_from(
         raise ConfigError(
             f"{setting} must be 'primary', 'prefer_replica' or 'az_affinity', got {read_from!r}"
         )
-    if client_az is not None and (not isinstance(client_az, str) or not client_az.strip()):
-        raise ConfigError(f"{zone_setting} must be a zone's name, got {client_az!r}")
-    if client_az is not None and (client_az != client_az.strip() or not client_az.isprintable()):
-        # A zone must equal a replica's ``availability_zone`` exactly, as read
-        # off one line of INFO: padded or with a line break in it, it never
-        # would, and every replica would silently count as another zone's.
-        raise ConfigError(
-            f"{zone_setting} must be a zone's name as the servers report it, with no "
-            f"spaces around it and no control characters, got {client_az!r}"
-        )
+    if client_az is not None:
+        if not isinstance(client_az, str) or not client_az.strip():
+            raise ConfigError(f"{zone_setting} must be a zone's name, got {client_az!r}")
+        if client_az != client_az.strip() or not client_az.isprintable():
+            # A zone must equal a replica's ``availability_zone`` exactly, as
+            # read off one line of INFO: padded or with a line break in it, it
+            # never would, and every replica would silently count as another
+            # zone's.
+            raise ConfigError(
+                f"{zone_setting} must be a zone's name as the servers report it, with no "
+                f"spaces around it and no control characters, got {client_az!r}"
+            )
     if known == "az_affinity" and client_az is None:
         raise ConfigError(
             f"{setting}='az_affinity' needs the client's zone: set {zone_setting} (e.g. us-east-1a)"
