@@ -684,11 +684,12 @@ class Multiplexer:
         """Why Redis is unavailable now (reconnecting in the background), or None."""
         return self._outage
 
-    def stalled(self, after: float) -> bool:
+    def stalled(self, after: float, now: float | None = None) -> bool:
         """Whether the server has owed us a reply for ``after`` seconds
         without sending anything, or cannot be reached now: a frozen or
         vanished server, seen without waiting out a command timeout. (Read
-        from the oldest request's deadline, so it needs a command timeout.)"""
+        from the oldest request's deadline, so it needs a command timeout.)
+        ``now``: the monotonic clock, if the caller has just read it."""
         if self._outage is not None:
             return True
         link = self._link
@@ -698,7 +699,7 @@ class Multiplexer:
         quiet_since = link.pending[0].deadline - timeout  # when the oldest was sent
         if link.last_received > quiet_since:
             quiet_since = link.last_received
-        return _now() - quiet_since >= after
+        return (_now() if now is None else now) - quiet_since >= after
 
     async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
         """Send ``payload`` (holding ``expected`` commands) and return their replies.

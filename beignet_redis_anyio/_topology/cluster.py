@@ -428,9 +428,10 @@ class ClusterRouter:
             # replica read, and a coroutine less is throughput kept.
             readers = self._readers
             assert readers is not None
-            if time.monotonic() >= self._fresh_until:  # _keep_fresh's test, without a call
+            now = time.monotonic()  # read once: the freshness test and the stall check
+            if now >= self._fresh_until:  # _keep_fresh's test, without a call
                 self._keep_fresh()
-            chosen = readers.health.choose(self._replicas.get(address, ()))
+            chosen = readers.health.choose(self._replicas.get(address, ()), now)
             if chosen is not None:
                 replica, connection = chosen
                 try:

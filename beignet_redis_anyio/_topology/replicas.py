@@ -163,11 +163,14 @@ class ReplicaHealth:
         chosen = self.choose(tuple(replicas))
         return None if chosen is None else chosen[0]
 
-    def choose(self, replicas: tuple[Address, ...]) -> tuple[Address, Multiplexer] | None:
+    def choose(
+        self, replicas: tuple[Address, ...], now: float | None = None
+    ) -> tuple[Address, Multiplexer] | None:
         """:meth:`pick`, with the replica's connection: this runs for every
         replica read, so the healthy ones are worked out only after a change
         (:meth:`_cycle`), and a read just checks that its turn's replica has
-        not stalled since."""
+        not stalled since (as of ``now``, the monotonic clock, if the caller
+        has just read it)."""
         while True:
             cycle = self._cycles.get(replicas)
             if cycle is None:
@@ -179,7 +182,7 @@ class ReplicaHealth:
             else:
                 self._turn += 1
                 chosen = cycle[self._turn % len(cycle)]
-            if not chosen[1].stalled(self._stall_after):
+            if not chosen[1].stalled(self._stall_after, now):
                 return chosen
             self.failed(chosen[0])  # and the cycle is worked out again without it
             if chosen[0] not in self._down:

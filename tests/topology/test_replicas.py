@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -183,7 +184,7 @@ class _FakeConnection:
         self.answers = False
         self.pings = 0
 
-    def stalled(self, after: float) -> bool:
+    def stalled(self, after: float, now: float | None = None) -> bool:
         return False
 
     async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
@@ -231,7 +232,7 @@ async def test_a_replica_that_stalls_after_its_turns_were_worked_out_is_skipped(
     class Stalling(_FakeConnection):
         frozen = False
 
-        def stalled(self, after: float) -> bool:
+        def stalled(self, after: float, now: float | None = None) -> bool:
             return self.frozen
 
     connections = {a: Stalling(), b: Stalling()}
@@ -249,7 +250,7 @@ async def test_a_stalled_replica_after_close_is_not_read_and_does_not_spin() -> 
     class Frozen(_FakeConnection):
         checks = 0
 
-        def stalled(self, after: float) -> bool:
+        def stalled(self, after: float, now: float | None = None) -> bool:
             self.checks += 1
             assert self.checks < 10, "choose() keeps trying the same stalled replica"
             return True
@@ -270,7 +271,7 @@ class _Scripted:
         self.reply = reply
         self._stalled = isinstance(reply, TimeoutError) if stalled is None else stalled
 
-    def stalled(self, after: float) -> bool:
+    def stalled(self, after: float, now: float | None = None) -> bool:
         return self._stalled
 
     async def request(self, payload: bytes, expected: int, decode: bool) -> list[Any]:
@@ -373,6 +374,9 @@ async def test_stalled_means_owing_replies_and_saying_nothing() -> None:
         tasks.start_soon(owed)
         with anyio.fail_after(10):
             await until(lambda: mux.stalled(0.05))
+        # A caller that has just read the clock passes it: that is the time judged.
+        assert mux.stalled(60, time.monotonic() + 120)
+        assert not mux.stalled(0.05, time.monotonic() - 60)
         await mux.aclose()
         tasks.cancel_scope.cancel()
 
