@@ -67,36 +67,71 @@ splitting a load over connections costs the client by itself, beside the
 modes' ratio in the same run. The parent loads both tags' keys first (the
 tags are found by asking each primary which it serves).
 
+The client's cost, counted
+--------------------------
+On this 2-core machine the client is the limit, and its speed drifts from
+round to round by more than the throughput ratios' distance from 1.00x,
+even between two runs of one mode. So the client's cost per operation is
+also counted, by ``valgrind --tool=callgrind``, which counts instructions,
+not seconds: a child of each mix, backend and mode runs 5,000 operations
+(``--quick``: 2,000) and another 25,000 (6,000), and the difference of their
+counts, over the operations between, is what the operations cost the client
+alone (its start, imports, connections and warm-up cancel out). Per
+operation:
+
+``instructions/op``
+    The client's own instructions (user space).
+``syscalls/op``
+    The system calls it made (``--trace-syscalls=yes``), but those that
+    only valgrind turns into system calls (the clock: the vDSO answers it
+    within the process otherwise). The kernel's work for them is not among
+    the instructions.
+
+Three rounds (``--cost-rounds``; ``--quick``: one); a ratio is the median of
+the rounds' ratios, with their range. The counts still move a little with
+timing (how many commands a write carries depends on who ran first), but
+far less than seconds do. The throughput target once more, judged by what
+the client does rather than by this machine's clock:
+
+* client instructions per op, ``prefer_replica / primary``, each mix and
+  backend: target <= 1.01x (within the counts' own spread between rounds).
+
 ``read_from`` is ``RedisConfig``'s and ``open_redis_client``'s option for
 replica reads. A checkout without it makes the first child fail with a line
 that says so, and the run ends there (exit status 2).
 
 Usage::
 
-    python bench/bench_replicas.py [--quick] [--rounds N] [--modes primary,prefer_replica]
-                                   [--json PATH]
+    python bench/bench_replicas.py [--quick] [--rounds N] [--cost-rounds N]
+                                   [--modes primary,prefer_replica] [--json PATH]
 
 A run of some ``--modes`` writes its JSON only where ``--json`` says. Exit
 status 0 even when a target FAILs (this is a report); non-zero when a child
-crashes, the cluster cannot be started, or ``read_from`` is refused.
+crashes, valgrind is missing (Debian's ``valgrind``; ``--cost-rounds 0``
+skips the counts), the cluster cannot be started, or ``read_from`` is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gc
 import itertools
 import json
 import re
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 from _harness import (
+    CHILD_TIMEOUT_S,
     ChildFailed,
     bench_main,
     check,
@@ -144,6 +179,10 @@ WARMUP_OPS = 2_000
 CONTROLS: tuple[str, ...] = ("all on one primary", "writes on another")
 
 THROUGHPUT_MIN = 1.0
+#: The counts move by about a percent between rounds of one mode (who ran
+#: first decides how many commands a write carries): a ratio within that is
+#: no cost.
+CLIENT_COST_MAX = 1.01
 PRIMARY_CPU_MAX = 0.5
 #: With every replica up and synced, nearly every GET should go to one.
 REPLICA_SHARE_MIN = 0.9
@@ -234,7 +273,14 @@ def child_main(args: argparse.Namespace) -> None:
         keys["reads"] = tagged(args.read_tag)
         keys["writes"] = tagged(args.write_tag or args.read_tag)
     warm_up = [plan(task, WARMUP_OPS // TASKS, args.write_every, **keys) for task in range(TASKS)]
-    timed = [plan(task, args.ops // TASKS, args.write_every, **keys) for task in range(TASKS)]
+    # Counted by callgrind (--plan-ops), children that run different numbers
+    # of operations build plans alike, so that the difference of two counts
+    # holds the operations alone, not the building of their plans.
+    planned = args.plan_ops or args.ops
+    timed = [
+        plan(task, planned // TASKS, args.write_every, **keys)[: args.ops // TASKS]
+        for task in range(TASKS)
+    ]
     ops = sum(map(len, timed))
 
     async def main() -> dict[str, Any]:
@@ -544,6 +590,146 @@ def report_control(control: dict[str, Any]) -> dict[str, Any]:
     return ratios
 
 
+#: The client's cost, counted: a child runs COST_BASE operations of a mix
+#: and another COST_MORE, and the difference of their counts over the
+#: operations between holds the operations alone (start, imports, connects
+#: and the warm-up cancel out).
+COST_BASE, COST_MORE = 5_000, 25_000
+QUICK_COST_BASE, QUICK_COST_MORE = 2_000, 6_000
+#: ``valgrind --trace-syscalls=yes`` prints a line per system call (and one
+#: more for each that blocked: "... [async] --> ..."): these are the calls.
+_SYSCALL = re.compile(r"^SYSCALL\[\d+,\d+\]\(\d+\) (sys_\w+)", re.MULTILINE)
+#: Calls that only valgrind makes system calls: outside it the vDSO answers
+#: them within the process, with no system call (the clock, mostly).
+_VDSO = frozenset({"sys_clock_gettime", "sys_gettimeofday", "sys_time", "sys_getcpu"})
+
+
+def count_child(valgrind: str, ops: int, plan_ops: int, **options: object) -> tuple[int, int]:
+    """One child under callgrind: the instructions it ran and the system
+    calls it made (those that are system calls outside valgrind), in all."""
+    cmd = [
+        valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", "--trace-syscalls=yes",
+        sys.executable, str(Path(__file__).resolve()), "--ops", str(ops),
+        "--plan-ops", str(plan_ops),
+    ]  # fmt: skip
+    for name, value in options.items():
+        cmd += [f"--{name.replace('_', '-')}", str(value)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise ChildFailed(f"timed out after {exc.timeout:.0f}s") from None
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        lines = [
+            line
+            for line in proc.stderr.splitlines()
+            if line.strip() and not line.startswith(("SYSCALL[", "==", "--"))
+        ]
+        raise ChildFailed(lines[-1] if lines else f"exit status {proc.returncode}", proc.stderr)
+    calls = [name for name in _SYSCALL.findall(proc.stderr) if name not in _VDSO]
+    return int(found[1]), len(calls)
+
+
+def run_costs(url: str, rounds: int, quick: bool, primaries: str, replicas: str) -> dict[str, Any]:
+    """Per round, mix, backend and mode: the client's instructions and
+    system calls per operation, counted (see COST_BASE). Returns ``{"runs":
+    [{"mix", "backend", "mode", "round", "instructions", "syscalls"}, …],
+    "crashed": […]}``. Counts hardly depend on the machine's speed, so two
+    children share the cores."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return {"runs": [], "crashed": ["cost: valgrind not found (Debian's valgrind package)"]}
+    base, more = (QUICK_COST_BASE, QUICK_COST_MORE) if quick else (COST_BASE, COST_MORE)
+    jobs = [
+        (number, mix, backend, mode, ops)
+        for number in range(rounds)
+        for mix in MIXES
+        for backend in BACKENDS
+        for mode in MODES
+        for ops in (base, more)
+    ]
+
+    def count(job: tuple[int, str, str, str, int]) -> tuple[int, int] | str:
+        _, mix, backend, mode, ops = job
+        try:
+            return count_child(
+                valgrind, ops, more, run=backend, mode=mode, url=url, primaries=primaries,
+                replicas=replicas, write_every=MIXES[mix],
+            )  # fmt: skip
+        except ChildFailed as exc:
+            return f"cost/{mix}/{backend}/{mode}/{ops}: {exc.reason}"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        counted = dict(zip(jobs, pool.map(count, jobs), strict=True))
+    runs: list[dict[str, Any]] = []
+    crashed = [value for value in counted.values() if isinstance(value, str)]
+    for number, mix, backend, mode in {job[:4] for job in jobs}:
+        low, high = (
+            counted[number, mix, backend, mode, base],
+            counted[number, mix, backend, mode, more],
+        )
+        if isinstance(low, str) or isinstance(high, str):
+            continue
+        runs.append({
+            "mix": mix, "backend": backend, "mode": mode, "round": number,
+            "instructions": (high[0] - low[0]) / (more - base),
+            "syscalls": (high[1] - low[1]) / (more - base),
+        })  # fmt: skip
+    runs.sort(key=lambda run: (run["round"], run["mix"], run["backend"], run["mode"]))
+    return {"operations": [base, more], "runs": runs, "crashed": crashed}
+
+
+def report_costs(costs: dict[str, Any]) -> dict[str, Any]:
+    """The counted cost's table and ratio lines; returns the ratios."""
+    runs = costs["runs"]
+
+    def figures(mix: str, backend: str, mode: str, name: str) -> list[float]:
+        return [
+            run[name]
+            for run in runs
+            if (run["mix"], run["backend"], run["mode"]) == (mix, backend, mode)
+        ]
+
+    def middle(values: Sequence[float]) -> str:
+        return "n/a" if not values else f"{statistics.median(values):,.0f}"
+
+    def calls(values: Sequence[float]) -> str:
+        return "n/a" if not values else f"{statistics.median(values):.3f}"
+
+    header = ["backend", "read_from"]
+    for mix in MIXES:
+        header += [f"{mix} instructions/op", f"{mix} syscalls/op"]
+    rows: list[tuple[str, ...]] = [tuple(header)]
+    for backend in BACKENDS:
+        for mode in MODES:
+            row = [backend, mode]
+            for mix in MIXES:
+                row += [
+                    middle(figures(mix, backend, mode, "instructions")),
+                    calls(figures(mix, backend, mode, "syscalls")),
+                ]
+            rows.append(tuple(row))
+    print()
+    title = "the client's cost per operation, counted by callgrind (median of rounds)"
+    print_table(rows, [False, False, *([True] * (2 * len(MIXES)))], title=title)
+    print()
+    ratios: dict[str, Any] = {}
+    for mix in MIXES:
+        for backend in BACKENDS:
+            ours = figures(mix, backend, "prefer_replica", "instructions")
+            base = figures(mix, backend, "primary", "instructions")
+            if not ours or len(ours) != len(base):
+                ratio, per_round = None, []
+            else:
+                per_round = [a / b for a, b in zip(ours, base, strict=True)]
+                ratio = statistics.median(per_round)
+            lead = f"{backend:<7} {mix:<10}"
+            pair = "client instructions/op prefer_replica / primary"
+            print(ratio_target(lead, pair, (ratio, per_round), CLIENT_COST_MAX, True))
+            ratios.setdefault(mix, {})[backend] = ratio
+    return ratios
+
+
 def parent_main(args: argparse.Namespace) -> int:
     found = print_header(cluster=True)
     if found is None:
@@ -557,9 +743,11 @@ def parent_main(args: argparse.Namespace) -> int:
         f"{', '.join(MIXES)}) over {KEY_COUNT:,} keys, after {WARMUP_OPS:,} untimed; "
         f"best of {rounds} rounds; read_from {', '.join(modes)}"
     )
+    cost_rounds = args.cost_rounds if args.cost_rounds is not None else (1 if args.quick else 3)
     runs: dict[str, Runs] = {mix: {} for mix in MIXES}
     crashed: list[str] = []
     control: dict[str, Any] = {}
+    costs: dict[str, Any] = {}
     try:
         with closing(RedisCluster(binary=executable)) as cluster:
             topology = roles(cluster)
@@ -594,6 +782,9 @@ def parent_main(args: argparse.Namespace) -> int:
             if "primary" in modes:
                 control = run_control(cluster.url, topology, rounds, ops, primaries, replicas)
                 crashed += control.pop("crashed")
+            if cost_rounds and set(MODES) <= set(modes):
+                costs = run_costs(cluster.url, cost_rounds, args.quick, primaries, replicas)
+                crashed += costs.pop("crashed")
             # A failover in the middle would make the per-role figures wrong.
             moved = roles(cluster) != topology
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -606,6 +797,8 @@ def parent_main(args: argparse.Namespace) -> int:
     ratios = {mix: report(runs[mix], modes, topology, mix) for mix in MIXES}
     if control:
         ratios["control"] = report_control(control)
+    if costs:
+        ratios["cost"] = report_costs(costs)
     parameters = {
         "quick": args.quick,
         "rounds": rounds,
@@ -615,6 +808,8 @@ def parent_main(args: argparse.Namespace) -> int:
         "keys": KEY_COUNT,
         "mixes": MIXES,
         "modes": modes,
+        "cost_rounds": cost_rounds if costs else 0,
+        "cost_operations": costs.get("operations"),
         "redis_server": server_version,
     }
     data = {
@@ -626,6 +821,7 @@ def parent_main(args: argparse.Namespace) -> int:
             for number, run in enumerate(results)
         ],
         "control": control,
+        "cost": costs.get("runs", []),
         "ratios": ratios,
         "crashed": crashed,
     }
@@ -647,7 +843,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--replicas": {"help": "the replicas' ports (child)"},
         "--modes": {"default": None, "help": "comma-separated read_from modes (parent)"},
         "--rounds": {"type": int, "default": None, "help": "rounds (parent)"},
+        "--cost-rounds": {
+            "type": int,
+            "default": None,
+            "help": "rounds of the counted cost, 0 none (parent; default 3, --quick 1)",
+        },
         "--read-tag": {"default": None, "help": "GET keys under this hash tag only (child)"},
+        "--plan-ops": {
+            "type": int,
+            "default": None,
+            "help": "build plans for this many operations, run --ops of them (child)",
+        },
         "--write-tag": {"default": None, "help": "SET keys under this hash tag (child)"},
     }
     return bench_main(
