@@ -179,9 +179,9 @@ WARMUP_OPS = 2_000
 CONTROLS: tuple[str, ...] = ("all on one primary", "writes on another")
 
 THROUGHPUT_MIN = 1.0
-#: The counts move by about a percent between rounds of one mode (who ran
-#: first decides how many commands a write carries): a ratio within that is
-#: no cost.
+#: The counts move by a percent or two between rounds of one mode (who ran
+#: first decides how many commands a write carries): a ratio within a
+#: percent of 1.00x cannot be told from none.
 CLIENT_COST_MAX = 1.01
 PRIMARY_CPU_MAX = 0.5
 #: With every replica up and synced, nearly every GET should go to one.
@@ -599,8 +599,8 @@ QUICK_COST_BASE, QUICK_COST_MORE = 2_000, 6_000
 #: ``valgrind --trace-syscalls=yes`` prints a line per system call (and one
 #: more for each that blocked: "... [async] --> ..."): these are the calls.
 _SYSCALL = re.compile(r"^SYSCALL\[\d+,\d+\]\(\d+\) (sys_\w+)", re.MULTILINE)
-#: Calls that only valgrind makes system calls: outside it the vDSO answers
-#: them within the process, with no system call (the clock, mostly).
+#: Calls that are system calls only under valgrind: outside it the vDSO
+#: answers them within the process (the clock, mostly).
 _VDSO = frozenset({"sys_clock_gettime", "sys_gettimeofday", "sys_time", "sys_getcpu"})
 
 
@@ -731,19 +731,26 @@ def report_costs(costs: dict[str, Any]) -> dict[str, Any]:
 
 
 def parent_main(args: argparse.Namespace) -> int:
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 5)
+    cost_rounds = args.cost_rounds if args.cost_rounds is not None else (1 if args.quick else 3)
+    if rounds < 1 or cost_rounds < 0:
+        print("error: --rounds must be at least 1, --cost-rounds at least 0", file=sys.stderr)
+        return 2
+    unknown = sorted(set(args.modes.split(",")) - set(MODES)) if args.modes else []
+    if unknown:
+        print(f"error: --modes takes {', '.join(MODES)}; not {', '.join(unknown)}", file=sys.stderr)
+        return 2
     found = print_header(cluster=True)
     if found is None:
         return 2
     executable, server_version = found
     modes = [mode for mode in MODES if not args.modes or mode in args.modes.split(",")]
-    rounds = args.rounds or (1 if args.quick else 5)
     ops = QUICK_OPS if args.quick else OPS
     print(
         f"{ops:,} operations per measurement ({TASKS} tasks; mixes: "
         f"{', '.join(MIXES)}) over {KEY_COUNT:,} keys, after {WARMUP_OPS:,} untimed; "
         f"best of {rounds} rounds; read_from {', '.join(modes)}"
     )
-    cost_rounds = args.cost_rounds if args.cost_rounds is not None else (1 if args.quick else 3)
     runs: dict[str, Runs] = {mix: {} for mix in MIXES}
     crashed: list[str] = []
     control: dict[str, Any] = {}
